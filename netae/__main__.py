@@ -1,0 +1,3 @@
+from netae.cli import main
+
+main()

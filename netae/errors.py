@@ -1,0 +1,89 @@
+"""The netae exception hierarchy, and the exit statuses the CLI maps it to.
+
+Every error a user can fix is a ``NetaeError``; anything else is a bug (exit 70)::
+
+    NetaeError                      exit 2
+    ├── ConfigError                 bad configuration key or value
+    ├── InputError                  a path given by the user is missing or unusable
+    ├── CaptureError                a capture cannot be read
+    │   ├── NotACapture             not pcap/pcapng (bad magic, another file type)
+    │   ├── TruncatedCapture        cut short or corrupt part-way
+    │   └── UnsupportedLinkType     no supported link type carries IP
+    ├── ModelError                  a model file cannot be used
+    │   └── IncompatibleModel       schema or feature layout from another version
+    └── OutputError                 output cannot be written
+
+Exit statuses (public API, the same for every command):
+0 nothing anomalous · 1 anomalies found · 2 usage, input, config or model error ·
+3 some inputs were unreadable and the others were processed · 70 internal error.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+__all__ = [
+    "EXIT_ANOMALIES",
+    "EXIT_INTERNAL",
+    "EXIT_OK",
+    "EXIT_PARTIAL",
+    "EXIT_USAGE",
+    "CaptureError",
+    "ConfigError",
+    "IncompatibleModel",
+    "InputError",
+    "ModelError",
+    "NetaeError",
+    "NotACapture",
+    "OutputError",
+    "TruncatedCapture",
+    "UnsupportedLinkType",
+]
+
+EXIT_OK = 0
+EXIT_ANOMALIES = 1
+EXIT_USAGE = 2
+EXIT_PARTIAL = 3
+EXIT_INTERNAL = 70
+
+
+class NetaeError(Exception):
+    """Something the user can fix: the message says what, where, and what to do."""
+
+    exit_code: ClassVar[int] = EXIT_USAGE
+
+
+class ConfigError(NetaeError, ValueError):
+    """A configuration key is unknown or its value is out of range."""
+
+
+class InputError(NetaeError):
+    """A path given by the user does not exist, is empty, or holds nothing usable."""
+
+
+class CaptureError(NetaeError):
+    """A capture file cannot be read."""
+
+
+class NotACapture(CaptureError):
+    """The file is not a pcap or pcapng capture (checked by magic number, never by name)."""
+
+
+class TruncatedCapture(CaptureError):
+    """The capture is cut short or corrupt part-way; records before the damage are usable."""
+
+
+class UnsupportedLinkType(CaptureError):
+    """No interface of the capture has a link type that carries IP."""
+
+
+class ModelError(NetaeError):
+    """A model file is missing, truncated, corrupt or tampered with."""
+
+
+class IncompatibleModel(ModelError):
+    """A model file from another schema version or feature layout."""
+
+
+class OutputError(NetaeError):
+    """Output cannot be written where the user asked."""
