@@ -101,7 +101,10 @@ def test_jsonl_is_ecs_shaped():
 def test_table_lists_highest_score_first():
     t = score_table()
     text = render(t, select_rows(t, include_all=True, by_score=True), "table")
-    assert text.index("5") < text.index("0.3") < text.index("0.1")
+    data = [line for line in text.splitlines() if "10.0.0.1" in line]
+    assert len(data) == 3
+    assert "ANOMALY" in data[0] and ":40001" in data[0]
+    assert data[1].split("│")[1].strip() == "0.3" and data[2].split("│")[1].strip() == "0.1"
 
 
 def test_atomic_write_leaves_target_untouched_on_error(tmp_path):
