@@ -1,0 +1,78 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from netae.config import ContextSettings
+from netae.context import CONTEXT_FEATURES, compute_context
+from netae.flows import assemble_flows
+from tests.helpers.packets import make_packets, tcp_session
+
+
+def context_of(rows, window_s=300.0):
+    p = make_packets(rows)
+    f = assemble_flows(p, idle_timeout_s=120, active_timeout_s=1800)
+    return f, compute_context(p, f, settings=ContextSettings(window_s=window_s))
+
+
+def syn_probe(t, port, src="10.0.0.66", dst="10.0.0.10"):
+    return [
+        {"ts": t, "src": src, "dst": dst, "sport": 62001, "dport": port, "flags": 0x02},
+        {"ts": t + 1e-4, "src": dst, "dst": src, "sport": port, "dport": 62001, "flags": 0x14},
+    ]
+
+
+def test_scan_raises_new_ports_and_failure_share():
+    rows = []
+    for i, port in enumerate(range(1000, 1020)):
+        rows += syn_probe(10.0 + i * 0.5, port)
+    f, ctx = context_of(rows)
+    assert set(ctx) == set(CONTEXT_FEATURES)
+    # The k-th probe (by time) saw k earlier flows, all to new ports, all failed.
+    order = np.argsort(f.first_ns)
+    k = np.arange(f.n_flows)
+    np.testing.assert_allclose(ctx["ctx_src_flows_log"][order], np.log1p(k), rtol=1e-6)
+    np.testing.assert_allclose(ctx["ctx_src_new_dports_log"][order], np.log1p(k), rtol=1e-6)
+    np.testing.assert_allclose(ctx["ctx_src_fail_share"][order][1:], 1.0)
+    assert ctx["ctx_src_fail_share"][order][0] == 0.0  # nothing before the first
+    np.testing.assert_allclose(ctx["ctx_src_new_dsts_log"][order][1:], np.log1p(1))
+
+
+def test_window_forgets_old_flows():
+    rows = syn_probe(0.0, 22) + syn_probe(400.0, 23) + syn_probe(401.0, 24)
+    f, ctx = context_of(rows, window_s=300.0)
+    order = np.argsort(f.first_ns)
+    assert ctx["ctx_src_flows_log"][order].tolist() == pytest.approx([0.0, 0.0, np.log1p(1)])
+
+
+def test_periodic_polling_has_small_interval_spread():
+    def poll(times, src):
+        rows = []
+        for i, t in enumerate(times):
+            rows += tcp_session(t, client=src, server="10.0.0.10", sport=40000 + i, dport=443)
+        return rows
+
+    rng = np.random.default_rng(0)
+    regular = 1000.0 + np.arange(20) * 8.0
+    irregular = 1000.0 + np.cumsum(rng.exponential(8.0, 20))
+    f, ctx = context_of(poll(regular, "10.0.0.5") + poll(irregular, "10.0.0.6"))
+    from netae.tables import format_ip
+
+    src = np.array([format_ip(h, lo) for h, lo in zip(f.src_hi, f.src_lo, strict=True)])
+    last = lambda s: ctx["ctx_pair_iat_std_log_s"][np.flatnonzero(src == s)[-1]]  # noqa: E731
+    assert last("10.0.0.5") < 1e-3
+    assert last("10.0.0.6") > 0.3
+    reg = np.flatnonzero(src == "10.0.0.5")[-1]
+    assert ctx["ctx_pair_iat_mean_log_s"][reg] == pytest.approx(np.log1p(8.0), rel=1e-4)
+    assert ctx["ctx_pair_flows_log"][reg] == pytest.approx(np.log1p(19))
+
+
+def test_context_depends_only_on_earlier_flows():
+    rows = []
+    for i in range(30):
+        rows += syn_probe(float(i), 1000 + i)
+    f, full = context_of(rows)
+    f2, prefix = context_of(rows[:40])  # the first 20 flows only
+    n = f2.n_flows
+    for name in CONTEXT_FEATURES:
+        np.testing.assert_allclose(full[name][:n], prefix[name], err_msg=name)

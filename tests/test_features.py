@@ -1,0 +1,67 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from netae.errors import IncompatibleModel
+from netae.features import PACKET_FEATURES, compute_features, fit_scaler
+from netae.flows import assemble_flows
+from tests.helpers.packets import make_packets, tcp_session
+
+
+def featurize(rows, context=None):
+    p = make_packets(rows)
+    f = assemble_flows(p, idle_timeout_s=120, active_timeout_s=1800)
+    return p, f, compute_features(p, f, context=context)
+
+
+def col(x, name):
+    return x.values[:, x.names.index(name)]
+
+
+def test_hand_built_session_features():
+    rows = tcp_session(100.0, n_data=1, gap=0.01)
+    _, f, x = featurize(rows)
+    x.validate()
+    assert x.names[: len(PACKET_FEATURES)] == PACKET_FEATURES
+    assert x.values.shape == (len(rows), len(x.names)) and x.values.dtype == np.float32
+    assert col(x, "is_fwd").tolist() == [1, 0, 1, 1, 0, 1, 0, 1]
+    assert col(x, "tcp_syn").tolist() == [1, 1, 0, 0, 0, 0, 0, 0]
+    np.testing.assert_allclose(col(x, "log_ip_len_bytes"), np.log1p([r["ip_len"] for r in rows]), rtol=1e-6)
+    np.testing.assert_allclose(col(x, "log_payload_bytes")[3], np.log1p(100), rtol=1e-6)
+    # 10 ms between packets = 10,000 us; the first packet has no gap.
+    np.testing.assert_allclose(col(x, "log_iat_us"), np.log1p([0] + [10_000] * 7), rtol=1e-5)
+    # Same-direction gap: packet 2 (fwd) follows packet 0 (fwd) after 20 ms.
+    assert col(x, "log_iat_same_dir_us")[2] == pytest.approx(np.log1p(20_000), rel=1e-5)
+    assert np.all(col(x, "tcp_handshake_done") == 1)
+    assert np.all(col(x, "log_flow_pkts") == pytest.approx(np.log1p(8)))
+
+
+def test_failed_connection_flags():
+    rows = [
+        {"ts": 0.0, "flags": 0x02},
+        {"ts": 0.001, "src": "10.0.0.2", "dst": "10.0.0.1", "sport": 80, "dport": 40000, "flags": 0x14},
+    ]
+    _, _, x = featurize(rows)
+    assert np.all(col(x, "tcp_reset") == 1) and np.all(col(x, "tcp_handshake_done") == 0)
+
+
+def test_context_columns_are_broadcast_per_flow():
+    rows = tcp_session(0.0) + tcp_session(1.0, sport=40001)
+    _, f, x = featurize(rows, context={"ctx_a": np.array([1.0, 2.0], np.float32)})
+    a = col(x, "ctx_a")
+    assert a[: f.offsets[1]].tolist() == [1.0] * int(f.offsets[1])
+    assert set(a[f.offsets[1] :].tolist()) == {2.0}
+
+
+def test_scaler_fits_on_given_rows_and_refuses_other_features():
+    _, _, x = featurize(tcp_session(0.0))
+    rows = np.zeros(len(x.values), dtype=bool)
+    rows[:4] = True
+    s = fit_scaler(x, rows)
+    z = s.transform(x).values
+    np.testing.assert_allclose(z[:4].mean(axis=0)[s.scale_ != 1], 0, atol=1e-5)
+    assert np.all(np.isfinite(z))
+    _, _, y = featurize(tcp_session(0.0), context={"ctx_a": np.array([1.0], np.float32)})
+    with pytest.raises(IncompatibleModel):
+        s.transform(y)
