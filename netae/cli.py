@@ -13,6 +13,7 @@ from __future__ import annotations
 import enum
 import functools
 import logging
+import math
 import os
 import sys
 from collections.abc import Callable
@@ -221,7 +222,7 @@ def train(
         err_console.print(
             f"trained on {tr['flows']} flows ({tr['packets']} packets) from {len(tr['inputs'])} file(s): "
             f"{tr['epochs']} epochs on {tr['device']}, best epoch {tr['best_epoch']} "
-            f"(train loss {best.get('train_loss', float('nan')):.4f}, val loss {best.get('val_loss', float('nan')):.4f}); "
+            f"(train loss {best.get('train_loss', math.nan):.4f}, val loss {best.get('val_loss', math.nan):.4f}); "
             f"threshold {run.threshold.value_:.4g} ({run.threshold.strategy}, {tr['val_flows']} validation flows); "
             f"wrote {output}",
             soft_wrap=True,
@@ -324,6 +325,77 @@ def info(
         last = hist[-1]
         lines.append(f"final loss   train {last['train_loss']:.5f}, validation {last['val_loss']:.5f}")
     sys.stdout.write("\n".join(lines) + "\n")
+
+
+class EvalFormat(enum.StrEnum):
+    text = "text"
+    json = "json"
+
+
+@app.command()
+@handle_errors
+def evaluate(
+    paths: Annotated[list[str], typer.Argument(help="Labelled capture files.")],
+    model: Annotated[Path, typer.Option("--model", "-m", help="Model file.")] = Path("model.netae"),
+    labels: Annotated[Path, typer.Option("--labels", "-l", help="Labels CSV (src_ip,...,label).")] = Path("labels.csv"),
+    fmt: Annotated[EvalFormat, typer.Option("--format", "-f", help="text or json.")] = EvalFormat.text,
+    threshold: Annotated[float | None, typer.Option(help="Override the model's threshold.")] = None,
+    device: Annotated[Device, typer.Option(help="Where to run the model.")] = Device.auto,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+) -> None:
+    """Measure detection against labelled flows: ROC-AUC, precision, detection at low FPR, per attack.
+
+    Exit status 0 when the evaluation ran (2 on errors), whatever the scores.
+    """
+    import json
+
+    from netae.evaluate import evaluate_scores, format_evaluation, match_labels, read_labels
+    from netae.pipeline import expand_inputs
+    from netae.workflow import score_captures
+
+    _quiet(quiet)
+    table_labels = read_labels(labels)
+    sources = expand_inputs(paths)
+    on_file, stop = _file_progress(sources, quiet)
+    try:
+        run = score_captures(sources, model_path=model, threshold=threshold, device=device.value, on_file=on_file)
+    finally:
+        stop()
+    matched = match_labels(run.table, table_labels)
+    ev = evaluate_scores(run.table.score, matched, threshold=run.table.threshold)
+    if fmt is EvalFormat.json:
+        sys.stdout.write(json.dumps(ev.to_dict(), indent=2) + "\n")
+    else:
+        sys.stdout.write(format_evaluation(ev))
+
+
+@app.command()
+@handle_errors
+def calibrate(
+    model: Annotated[Path, typer.Argument(help="Model file to recalibrate (rewritten atomically).")],
+    paths: Annotated[list[str], typer.Argument(help="Benign captures to fit the threshold on.")],
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write here instead of MODEL.")] = None,
+    strategy: Annotated[str | None, typer.Option(help="quantile, meanstd or spot (default: the model's).")] = None,
+    quantile: Annotated[float | None, typer.Option(help="Quantile for the quantile strategy.")] = None,
+    device: Annotated[Device, typer.Option(help="Where to run the model.")] = Device.auto,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+) -> None:
+    """Refit a model's threshold on new benign captures, without retraining."""
+    from netae.pipeline import expand_inputs
+    from netae.workflow import calibrate_model
+
+    _quiet(quiet)
+    sources = expand_inputs(paths)
+    on_file, stop = _file_progress(sources, quiet)
+    try:
+        old, new = calibrate_model(
+            model, sources, output=output or model, strategy=strategy, quantile=quantile, device=device.value,
+            on_file=on_file,
+        )  # fmt: skip
+    finally:
+        stop()
+    if not quiet:
+        err_console.print(f"threshold {old:.4g} -> {new.value_:.4g} ({new.strategy}); wrote {output or model}")
 
 
 def main() -> None:

@@ -53,9 +53,7 @@ def expand_inputs(paths: Iterable[str | os.PathLike[str]]) -> list[str]:
             continue
         path = Path(p)
         if path.is_dir():
-            found = sorted(
-                str(f) for f in path.rglob("*") if f.is_file() and f.name.lower().endswith(CAPTURE_SUFFIXES)
-            )
+            found = sorted(str(f) for f in path.rglob("*") if f.is_file() and f.name.lower().endswith(CAPTURE_SUFFIXES))
             if not found:
                 raise InputError(f"{p}: no capture files (.pcap, .pcapng, .cap, optionally .gz) in this directory")
             out.extend(found)
@@ -77,9 +75,7 @@ def _merge(tables: list[tuple[PacketTable, FlowTable]]) -> tuple[PacketTable, Fl
     packets = PacketTable.concat([p for p, _ in tables])
     base = np.cumsum([0] + [p.n_packets for p, _ in tables[:-1]])
     pkt_base = np.cumsum([0] + [len(f.order) for _, f in tables[:-1]])
-    cols = {
-        name: np.concatenate([f.column_dict()[name] for _, f in tables]) for name in tables[0][1].column_dict()
-    }
+    cols = {name: np.concatenate([f.column_dict()[name] for _, f in tables]) for name in tables[0][1].column_dict()}
     order = np.concatenate([f.order + b for (_, f), b in zip(tables, base, strict=True)])
     offsets = np.concatenate([[0]] + [f.offsets[1:] + b for (_, f), b in zip(tables, pkt_base, strict=True)])
     is_fwd = np.concatenate([f.is_fwd for _, f in tables])

@@ -230,3 +230,36 @@ def build_score_table(data: Featurized, scores: FlowScores, *, threshold: float,
         top_features=top,
         feature_names=data.features.names,
     )
+
+
+def calibrate_model(
+    model_path: Path,
+    sources: list[str],
+    *,
+    output: Path,
+    strategy: str | None = None,
+    quantile: float | None = None,
+    device: str = "auto",
+    on_file: Callable[[str, SkipCounts], None] | None = None,
+) -> tuple[float, Threshold]:
+    """Score benign captures with a model, refit its threshold on them, write the model again."""
+    model = load_model(model_path)
+    settings = model_settings(model)
+    settings = settings.replace("threshold", strategy=strategy, quantile=quantile)
+    data = featurize_files(sources, settings=settings, on_file=on_file)
+    require_flows(data)
+    run = score_featurized(data, model, threshold=None, device=device)
+    threshold = fit_threshold(run.table.score, settings.threshold)
+    meta = dict(model.meta)
+    old = float(meta["threshold"]["value"])
+    meta["threshold"] = threshold.to_dict()
+    meta["settings"] = settings.to_dict()
+    meta["calibration"] = {
+        "inputs": [Path(s).name for s in data.files],
+        "flows": int(data.flows.n_flows),
+        "previous_threshold": old,
+        "created": datetime.now(tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+    meta.pop("digest", None)
+    dump_model(output, weights=model.weights, scaler_mean=model.scaler_mean, scaler_scale=model.scaler_scale, meta=meta)
+    return old, threshold
