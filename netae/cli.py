@@ -327,6 +327,49 @@ def info(
     sys.stdout.write("\n".join(lines) + "\n")
 
 
+@app.command()
+@handle_errors
+def featurize(
+    paths: Annotated[list[str], typer.Argument(help="Capture files or directories; - reads standard input.")],
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="FILE.parquet, or a directory for one shard per capture.")
+    ],
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="TOML settings file.")] = None,
+    workers: Annotated[int, typer.Option(help="Parallel processes (directory output).")] = 1,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+) -> None:
+    """Write flows and their per-packet feature sequences to Parquet (a file, or a sharded dataset)."""
+    from netae.config import load_settings
+    from netae.pipeline import expand_inputs
+    from netae.workflow import featurize_to
+
+    _quiet(quiet)
+    settings = load_settings(config)
+    sources = expand_inputs(paths)
+    results = featurize_to(sources, output, settings=settings, workers=max(1, workers))
+    failed = [r for r in results if r.error]
+    for r in results:
+        for message in r.warnings:
+            log.warning("%s: %s", r.source, message)
+    for r in failed:
+        err_console.print(f"[yellow]warning:[/] skipped {r.source}: {r.error}", markup=True, soft_wrap=True)
+    if not quiet:
+        records = sum(r.records for r in results)
+        skipped: dict[str, int] = {}
+        for r in results:
+            for k, v in r.skipped.items():
+                skipped[k] = skipped.get(k, 0) + v
+        flows = sum(r.flows for r in results)
+        detail = ", ".join(f"{v} {k}" for k, v in sorted(skipped.items(), key=lambda kv: -kv[1])) or "none"
+        err_console.print(
+            f"read {records} records from {len(results) - len(failed)} of {len(results)} capture(s); "
+            f"skipped: {detail}; " + (f"{flows} flows; " if output.suffix != ".parquet" else "") + f"wrote {output}",
+            soft_wrap=True,
+        )
+    if failed:
+        raise typer.Exit(EXIT_PARTIAL)
+
+
 class EvalFormat(enum.StrEnum):
     text = "text"
     json = "json"

@@ -23,7 +23,7 @@ from netae.errors import ConfigError, IncompatibleModel, InputError
 from netae.features import Scaler, fit_scaler
 from netae.modelfile import ModelFile, dump_model, load_model
 from netae.pipeline import Featurized, featurize_files, validation_mask
-from netae.tables import Features, ScoreTable, SkipCounts
+from netae.tables import Features, FlowTable, PacketTable, ScoreTable, SkipCounts
 from netae.threshold import Threshold, fit_threshold
 
 if TYPE_CHECKING:
@@ -90,7 +90,7 @@ def train_captures(
     from netae.train import train_model
 
     t0 = time.perf_counter()
-    data = featurize_files(sources, settings=settings, on_file=on_file)
+    data = load_training_data(sources, settings=settings, on_file=on_file)
     require_flows(data)
     flows, features = data.flows, data.features
     is_val = validation_mask(flows, settings.train.val_fraction)
@@ -137,6 +137,65 @@ def train_captures(
     }
     dump_model(output, weights=result.weights, scaler_mean=scaler.mean_, scaler_scale=scaler.scale_, meta=meta)
     return TrainRun(path=output, meta=meta, data=data, threshold=threshold, val_scores=val_scores)
+
+
+def load_training_data(
+    sources: list[str], *, settings: Settings, on_file: Callable[[str, SkipCounts], None] | None = None
+) -> Featurized:
+    """Captures are featurized; Parquet feature files and dataset directories are read as they are."""
+    from netae.dataset import is_dataset, read_dataset
+
+    datasets = [s for s in sources if s != "-" and is_dataset(s)]
+    captures = [s for s in sources if s not in datasets]
+    data = featurize_files(captures, settings=settings, on_file=on_file) if captures else None
+    if not datasets:
+        assert data is not None
+        return data
+    parts: list[tuple[FlowTable, Features, tuple[str, ...]]] = []
+    if data is not None and data.flows.n_flows:
+        parts.append((data.flows, data.features, data.files))
+    for shard in read_dataset(datasets, settings=settings):
+        parts.append((shard.flows, shard.features, shard.source_files))
+    flows, features, files = merge_flow_features(parts)
+    return Featurized(
+        packets=PacketTable.empty(),
+        flows=flows,
+        features=features,
+        files=files,
+        counts=data.counts if data else (),
+        failures=data.failures if data else (),
+    )
+
+
+def merge_flow_features(
+    parts: list[tuple[FlowTable, Features, tuple[str, ...]]],
+) -> tuple[FlowTable, Features, tuple[str, ...]]:
+    """Concatenate flows and their features (packet rows renumbered, file ids shifted)."""
+    parts = [p for p in parts if p[0].n_flows]
+    if not parts:
+        return FlowTable.empty(), Features(np.zeros((0, 0), np.float32), np.zeros(1, np.int64), ()), ()
+    names = parts[0][1].names
+    for _, feats, files in parts:
+        if feats.names != names:
+            raise ConfigError(f"feature files disagree on the feature list ({files[0] if files else '?'})")
+    file_base = np.cumsum([0] + [len(files) for _, _, files in parts[:-1]])
+    pkt_base = np.cumsum([0] + [len(f.order) for f, _, _ in parts[:-1]])
+    cols = {name: np.concatenate([f.column_dict()[name] for f, _, _ in parts]) for name in parts[0][0].column_dict()}
+    cols["file_id"] = np.concatenate([f.file_id + b for (f, _, _), b in zip(parts, file_base, strict=True)]).astype(
+        np.int32
+    )
+    offsets = np.concatenate([[0]] + [f.offsets[1:] + b for (f, _, _), b in zip(parts, pkt_base, strict=True)])
+    offsets = offsets.astype(np.int64)
+    n_pkts = int(offsets[-1])
+    flows = FlowTable(
+        **cols,
+        order=np.arange(n_pkts, dtype=np.int64),
+        offsets=offsets,
+        is_fwd=np.concatenate([f.is_fwd for f, _, _ in parts]),
+    )
+    values = np.concatenate([x.values for _, x, _ in parts])
+    files = tuple(name for _, _, fs in parts for name in fs)
+    return flows, Features(values=values, offsets=offsets, names=names), files
 
 
 def _subset(features: Features, keep: npt.NDArray[np.bool_]) -> Features:
@@ -263,3 +322,75 @@ def calibrate_model(
     meta.pop("digest", None)
     dump_model(output, weights=model.weights, scaler_mean=model.scaler_mean, scaler_scale=model.scaler_scale, meta=meta)
     return old, threshold
+
+
+@dataclass(frozen=True, slots=True)
+class ShardResult:
+    source: str
+    file: str
+    flows: int
+    packets: int
+    records: int
+    skipped: dict[str, int]
+    warnings: tuple[str, ...]
+    error: str | None
+
+
+def featurize_shard(source: str, out_dir: str, index: int, settings_dict: dict[str, Any]) -> ShardResult:
+    """Featurize one capture into one shard (runs in a worker process)."""
+    from netae.dataset import write_parquet
+
+    settings = settings_from_dict(settings_dict)
+    data = featurize_files([source], settings=settings)
+    c = data.counts[0] if data.counts else SkipCounts()
+    base = Path(source).name if source != "-" else "stdin"
+    name = f"{index:05d}-{base}.parquet"
+    if data.failures:
+        return ShardResult(source, name, 0, 0, c.records, dict(c.skipped or {}), tuple(c.warnings or ()),
+                           data.failures[0][1])  # fmt: skip
+    write_parquet(Path(out_dir) / name, data.flows, data.features, (source,), settings)
+    return ShardResult(source, name, int(data.flows.n_flows), int(len(data.flows.order)), c.records,
+                       dict(c.skipped or {}), tuple(c.warnings or ()), None)  # fmt: skip
+
+
+def featurize_to(
+    sources: list[str], output: Path, *, settings: Settings, workers: int = 1,
+    on_shard: Callable[[ShardResult], None] | None = None,
+) -> list[ShardResult]:  # fmt: skip
+    """Write a Parquet file (``output`` ends in .parquet) or a sharded dataset directory."""
+    from netae.dataset import read_parquet, write_manifest, write_parquet
+
+    if output.suffix == ".parquet":
+        data = featurize_files(sources, settings=settings)
+        require_flows(data)
+        write_parquet(output, data.flows, data.features, data.files, settings)
+        results = []
+        for src, c in zip(data.files, data.counts, strict=True):
+            err = next((m for name, m in data.failures if name == src), None)
+            results.append(ShardResult(src, output.name, 0, 0, c.records, dict(c.skipped or {}),
+                                       tuple(c.warnings or ()), err))  # fmt: skip
+        return results
+    output.mkdir(parents=True, exist_ok=True)
+    args = [(src, str(output), i, settings.to_dict()) for i, src in enumerate(sources)]
+    results: list[ShardResult] = []
+    if workers > 1 and len(sources) > 1 and "-" not in sources:
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            for r in pool.map(featurize_shard, *zip(*args, strict=True)):
+                results.append(r)
+                if on_shard:
+                    on_shard(r)
+    else:
+        for a in args:
+            r = featurize_shard(*a)
+            results.append(r)
+            if on_shard:
+                on_shard(r)
+    good = [r for r in results if r.error is None]
+    if not good:
+        raise InputError(f"no capture could be featurized: {results[0].error if results else 'no inputs'}")
+    names = read_parquet(output / good[0].file).features.names
+    shards = [{"file": r.file, "source": r.source, "flows": r.flows, "packets": r.packets} for r in good]
+    write_manifest(output, shards, names=names, settings=settings)
+    return results

@@ -1,0 +1,186 @@
+"""Featurized flows on disk: Parquet files and sharded datasets (one shard per capture).
+
+A Parquet file holds one row per flow: the flow columns of ``FlowTable`` (addresses as text),
+``source_file``, and ``features``: the flow's per-packet feature rows flattened into one
+``list<float32>`` (``n_packets * n_features`` values, row-major). The file's key-value metadata
+holds ``netae.feature_names`` and ``netae.settings`` (flow and context settings, JSON), so a
+model is only ever trained on features built with its own settings.
+
+A sharded dataset is a directory with ``manifest.json`` (feature names, settings, and per shard:
+file, source capture, flows, packets) and one ``*.parquet`` shard per capture, so a cluster job
+can featurize captures independently and ``netae train DIR`` reads them shard by shard.
+pyarrow is imported here only (like output.py, an I/O module).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from netae.config import Settings
+from netae.errors import ConfigError, InputError
+from netae.tables import Features, FlowTable, format_ips, parse_ip
+
+__all__ = [
+    "MANIFEST",
+    "Shard",
+    "is_dataset",
+    "read_dataset",
+    "read_parquet",
+    "settings_key",
+    "write_manifest",
+    "write_parquet",
+]
+
+MANIFEST = "manifest.json"
+_FLOW_INT_COLUMNS = (
+    "src_port", "dst_port", "proto", "ip_version", "first_ns", "last_ns",
+    "fwd_pkts", "bwd_pkts", "fwd_bytes", "bwd_bytes",
+)  # fmt: skip
+
+
+def settings_key(settings: Settings) -> dict[str, Any]:
+    """The settings that change features: a dataset and a model must agree on them."""
+    d = settings.to_dict()
+    return {"flows": d["flows"], "context": d["context"]}
+
+
+def write_parquet(path: Path, flows: FlowTable, features: Features, files: tuple[str, ...], settings: Settings) -> None:
+    """One Parquet file of flows with their feature sequences, written atomically."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from netae.output import atomic_write
+
+    n_feat = len(features.names)
+    flat = pa.array(features.values.reshape(-1), type=pa.float32())
+    seq = pa.ListArray.from_arrays(pa.array(features.offsets * n_feat, type=pa.int64()), flat)
+    cols: dict[str, Any] = {
+        "src_ip": pa.array(format_ips(flows.src_hi, flows.src_lo), type=pa.string()),
+        "dst_ip": pa.array(format_ips(flows.dst_hi, flows.dst_lo), type=pa.string()),
+    }
+    for name in _FLOW_INT_COLUMNS:
+        cols[name] = pa.array(getattr(flows, name))
+    cols["source_file"] = pa.array([files[i] if files else "" for i in flows.file_id.tolist()], type=pa.string())
+    cols["features"] = pa.LargeListArray.from_arrays(
+        pa.array(features.offsets * n_feat, type=pa.int64()), flat
+    ) if len(flat) > 2**31 - 1 else seq  # fmt: skip
+    meta = {
+        b"netae.feature_names": json.dumps(list(features.names)).encode(),
+        b"netae.settings": json.dumps(settings_key(settings), sort_keys=True).encode(),
+    }
+    table = pa.table(cols).replace_schema_metadata(meta)
+    with atomic_write(path, binary=True) as fh:
+        pq.write_table(table, fh, compression="zstd")
+
+
+@dataclass(frozen=True, slots=True)
+class Shard:
+    """Flows and features read back from one Parquet file (no packet table: not needed to train)."""
+
+    flows: FlowTable
+    features: Features
+    settings: dict[str, Any]
+    source_files: tuple[str, ...]
+
+
+def read_parquet(path: Path) -> Shard:
+    """Read a file written by ``write_parquet``; anything else is an ``InputError``."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(path)
+    except (OSError, pa.ArrowException) as exc:
+        raise InputError(f"{path}: not a readable Parquet file ({exc})") from exc
+    meta = table.schema.metadata or {}
+    try:
+        names = tuple(json.loads(meta[b"netae.feature_names"]))
+        settings = json.loads(meta[b"netae.settings"])
+    except (KeyError, ValueError) as exc:
+        raise InputError(
+            f"{path}: not a netae feature file (no netae metadata); make one with netae featurize"
+        ) from exc
+    n = table.num_rows
+    n_feat = len(names)
+    feats = table.column("features").combine_chunks()
+    values = np.asarray(feats.values.to_numpy(zero_copy_only=False), dtype=np.float32).reshape(-1, n_feat)
+    offsets = (np.asarray(feats.offsets.to_numpy(), dtype=np.int64) // n_feat).astype(np.int64)
+    src = [parse_ip(s) for s in table.column("src_ip").to_pylist()]
+    dst = [parse_ip(s) for s in table.column("dst_ip").to_pylist()]
+    sources = table.column("source_file").to_pylist()
+    uniq = tuple(dict.fromkeys(sources))
+    index = {s: i for i, s in enumerate(uniq)}
+    cols = {name: table.column(name).to_numpy() for name in _FLOW_INT_COLUMNS}
+    is_fwd_col = names.index("is_fwd") if "is_fwd" in names else None
+    flows = FlowTable(
+        src_hi=np.array([a for a, _ in src], dtype=np.uint64).reshape(n),
+        src_lo=np.array([b for _, b in src], dtype=np.uint64).reshape(n),
+        dst_hi=np.array([a for a, _ in dst], dtype=np.uint64).reshape(n),
+        dst_lo=np.array([b for _, b in dst], dtype=np.uint64).reshape(n),
+        src_port=cols["src_port"].astype(np.uint16),
+        dst_port=cols["dst_port"].astype(np.uint16),
+        proto=cols["proto"].astype(np.uint8),
+        ip_version=cols["ip_version"].astype(np.uint8),
+        first_ns=cols["first_ns"].astype(np.int64),
+        last_ns=cols["last_ns"].astype(np.int64),
+        fwd_pkts=cols["fwd_pkts"].astype(np.int64),
+        bwd_pkts=cols["bwd_pkts"].astype(np.int64),
+        fwd_bytes=cols["fwd_bytes"].astype(np.int64),
+        bwd_bytes=cols["bwd_bytes"].astype(np.int64),
+        file_id=np.array([index[s] for s in sources], dtype=np.int32).reshape(n),
+        order=np.arange(len(values), dtype=np.int64),
+        offsets=offsets,
+        is_fwd=(values[:, is_fwd_col] > 0.5) if is_fwd_col is not None else np.ones(len(values), dtype=bool),
+    )
+    return Shard(flows=flows, features=Features(values=values, offsets=offsets, names=names), settings=settings,
+                 source_files=uniq)  # fmt: skip
+
+
+def is_dataset(path: str | os.PathLike[str]) -> bool:
+    """A Parquet feature file, or a directory holding a dataset manifest."""
+    p = Path(path)
+    return (p.is_file() and p.suffix == ".parquet") or (p.is_dir() and (p / MANIFEST).is_file())
+
+
+def write_manifest(
+    directory: Path, shards: list[dict[str, Any]], *, names: tuple[str, ...], settings: Settings
+) -> None:
+    from netae.output import atomic_write
+
+    doc = {"format": "netae-dataset", "version": 1, "feature_names": list(names), "settings": settings_key(settings),
+           "shards": shards}  # fmt: skip
+    with atomic_write(directory / MANIFEST) as fh:
+        fh.write(json.dumps(doc, indent=2, sort_keys=True) + "\n")
+
+
+def dataset_files(path: str | os.PathLike[str]) -> list[Path]:
+    """The Parquet files of a feature file or dataset directory, in manifest order."""
+    p = Path(path)
+    if p.is_file():
+        return [p]
+    try:
+        doc = json.loads((p / MANIFEST).read_text())
+        return [p / s["file"] for s in doc["shards"]]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise InputError(f"{p}: unreadable dataset manifest ({exc})") from exc
+
+
+def read_dataset(paths: list[str], *, settings: Settings) -> Iterator[Shard]:
+    """Stream the shards of feature files / dataset directories, checking their settings."""
+    want = settings_key(settings)
+    for path in paths:
+        for f in dataset_files(path):
+            shard = read_parquet(f)
+            if shard.settings != want:
+                raise ConfigError(
+                    f"{f} was featurized with other flow/context settings than this training run "
+                    f"({json.dumps(shard.settings, sort_keys=True)}); featurize again or pass the same --config"
+                )
+            yield shard
