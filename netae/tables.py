@@ -29,6 +29,7 @@ __all__ = [
     "PacketTable",
     "Ragged",
     "RecordBatch",
+    "ScoreTable",
     "SkipCounts",
     "format_ip",
     "format_ips",
@@ -112,7 +113,6 @@ class RecordBatch:
     origlen: npt.NDArray[np.uint32]
     ts_ns: npt.NDArray[np.int64]
     linktype: npt.NDArray[np.uint16]
-
 
     def __post_init__(self) -> None:
         _check_dtype("RecordBatch.data", self.data, np.uint8)
@@ -327,9 +327,12 @@ class FlowTable:
             raise ValueError("FlowTable packet counts disagree with offsets")
         if np.any(self.last_ns < self.first_ns):
             raise ValueError("FlowTable.last_ns before first_ns")
-        if n_table_packets is not None and len(self.order):
-            if self.order.min() < 0 or self.order.max() >= n_table_packets:
-                raise ValueError("FlowTable.order points outside the packet table")
+        if (
+            n_table_packets is not None
+            and len(self.order)
+            and (self.order.min() < 0 or self.order.max() >= n_table_packets)
+        ):
+            raise ValueError("FlowTable.order points outside the packet table")
 
     @classmethod
     def empty(cls) -> FlowTable:
@@ -411,3 +414,34 @@ def format_ips(hi: npt.NDArray[np.uint64], lo: npt.NDArray[np.uint64]) -> list[s
             s = cache[key] = format_ip(h, low)
         out.append(s)
     return out
+
+
+@dataclass(frozen=True, slots=True)
+class ScoreTable:
+    """Scored flows: what every output format writes (one table feeds every writer).
+
+    Per flow: ``score`` (the worst window's mean per-packet reconstruction error), ``is_anomaly``
+    (score above ``threshold``), the worst packets (``worst_idx``: up to k packet positions within
+    the flow, -1 padded, shape (n_flows, k); their times, directions and sizes alongside) and the
+    features that contributed most (``top_features``: column indices into ``feature_names``,
+    shape (n_flows, k)). ``explanations`` is a per-flow plain-words context note ('' if none).
+    """
+
+    flows: FlowTable
+    score: npt.NDArray[np.float32]
+    is_anomaly: npt.NDArray[np.bool_]
+    threshold: float
+    files: tuple[str, ...]
+    model_id: str
+    worst_idx: npt.NDArray[np.int64]
+    worst_ts_ns: npt.NDArray[np.int64]
+    worst_is_fwd: npt.NDArray[np.bool_]
+    worst_ip_len: npt.NDArray[np.int64]
+    worst_error: npt.NDArray[np.float32]
+    top_features: npt.NDArray[np.int64]
+    feature_names: tuple[str, ...]
+    explanations: tuple[str, ...] = ()
+
+    @property
+    def n_flows(self) -> int:
+        return len(self.score)

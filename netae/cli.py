@@ -1,0 +1,338 @@
+"""The netae command line: parse options, call the library, map errors to exit statuses.
+
+Exit statuses (the same for every command):
+  0  ran and found nothing anomalous
+  1  anomalies found
+  2  usage, input, config or model error
+  3  some inputs were unreadable; the others were processed (their results are in the output)
+  70 internal error (a bug: rerun with --debug and report it)
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+import logging
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+
+from netae import __version__
+from netae.errors import EXIT_ANOMALIES, EXIT_INTERNAL, EXIT_OK, EXIT_PARTIAL, NetaeError
+
+EXIT_HELP = """\b
+Exit status: 0 nothing anomalous · 1 anomalies found · 2 usage, input, config or model error ·
+3 some inputs unreadable, the others processed · 70 internal error (rerun with --debug)."""
+
+app = typer.Typer(
+    name="netae",
+    help="Learn normal network traffic from packet captures and flag the flows that do not fit.\n\n" + EXIT_HELP,
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    pretty_exceptions_show_locals=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+err_console = Console(stderr=True, highlight=False)
+_state: dict[str, Any] = {"debug": bool(os.environ.get("NETAE_DEBUG")), "quiet": False}
+
+F = TypeVar("F", bound=Callable[..., Any])
+log = logging.getLogger("netae")
+
+
+class OutputFormat(enum.StrEnum):
+    table = "table"
+    csv = "csv"
+    jsonl = "jsonl"
+
+
+class Device(enum.StrEnum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+def _setup_logging(verbose: int, quiet: bool) -> None:
+    level = logging.ERROR if quiet else (logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING)
+    handler = RichHandler(console=err_console, show_path=False, show_time=False, markup=False)
+    logging.basicConfig(level=level, handlers=[handler], format="%(message)s", force=True)
+
+
+def handle_errors(func: F) -> F:
+    """Turn NetaeError into one red line and its exit status; anything else is a bug (70)."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except NetaeError as exc:
+            if _state["debug"]:
+                err_console.print_exception(show_locals=False)
+            err_console.print(f"[bold red]error:[/] {exc}", markup=True, soft_wrap=True)
+            raise typer.Exit(exc.exit_code) from None
+        except BrokenPipeError:
+            _quiet_broken_pipe()
+            raise typer.Exit(EXIT_OK) from None
+        except (typer.Exit, typer.Abort, KeyboardInterrupt):
+            raise
+        except Exception as exc:
+            if _state["debug"]:
+                err_console.print_exception(show_locals=False)
+            else:
+                err_console.print(
+                    f"[bold red]internal error:[/] {type(exc).__name__}: {exc} "
+                    "(a bug in netae; rerun with --debug for the traceback and report it)",
+                    markup=True,
+                    soft_wrap=True,
+                )
+            raise typer.Exit(EXIT_INTERNAL) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _quiet_broken_pipe() -> None:
+    # `netae score ... | head`: the reader went away; stop quietly, as click does.
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except OSError:
+        pass
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"netae {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")] = False,
+    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More log output on stderr.")] = 0,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    _state["debug"] = _state["debug"] or debug
+    _state["verbose"] = verbose
+    _setup_logging(verbose, quiet=False)
+
+
+def _quiet(quiet: bool) -> None:
+    _state["quiet"] = quiet
+    if quiet:
+        logging.getLogger().setLevel(logging.ERROR)
+
+
+def _file_progress(sources: list[str], quiet: bool) -> tuple[Callable[[str, Any], None], Callable[[], None]]:
+    """A per-file callback that warns about skipped/truncated data, plus a progress bar."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    progress = Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=True,
+        disable=quiet or not err_console.is_terminal,
+    )
+    task = progress.add_task("reading captures", total=len(sources))
+    progress.start()
+
+    def on_file(source: str, counts: Any) -> None:
+        progress.advance(task)
+        for message in counts.warnings or []:
+            log.warning("%s: %s", source, message)
+        if counts.skipped:
+            detail = ", ".join(f"{n} {reason}" for reason, n in sorted(counts.skipped.items(), key=lambda kv: -kv[1]))
+            log.info("%s: skipped %d of %d records (%s)", source, counts.n_skipped, counts.records, detail)
+
+    return on_file, progress.stop
+
+
+@app.command(help="Learn normal traffic from captures and write one model file.\n\n" + EXIT_HELP)
+@handle_errors
+def train(
+    paths: Annotated[list[str], typer.Argument(help="Capture files or directories (searched recursively).")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Model file to write.")] = Path("model.netae"),
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="TOML settings file.")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Maximum training epochs.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed (CPU runs are reproducible).")] = None,
+    device: Annotated[Device | None, typer.Option(help="Where to train.")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Flows (windows) per batch.")] = None,
+    hidden_size: Annotated[int | None, typer.Option(help="LSTM hidden size.")] = None,
+    layers: Annotated[int | None, typer.Option(help="LSTM layers.")] = None,
+    threshold_strategy: Annotated[
+        str | None, typer.Option("--threshold-strategy", help="quantile, meanstd or spot.")
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing on success.")] = False,
+) -> None:
+    from netae.config import load_settings
+    from netae.pipeline import expand_inputs
+    from netae.workflow import train_captures
+
+    _quiet(quiet)
+    settings = load_settings(config)
+    settings = settings.replace("train", epochs=epochs, seed=seed, device=device.value if device else None)
+    settings = settings.replace("train", batch_size=batch_size)
+    settings = settings.replace("model", hidden_size=hidden_size, num_layers=layers)
+    settings = settings.replace("threshold", strategy=threshold_strategy)
+    sources = expand_inputs(paths)
+    on_file, stop = _file_progress(sources, quiet)
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    epoch_bar = Progress(
+        TextColumn("training"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} epochs {task.fields[info]}"),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=True,
+        disable=quiet or not err_console.is_terminal,
+    )
+    task = epoch_bar.add_task("train", total=settings.train.epochs, info="")
+
+    def on_epoch(e: Any) -> None:
+        if not epoch_bar.live.is_started:
+            stop()
+            epoch_bar.start()
+        epoch_bar.update(task, completed=e.epoch, info=f"loss {e.train_loss:.4f} val {e.val_loss:.4f}")
+        log.info("epoch %d/%d loss %.5f val %.5f%s", e.epoch, e.n_epochs, e.train_loss, e.val_loss, " *" * e.is_best)
+
+    try:
+        run = train_captures(sources, output=output, settings=settings, on_file=on_file, on_epoch=on_epoch)
+    finally:
+        stop()
+        epoch_bar.stop()
+    tr = run.meta["training"]
+    for name, message in run.data.failures:
+        err_console.print(f"[yellow]warning:[/] skipped {name}: {message}", markup=True, soft_wrap=True)
+    if not quiet:
+        hist = tr["history"]
+        best = hist[tr["best_epoch"] - 1] if hist else {}
+        err_console.print(
+            f"trained on {tr['flows']} flows ({tr['packets']} packets) from {len(tr['inputs'])} file(s): "
+            f"{tr['epochs']} epochs on {tr['device']}, best epoch {tr['best_epoch']} "
+            f"(train loss {best.get('train_loss', float('nan')):.4f}, val loss {best.get('val_loss', float('nan')):.4f}); "
+            f"threshold {run.threshold.value_:.4g} ({run.threshold.strategy}, {tr['val_flows']} validation flows); "
+            f"wrote {output}",
+            soft_wrap=True,
+        )
+    if run.data.failures:
+        raise typer.Exit(EXIT_PARTIAL)
+
+
+@app.command(help="Score captures with a model and report the anomalous flows.\n\n" + EXIT_HELP)
+@handle_errors
+def score(
+    paths: Annotated[list[str], typer.Argument(help="Capture files or directories; - reads standard input.")],
+    model: Annotated[Path, typer.Option("--model", "-m", help="Model file from `netae train`.")] = Path("model.netae"),
+    fmt: Annotated[OutputFormat, typer.Option("--format", "-f", help="Output format.")] = OutputFormat.table,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write here (atomically), not stdout.")] = None,
+    all_flows: Annotated[bool, typer.Option("--all", help="Emit every flow, not only anomalies.")] = False,
+    threshold: Annotated[float | None, typer.Option(help="Override the model's threshold.")] = None,
+    limit: Annotated[int, typer.Option(help="Rows shown by --format table (0: all).")] = 50,
+    append: Annotated[bool, typer.Option(help="Append to --output (jsonl/csv), whole lines only.")] = False,
+    device: Annotated[Device, typer.Option(help="Where to run the model.")] = Device.auto,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing on stderr on success.")] = False,
+) -> None:
+    from netae.output import atomic_write, render, select_rows
+    from netae.pipeline import expand_inputs
+    from netae.workflow import score_captures
+
+    _quiet(quiet)
+    if append and output is None:
+        raise typer.BadParameter("--append needs --output FILE")
+    if append and fmt is OutputFormat.table:
+        raise typer.BadParameter("--append works with --format jsonl or csv")
+    sources = expand_inputs(paths)
+    on_file, stop = _file_progress(sources, quiet)
+    try:
+        run = score_captures(sources, model_path=model, threshold=threshold, device=device.value, on_file=on_file)
+    finally:
+        stop()
+    table = run.table
+    rows = select_rows(table, include_all=all_flows, by_score=fmt is OutputFormat.table)
+    kwargs = {"limit": limit or None} if fmt is OutputFormat.table else {}
+    text = render(table, rows, fmt.value, **kwargs)
+    if output is None:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    else:
+        if append and fmt is OutputFormat.csv and output.exists() and output.stat().st_size:
+            text = text.split("\n", 1)[1] if "\n" in text else ""
+        with atomic_write(output, append=append) as fh:
+            fh.write(text)
+    n_anom = int(table.is_anomaly.sum())
+    for name, message in run.data.failures:
+        err_console.print(f"[yellow]warning:[/] skipped {name}: {message}", markup=True, soft_wrap=True)
+    if not quiet:
+        err_console.print(
+            f"{n_anom} of {table.n_flows} flows anomalous (threshold {table.threshold:.4g})"
+            + (f"; wrote {output}" if output else ""),
+            soft_wrap=True,
+        )
+    if run.data.failures:
+        raise typer.Exit(EXIT_PARTIAL)
+    raise typer.Exit(EXIT_ANOMALIES if n_anom else EXIT_OK)
+
+
+@app.command()
+@handle_errors
+def info(
+    model: Annotated[Path, typer.Argument(help="Model file.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the metadata as JSON.")] = False,
+) -> None:
+    """Show what a model was trained on, when, with which settings, and its threshold."""
+    import json
+
+    from netae.modelfile import load_model
+
+    m = load_model(model)
+    meta = m.meta
+    if as_json:
+        sys.stdout.write(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+        return
+    tr = meta["training"]
+    th = meta["threshold"]
+    s = meta["settings"]
+    lines = [
+        f"model        {model} (id {m.model_id})",
+        f"created      {meta['created']} by netae {meta['netae_version']} (schema {meta['schema_version']})",
+        f"trained on   {', '.join(tr.get('inputs', []))}",
+        f"             {tr.get('flows')} flows, {tr.get('packets')} packets ({tr.get('fit_flows')} fit, "
+        f"{tr.get('val_flows')} validation)",
+        f"training     {tr.get('epochs')} epochs (best {tr.get('best_epoch')}) on {tr.get('device')}, "
+        f"{tr.get('seconds')} s",
+        f"threshold    {th['value']:.6g} ({th['strategy']}, {json.dumps(th.get('params', {}), sort_keys=True)})",
+        f"flows        idle {s['flows']['idle_timeout_s']} s, active {s['flows']['active_timeout_s']} s, "
+        f"window {s['flows']['max_packets']} packets",
+        f"model        LSTM autoencoder, hidden {s['model']['hidden_size']}, layers {s['model']['num_layers']}",
+        f"context      {'on' if s['context']['enabled'] else 'off'} (window {s['context']['window_s']} s)",
+        f"features     {len(meta['feature_names'])}: {', '.join(meta['feature_names'])}",
+    ]
+    hist = tr.get("history") or []
+    if hist:
+        last = hist[-1]
+        lines.append(f"final loss   train {last['train_loss']:.5f}, validation {last['val_loss']:.5f}")
+    sys.stdout.write("\n".join(lines) + "\n")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        app(prog_name="netae")
+    except BrokenPipeError:
+        _quiet_broken_pipe()
+        sys.exit(EXIT_OK)
+
+
+__all__ = ["app", "main"]

@@ -1,0 +1,182 @@
+"""Per-packet feature sequences, and the scaler fitted on training flows only.
+
+Each flow becomes a sequence of per-packet rows (direction, sizes, timing, TCP flags), with
+flow-level and context columns broadcast to every packet of the flow so that the model sees one
+matrix. Names carry units. Training and scoring call exactly this code: a feature that differs
+between the two is a bug.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from netae.errors import IncompatibleModel
+from netae.tables import Features, FlowTable, PacketTable
+
+__all__ = ["PACKET_FEATURES", "Scaler", "compute_features", "fit_scaler"]
+
+TCP_FIN, TCP_SYN, TCP_RST, TCP_PSH, TCP_ACK, TCP_URG = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20
+
+PACKET_FEATURES: tuple[str, ...] = (
+    "is_fwd",
+    "log_ip_len_bytes",
+    "log_payload_bytes",
+    "has_payload",
+    "log_iat_us",
+    "log_iat_same_dir_us",
+    "log_since_start_ms",
+    "log_position",
+    "tcp_syn",
+    "tcp_ack",
+    "tcp_fin",
+    "tcp_rst",
+    "tcp_psh",
+    "log_tcp_window",
+)
+
+FLOW_FEATURES: tuple[str, ...] = (
+    "proto_tcp",
+    "proto_udp",
+    "proto_icmp",
+    "log_flow_pkts",
+    "log_flow_bytes",
+    "log_flow_duration_ms",
+    "fwd_pkt_share",
+    "fwd_byte_share",
+    "tcp_handshake_done",
+    "tcp_reset",
+    "tcp_no_answer",
+)
+
+
+def _segment_first(offsets: npt.NDArray[np.int64], n: int) -> npt.NDArray[np.bool_]:
+    is_first = np.zeros(n, dtype=bool)
+    is_first[offsets[:-1][offsets[:-1] < n]] = True
+    return is_first
+
+
+def _flow_columns(flows: FlowTable, packets: PacketTable) -> dict[str, npt.NDArray[np.float32]]:
+    n_flows = flows.n_flows
+    po = flows.order
+    lengths = flows.n_packets
+    rep = np.repeat(np.arange(n_flows), lengths)
+    flags = packets.tcp_flags[po]
+    is_fwd = flows.is_fwd
+    syn = (flags & TCP_SYN) != 0
+    ack = (flags & TCP_ACK) != 0
+    synack_bwd = np.bincount(rep, weights=syn & ack & ~is_fwd, minlength=n_flows) > 0
+    ack_fwd_after = np.bincount(rep, weights=ack & ~syn & is_fwd, minlength=n_flows) > 0
+    rst = np.bincount(rep, weights=(flags & TCP_RST) != 0, minlength=n_flows) > 0
+    is_tcp = flows.proto == 6
+    pkts = lengths.astype(np.float64)
+    total_bytes = (flows.fwd_bytes + flows.bwd_bytes).astype(np.float64)
+    duration_ms = (flows.last_ns - flows.first_ns) / 1e6
+    return {
+        "proto_tcp": is_tcp,
+        "proto_udp": flows.proto == 17,
+        "proto_icmp": (flows.proto == 1) | (flows.proto == 58),
+        "log_flow_pkts": np.log1p(pkts),
+        "log_flow_bytes": np.log1p(total_bytes),
+        "log_flow_duration_ms": np.log1p(duration_ms),
+        "fwd_pkt_share": flows.fwd_pkts / np.maximum(pkts, 1),
+        "fwd_byte_share": flows.fwd_bytes / np.maximum(total_bytes, 1),
+        "tcp_handshake_done": is_tcp & synack_bwd & ack_fwd_after,
+        "tcp_reset": is_tcp & rst,
+        "tcp_no_answer": flows.bwd_pkts == 0,
+    }  # type: ignore[return-value]
+
+
+def compute_features(
+    packets: PacketTable, flows: FlowTable, *, context: dict[str, npt.NDArray[np.float32]] | None = None
+) -> Features:
+    """Per-packet features of every flow, in flow order (rows align with ``flows.order``).
+
+    ``context`` holds per-flow columns from ``context.py`` (n_flows each), broadcast like the
+    flow-level columns. No loop per packet or per flow.
+    """
+    po = flows.order
+    n = len(po)
+    offsets = flows.offsets
+    lengths = flows.n_packets
+    ts = packets.ts_ns[po]
+    is_first = _segment_first(offsets, n)
+    is_fwd = flows.is_fwd
+    dt = np.zeros(n, dtype=np.float64)
+    if n > 1:
+        dt[1:] = (ts[1:] - ts[:-1]) / 1e3
+    dt[is_first] = 0.0
+    dt = np.maximum(dt, 0.0)
+    # Gap to the previous packet in the same direction within the flow (0 for the first one).
+    flow_of = np.repeat(np.arange(flows.n_flows), lengths)
+    iat_dir = np.zeros(n, dtype=np.float64)
+    for direction in (True, False):
+        idx = np.flatnonzero(is_fwd == direction)
+        if len(idx) > 1:
+            same_flow = flow_of[idx[1:]] == flow_of[idx[:-1]]
+            gaps = (ts[idx[1:]] - ts[idx[:-1]]) / 1e3
+            iat_dir[idx[1:]] = np.where(same_flow, np.maximum(gaps, 0.0), 0.0)
+    start = np.repeat(packets.ts_ns[po[offsets[:-1]]] if flows.n_flows else np.empty(0, np.int64), lengths)
+    position = np.arange(n, dtype=np.int64) - np.repeat(offsets[:-1], lengths)
+    flags = packets.tcp_flags[po]
+    payload = packets.payload_len[po]
+    cols: dict[str, np.ndarray] = {
+        "is_fwd": is_fwd,
+        "log_ip_len_bytes": np.log1p(packets.ip_len[po]),
+        "log_payload_bytes": np.log1p(payload),
+        "has_payload": payload > 0,
+        "log_iat_us": np.log1p(dt),
+        "log_iat_same_dir_us": np.log1p(iat_dir),
+        "log_since_start_ms": np.log1p(np.maximum(ts - start, 0) / 1e6),
+        "log_position": np.log1p(position),
+        "tcp_syn": (flags & TCP_SYN) != 0,
+        "tcp_ack": (flags & TCP_ACK) != 0,
+        "tcp_fin": (flags & TCP_FIN) != 0,
+        "tcp_rst": (flags & TCP_RST) != 0,
+        "tcp_psh": (flags & TCP_PSH) != 0,
+        "log_tcp_window": np.log1p(packets.tcp_window[po]),
+    }
+    per_flow = _flow_columns(flows, packets)
+    if context:
+        per_flow = {**per_flow, **context}
+    names = PACKET_FEATURES + tuple(per_flow)
+    values = np.empty((n, len(names)), dtype=np.float32)
+    for j, name in enumerate(PACKET_FEATURES):
+        values[:, j] = cols[name]
+    for j, col in enumerate(per_flow.values(), start=len(PACKET_FEATURES)):
+        values[:, j] = np.repeat(np.asarray(col, dtype=np.float32), lengths)
+    return Features(values=values, offsets=offsets.copy(), names=names)
+
+
+@dataclass(frozen=True, slots=True)
+class Scaler:
+    """Standardisation fitted on training flows only; constant columns get scale 1."""
+
+    names: tuple[str, ...]
+    mean_: npt.NDArray[np.float32]
+    scale_: npt.NDArray[np.float32]
+
+    def transform(self, features: Features) -> Features:
+        if features.names != self.names:
+            missing = sorted(set(self.names) ^ set(features.names))
+            raise IncompatibleModel(
+                "the model was trained with other features than this netae computes "
+                f"(differences: {', '.join(missing) or 'order'}); retrain the model with this version"
+            )
+        values = (features.values - self.mean_) / self.scale_
+        return Features(values=values.astype(np.float32, copy=False), offsets=features.offsets, names=features.names)
+
+
+def fit_scaler(features: Features, rows: npt.NDArray[np.bool_] | None = None) -> Scaler:
+    """Per-column mean and standard deviation over the given packet rows (default: all)."""
+    x = features.values if rows is None else features.values[rows]
+    if len(x) == 0:
+        mean = np.zeros(len(features.names), dtype=np.float64)
+        std = np.ones(len(features.names), dtype=np.float64)
+    else:
+        mean = x.mean(axis=0, dtype=np.float64)
+        std = x.std(axis=0, dtype=np.float64)
+    std = np.where(std < 1e-6, 1.0, std)
+    return Scaler(names=features.names, mean_=mean.astype(np.float32), scale_=std.astype(np.float32))

@@ -1,0 +1,295 @@
+"""Bidirectional flows by sort and group: PacketTable -> FlowTable.
+
+Direction: a flow's *fwd* direction is that of its first packet (the initiator, reported as
+``src``); *bwd* is the other. Both directions share one canonical key: the two (address, port)
+endpoints in sorted order, the IP protocol and the file the packets came from (flows never span
+capture files). ICMP and ICMPv6 carry (type, code) in the port slots the way Zeek does, with
+reply types mapped to their request type so that an echo request and its reply share a flow.
+
+A flow ends where the key changes, where the gap to the previous packet exceeds
+``idle_timeout_s``, or where it has lasted ``active_timeout_s``. Non-first IP fragments take the
+ports of their first fragment (same addresses, protocol and IP id). ``FlowAssembler`` runs the same
+code over chunks and keeps only the packets of still-open flows between them, so chunked and
+one-pass assembly give identical flows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from netae.tables import FlowTable, PacketTable
+
+__all__ = ["FlowAssembler", "assemble_flows", "flow_key_hash", "splitmix64"]
+
+PROTO_ICMP = 1
+PROTO_TCP = 6
+PROTO_UDP = 17
+PROTO_ICMPV6 = 58
+
+# ICMP reply type -> request type (Zeek's counterpart mapping), so both share one flow key.
+_ICMP4_REPLY_TO_REQUEST = {0: 8, 14: 13, 16: 15, 18: 17, 9: 10}
+_ICMP6_REPLY_TO_REQUEST = {129: 128, 134: 133, 136: 135, 131: 130, 140: 139, 145: 144}
+
+
+def _lookup_table(mapping: dict[int, int]) -> npt.NDArray[np.uint16]:
+    table = np.arange(256, dtype=np.uint16)
+    for reply, request in mapping.items():
+        table[reply] = request
+    return table
+
+
+_ICMP4_CANON = _lookup_table(_ICMP4_REPLY_TO_REQUEST)
+_ICMP6_CANON = _lookup_table(_ICMP6_REPLY_TO_REQUEST)
+
+_M1 = np.uint64(0xBF58476D1CE4E5B9)
+_M2 = np.uint64(0x94D049BB133111EB)
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+
+
+def splitmix64(x: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint64]:
+    """A fast, well-mixed 64-bit hash of each element (splitmix64's finaliser)."""
+    with np.errstate(over="ignore"):
+        z = x + _GOLDEN
+        z = (z ^ (z >> np.uint64(30))) * _M1
+        z = (z ^ (z >> np.uint64(27))) * _M2
+        return z ^ (z >> np.uint64(31))
+
+
+def flow_key_hash(*columns: np.ndarray) -> npt.NDArray[np.uint64]:
+    """Combine equal-length integer columns into one 64-bit hash per row."""
+    h = np.zeros(len(columns[0]), dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for col in columns:
+            h = splitmix64(h ^ col.astype(np.uint64, copy=False))
+    return h
+
+
+def _canonical_ports(
+    packets: PacketTable, sport: npt.NDArray[np.uint16], dport: npt.NDArray[np.uint16]
+) -> tuple[npt.NDArray[np.uint16], npt.NDArray[np.uint16], npt.NDArray[np.bool_]]:
+    """Port slots used in the key, and whether the protocol is ICMP-like (ports not swapped)."""
+    is_icmp4 = packets.proto == PROTO_ICMP
+    is_icmp6 = packets.proto == PROTO_ICMPV6
+    is_icmp = is_icmp4 | is_icmp6
+    if is_icmp.any():
+        sport = sport.copy()
+        t = packets.icmp_type
+        sport[is_icmp4] = _ICMP4_CANON[t[is_icmp4]]
+        sport[is_icmp6] = _ICMP6_CANON[t[is_icmp6]]
+        dport = np.where(is_icmp, packets.icmp_code.astype(np.uint16), dport)
+    return sport, dport, is_icmp
+
+
+def _join_fragments(packets: PacketTable) -> tuple[npt.NDArray[np.uint16], npt.NDArray[np.uint16]]:
+    """Ports for every packet, non-first fragments taking those of their first fragment."""
+    sport, dport = packets.src_port, packets.dst_port
+    is_frag = packets.more_fragments | (packets.frag_offset > 0)
+    if not is_frag.any():
+        return sport, dport
+    idx = np.flatnonzero(is_frag)
+    key = flow_key_hash(
+        packets.src_hi[idx], packets.src_lo[idx], packets.dst_hi[idx], packets.dst_lo[idx],
+        packets.proto[idx], packets.ip_id[idx], packets.file_id[idx],
+    )  # fmt: skip
+    is_first = packets.frag_offset[idx] == 0
+    # Within one datagram key the first fragment sorts first, then the others by time.
+    o = np.lexsort((packets.ts_ns[idx], ~is_first, key))
+    k_sorted = key[o]
+    group_start = np.ones(len(o), dtype=bool)
+    group_start[1:] = k_sorted[1:] != k_sorted[:-1]
+    head = np.maximum.accumulate(np.where(group_start, np.arange(len(o)), 0))
+    first_sorted = is_first[o]
+    joins = first_sorted[head] & ~first_sorted
+    sport = sport.copy()
+    dport = dport.copy()
+    take = idx[o[joins]]
+    src = idx[o[head[joins]]]
+    sport[take] = sport[src]
+    dport[take] = dport[src]
+    return sport, dport
+
+
+@dataclass(frozen=True, slots=True)
+class _Keyed:
+    order: npt.NDArray[np.int64]  # packet rows sorted by (key, time)
+    flow_id: npt.NDArray[np.int64]  # per sorted row
+    n_flows: int
+    sport: npt.NDArray[np.uint16]  # ports after joining fragments, per packet row
+    dport: npt.NDArray[np.uint16]
+
+
+def _group(packets: PacketTable, *, idle_timeout_s: float, active_timeout_s: float) -> _Keyed:
+    n = packets.n_packets
+    sport, dport = _join_fragments(packets)
+    kport_s, kport_d, is_icmp = _canonical_ports(packets, sport, dport)
+    # Canonical endpoint order: (addr, port) pairs compared lexicographically; ICMP ports stay.
+    s_hi, s_lo, d_hi, d_lo = packets.src_hi, packets.src_lo, packets.dst_hi, packets.dst_lo
+    swap = (s_hi > d_hi) | ((s_hi == d_hi) & ((s_lo > d_lo) | ((s_lo == d_lo) & ~is_icmp & (kport_s > kport_d))))
+    a_hi = np.where(swap, d_hi, s_hi)
+    a_lo = np.where(swap, d_lo, s_lo)
+    b_hi = np.where(swap, s_hi, d_hi)
+    b_lo = np.where(swap, s_lo, d_lo)
+    a_port = np.where(swap & ~is_icmp, kport_d, kport_s)
+    b_port = np.where(swap & ~is_icmp, kport_s, kport_d)
+    ports = (a_port.astype(np.uint64) << np.uint64(16)) | b_port.astype(np.uint64)
+    meta = (packets.proto.astype(np.uint64) << np.uint64(32)) | packets.file_id.astype(np.uint64)
+    h = flow_key_hash(a_hi, a_lo, b_hi, b_lo, ports, meta)
+    ts = packets.ts_ns
+    order = np.lexsort((ts, h)).astype(np.int64)
+    hs = h[order]
+    new_key = np.empty(n, dtype=bool)
+    new_key[:1] = True
+    new_key[1:] = hs[1:] != hs[:-1]
+    # Guard against hash collisions: equal hashes must mean equal keys, else sort on full keys.
+    same = ~new_key[1:]
+    if same.any():
+        for col in (a_hi, a_lo, b_hi, b_lo, ports, meta):
+            c = col[order]
+            if np.any(c[1:][same] != c[:-1][same]):
+                order = np.lexsort((ts, meta, ports, b_lo, b_hi, a_lo, a_hi)).astype(np.int64)
+                new_key[1:] = np.zeros(n - 1, dtype=bool)
+                for col2 in (a_hi, a_lo, b_hi, b_lo, ports, meta):
+                    c2 = col2[order]
+                    new_key[1:] |= c2[1:] != c2[:-1]
+                break
+    t = ts[order]
+    idle_ns = int(idle_timeout_s * 1e9)
+    boundary = new_key.copy()
+    boundary[1:] |= (t[1:] - t[:-1]) > idle_ns
+    starts = np.flatnonzero(boundary)
+    ends = np.append(starts[1:], n)
+    active_ns = int(active_timeout_s * 1e9)
+    too_long = np.flatnonzero(t[ends - 1] - t[starts] > active_ns) if n else np.empty(0, np.int64)
+    for seg in too_long.tolist():  # one iteration per over-long segment, not per packet
+        lo, hi = int(starts[seg]), int(ends[seg])
+        start_t = t[lo]
+        while True:
+            cut = lo + int(np.searchsorted(t[lo:hi], start_t + active_ns, side="right"))
+            if cut >= hi:
+                break
+            boundary[cut] = True
+            lo = cut
+            start_t = t[cut]
+    flow_id = np.cumsum(boundary) - 1
+    return _Keyed(order=order, flow_id=flow_id.astype(np.int64), n_flows=int(boundary.sum()), sport=sport, dport=dport)
+
+
+def assemble_flows(packets: PacketTable, *, idle_timeout_s: float, active_timeout_s: float) -> FlowTable:
+    """Group packets into bidirectional flows (module docstring); no loop per packet or flow."""
+    if packets.n_packets == 0:
+        return FlowTable.empty()
+    keyed = _group(packets, idle_timeout_s=idle_timeout_s, active_timeout_s=active_timeout_s)
+    order, n_flows = keyed.order, keyed.n_flows
+    flow_id = keyed.flow_id
+    # Flows in order of their first packet (time, then key order for ties) for stable output.
+    starts = np.flatnonzero(np.r_[True, flow_id[1:] != flow_id[:-1]])
+    first_ts = packets.ts_ns[order[starts]]
+    flow_rank = np.argsort(first_ts, kind="stable")
+    lengths = np.diff(np.append(starts, len(order)))
+    # Re-lay the packet runs in the new flow order.
+    new_lengths = lengths[flow_rank]
+    offsets = np.zeros(n_flows + 1, dtype=np.int64)
+    np.cumsum(new_lengths, out=offsets[1:])
+    run_start = np.repeat(starts[flow_rank], new_lengths)
+    within = np.arange(len(order), dtype=np.int64) - np.repeat(offsets[:-1], new_lengths)
+    order = order[run_start + within]
+    first = order[offsets[:-1]]
+    last = order[offsets[1:] - 1]
+    # Direction: same (src addr, src port) as the flow's first packet (ICMP: same src addr).
+    rep = np.repeat(np.arange(n_flows), new_lengths)
+    f_src_hi = packets.src_hi[first]
+    f_src_lo = packets.src_lo[first]
+    sport, dport = keyed.sport, keyed.dport
+    is_icmp = (packets.proto[first] == PROTO_ICMP) | (packets.proto[first] == PROTO_ICMPV6)
+    f_sport = sport[first]
+    f_dport = dport[first]
+    po = order
+    is_fwd = (packets.src_hi[po] == f_src_hi[rep]) & (packets.src_lo[po] == f_src_lo[rep])
+    same_host = (f_src_hi == packets.dst_hi[first]) & (f_src_lo == packets.dst_lo[first]) & ~is_icmp
+    if same_host.any():
+        # Both endpoints on one host: tell direction by the source port as well.
+        is_fwd &= ~same_host[rep] | (sport[po] == f_sport[rep])
+    ip_len = packets.ip_len[po].astype(np.int64)
+    fwd_pkts = np.bincount(rep, weights=is_fwd, minlength=n_flows).astype(np.int64)
+    fwd_bytes = np.bincount(rep, weights=np.where(is_fwd, ip_len, 0), minlength=n_flows).astype(np.int64)
+    tot_bytes = np.bincount(rep, weights=ip_len, minlength=n_flows).astype(np.int64)
+    return FlowTable(
+        src_hi=f_src_hi,
+        src_lo=f_src_lo,
+        dst_hi=packets.dst_hi[first],
+        dst_lo=packets.dst_lo[first],
+        src_port=np.where(is_icmp, packets.icmp_type[first].astype(np.uint16), f_sport).astype(np.uint16),
+        dst_port=np.where(is_icmp, packets.icmp_code[first].astype(np.uint16), f_dport).astype(np.uint16),
+        proto=packets.proto[first],
+        ip_version=packets.ip_version[first],
+        first_ns=packets.ts_ns[first],
+        last_ns=packets.ts_ns[last],
+        fwd_pkts=fwd_pkts,
+        bwd_pkts=new_lengths.astype(np.int64) - fwd_pkts,
+        fwd_bytes=fwd_bytes,
+        bwd_bytes=tot_bytes - fwd_bytes,
+        file_id=packets.file_id[first],
+        order=order,
+        offsets=offsets,
+        is_fwd=is_fwd,
+    )
+
+
+class FlowAssembler:
+    """Chunked assembly: push packet chunks, get the flows that can no longer grow.
+
+    A flow is closed once the newest packet seen is more than ``idle_timeout_s`` after the
+    flow's last packet (no later packet can join it). The packets of open flows are kept and
+    re-grouped with the next chunk, so the result equals one-pass assembly; memory holds only
+    open flows. Packets must arrive in capture order (chunks in sequence).
+    """
+
+    def __init__(self, *, idle_timeout_s: float, active_timeout_s: float) -> None:
+        self.idle_timeout_s = idle_timeout_s
+        self.active_timeout_s = active_timeout_s
+        self._pending = PacketTable.empty()
+        self._max_ts: int | None = None
+
+    def push(self, packets: PacketTable) -> tuple[PacketTable, FlowTable]:
+        """Add a chunk; return the closed flows and the packet table their ``order`` indexes."""
+        if packets.n_packets:
+            m = int(packets.ts_ns.max())
+            self._max_ts = m if self._max_ts is None else max(self._max_ts, m)
+        table = PacketTable.concat([self._pending, packets]) if self._pending.n_packets else packets
+        flows = assemble_flows(table, idle_timeout_s=self.idle_timeout_s, active_timeout_s=self.active_timeout_s)
+        if self._max_ts is None or flows.n_flows == 0:
+            return table, flows
+        idle_ns = int(self.idle_timeout_s * 1e9)
+        is_open = self._max_ts - flows.last_ns <= idle_ns
+        if not is_open.any():
+            self._pending = PacketTable.empty()
+            return table, flows
+        lengths = flows.n_packets
+        open_rows = np.sort(flows.order[np.repeat(is_open, lengths)])
+        self._pending = table.take(open_rows)
+        return table, _select_flows(flows, ~is_open)
+
+    def finish(self) -> tuple[PacketTable, FlowTable]:
+        """Close every open flow."""
+        table = self._pending
+        self._pending = PacketTable.empty()
+        flows = assemble_flows(table, idle_timeout_s=self.idle_timeout_s, active_timeout_s=self.active_timeout_s)
+        return table, flows
+
+    @property
+    def n_pending_packets(self) -> int:
+        return self._pending.n_packets
+
+
+def _select_flows(flows: FlowTable, keep: npt.NDArray[np.bool_]) -> FlowTable:
+    """The rows of ``flows`` where ``keep``, with their packet runs (order stays into the same table)."""
+    lengths = flows.n_packets
+    pkt_keep = np.repeat(keep, lengths)
+    new_lengths = lengths[keep]
+    offsets = np.zeros(len(new_lengths) + 1, dtype=np.int64)
+    np.cumsum(new_lengths, out=offsets[1:])
+    cols = {name: arr[keep] for name, arr in flows.column_dict().items()}
+    return FlowTable(**cols, order=flows.order[pkt_keep], offsets=offsets, is_fwd=flows.is_fwd[pkt_keep])

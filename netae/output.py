@@ -1,0 +1,361 @@
+"""Writers for scored flows: table (people), CSV and JSON lines (programs, SIEMs); atomic files.
+
+Column names are public API (CHANGELOG on change). CSV keeps flat columns; JSON lines follow the
+Elastic Common Schema with netae's own fields under ``netae``. Both are documented in README.md.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import csv
+import hashlib
+import io
+import json
+import math
+import os
+import struct
+import tempfile
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+import numpy.typing as npt
+
+from netae.errors import OutputError
+from netae.tables import ScoreTable, format_ip
+
+__all__ = [
+    "CSV_COLUMNS",
+    "ECS_VERSION",
+    "WRITERS",
+    "atomic_write",
+    "community_id",
+    "csv_rows",
+    "ecs_documents",
+    "select_rows",
+]
+
+ECS_VERSION = "8.11.0"
+
+CSV_COLUMNS = (
+    "src_ip",
+    "src_port",
+    "dst_ip",
+    "dst_port",
+    "protocol",
+    "first_seen",
+    "last_seen",
+    "duration_s",
+    "packets",
+    "bytes",
+    "src_packets",
+    "dst_packets",
+    "src_bytes",
+    "dst_bytes",
+    "score",
+    "threshold",
+    "is_anomaly",
+    "source_file",
+    "community_id",
+    "worst_packets",
+    "top_features",
+    "explanation",
+)
+
+_TRANSPORT = {1: "icmp", 6: "tcp", 17: "udp", 58: "ipv6-icmp", 132: "sctp", 47: "gre", 50: "esp", 51: "ah"}
+
+# Community ID v1: ICMP request/reply counterparts (types), per the spec.
+_ICMP4_PAIRS = {8: 0, 0: 8, 13: 14, 14: 13, 15: 16, 16: 15, 10: 9, 9: 10, 17: 18, 18: 17}
+_ICMP6_PAIRS = {128: 129, 129: 128, 133: 134, 134: 133, 135: 136, 136: 135, 130: 131, 131: 130}
+_ICMP6_PAIRS.update({139: 140, 140: 139, 144: 145, 145: 144})
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | os.PathLike[str], *, binary: bool = False, append: bool = False) -> Iterator[IO[Any]]:
+    """Write to a temporary file beside ``path``, fsync, then rename over it.
+
+    On any exception the temporary file is removed and ``path`` is untouched. With ``append``
+    the existing content is copied first, so a reader never sees a partial line.
+    """
+    target = Path(path)
+    directory = target.parent if str(target.parent) else Path(".")
+    if not directory.is_dir():
+        raise OutputError(f"cannot write {target}: directory {directory} does not exist")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
+    except OSError as exc:
+        raise OutputError(f"cannot write in {directory}: {exc.strerror}") from exc
+    try:
+        with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8", "newline": ""})) as fh:
+            if append and target.exists():
+                with open(target, "rb") as old:
+                    data = old.read()
+                if data and not data.endswith(b"\n"):
+                    data = data[: data.rfind(b"\n") + 1]  # drop a torn last line, keep whole ones
+                if binary:
+                    fh.write(data)
+                else:
+                    fh.write(data.decode("utf-8", errors="replace"))
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        if target.exists():
+            with contextlib.suppress(OSError):
+                os.chmod(tmp, target.stat().st_mode & 0o777)
+        else:
+            os.chmod(tmp, 0o644 & ~_umask())
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _addr_bytes(hi: int, lo: int) -> bytes:
+    if hi == 0 and (lo >> 32) == 0xFFFF:
+        return struct.pack(">I", lo & 0xFFFFFFFF)
+    return struct.pack(">QQ", hi, lo)
+
+
+def community_id(src: bytes, dst: bytes, proto: int, sport: int | None, dport: int | None, *, seed: int = 0) -> str:
+    """Community ID v1 of a flow (corelight/community-id-spec); ICMP gives type/code as ports."""
+    one_way = False
+    if proto in (1, 58) and sport is not None:
+        pairs = _ICMP4_PAIRS if proto == 1 else _ICMP6_PAIRS
+        icmp_type, code = sport, dport
+        if icmp_type in pairs:
+            sport, dport = icmp_type, pairs[icmp_type]
+        else:
+            sport, dport = icmp_type, code
+            one_way = True
+    if not one_way and not (src < dst or (src == dst and (sport or 0) < (dport or 0))):
+        src, dst, sport, dport = dst, src, dport, sport
+    h = hashlib.sha1(struct.pack(">H", seed) + src + dst + struct.pack(">BB", proto, 0))
+    if sport is not None and dport is not None:
+        h.update(struct.pack(">HH", sport, dport))
+    return "1:" + base64.b64encode(h.digest()).decode("ascii")
+
+
+def _iso(ts_ns: int) -> str:
+    dt = datetime.fromtimestamp(ts_ns // 1_000_000_000, tz=UTC)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S") + f".{(ts_ns % 1_000_000_000) // 1000:06d}Z"
+
+
+def select_rows(table: ScoreTable, *, include_all: bool, by_score: bool = False) -> npt.NDArray[np.int64]:
+    """Rows to emit: anomalies only unless ``include_all``; by time, or by score (highest first)."""
+    rows = np.arange(table.n_flows) if include_all else np.flatnonzero(table.is_anomaly)
+    if by_score:
+        return rows[np.argsort(-table.score[rows], kind="stable")]
+    f = table.flows
+    return rows[np.lexsort((f.file_id[rows], f.first_ns[rows]))]
+
+
+class _Row:
+    """Values of one flow, shared by the CSV and JSON writers (computed once per emitted row)."""
+
+    __slots__ = ("i", "t", "src", "dst", "sport", "dport", "proto", "has_ports")
+
+    def __init__(self, t: ScoreTable, i: int) -> None:
+        f = t.flows
+        self.t, self.i = t, i
+        self.src = (int(f.src_hi[i]), int(f.src_lo[i]))
+        self.dst = (int(f.dst_hi[i]), int(f.dst_lo[i]))
+        self.sport, self.dport, self.proto = int(f.src_port[i]), int(f.dst_port[i]), int(f.proto[i])
+        self.has_ports = self.proto in (1, 6, 17, 58, 132)
+
+    def community_id(self) -> str:
+        return community_id(
+            _addr_bytes(*self.src),
+            _addr_bytes(*self.dst),
+            self.proto,
+            self.sport if self.has_ports else None,
+            self.dport if self.has_ports else None,
+        )
+
+    def worst(self) -> list[dict[str, Any]]:
+        t, i = self.t, self.i
+        out = []
+        for j in range(t.worst_idx.shape[1]):
+            k = int(t.worst_idx[i, j])
+            if k < 0:
+                break
+            out.append(
+                {
+                    "index": k,
+                    "timestamp": _iso(int(t.worst_ts_ns[i, j])),
+                    "direction": "fwd" if t.worst_is_fwd[i, j] else "bwd",
+                    "ip_len": int(t.worst_ip_len[i, j]),
+                    "error": round(float(t.worst_error[i, j]), 6),
+                }
+            )
+        return out
+
+    def top_features(self) -> list[str]:
+        return [self.t.feature_names[int(k)] for k in self.t.top_features[self.i] if k >= 0]
+
+    def explanation(self) -> str:
+        return self.t.explanations[self.i] if self.t.explanations else ""
+
+
+def csv_rows(table: ScoreTable, rows: npt.NDArray[np.int64]) -> Iterator[list[Any]]:
+    f = table.flows
+    for i in rows.tolist():
+        r = _Row(table, i)
+        pk_f, pk_b = int(f.fwd_pkts[i]), int(f.bwd_pkts[i])
+        by_f, by_b = int(f.fwd_bytes[i]), int(f.bwd_bytes[i])
+        first, last = int(f.first_ns[i]), int(f.last_ns[i])
+        worst = ";".join(f"{w['index']}:{w['direction']}:{w['ip_len']}:{w['error']:.4g}" for w in r.worst())
+        yield [
+            format_ip(*r.src),
+            r.sport,
+            format_ip(*r.dst),
+            r.dport,
+            r.proto,
+            f"{first / 1e9:.6f}",
+            f"{last / 1e9:.6f}",
+            f"{(last - first) / 1e9:.6f}",
+            pk_f + pk_b,
+            by_f + by_b,
+            pk_f,
+            pk_b,
+            by_f,
+            by_b,
+            f"{float(table.score[i]):.6g}",
+            f"{table.threshold:.6g}",
+            "true" if table.is_anomaly[i] else "false",
+            table.files[int(f.file_id[i])] if table.files else "",
+            r.community_id(),
+            worst,
+            ";".join(r.top_features()),
+            r.explanation(),
+        ]
+
+
+def risk_norm(score: float, threshold: float) -> float:
+    """0-100: 50 at the threshold, approaching 100 far above it."""
+    if threshold <= 0 or not math.isfinite(score):
+        return 100.0
+    ratio = score / threshold
+    return round(100.0 * ratio / (1.0 + ratio), 2)
+
+
+def ecs_documents(table: ScoreTable, rows: npt.NDArray[np.int64]) -> Iterator[dict[str, Any]]:
+    f = table.flows
+    for i in rows.tolist():
+        r = _Row(table, i)
+        first, last = int(f.first_ns[i]), int(f.last_ns[i])
+        score = float(table.score[i])
+        anomalous = bool(table.is_anomaly[i])
+        src_ip, dst_ip = format_ip(*r.src), format_ip(*r.dst)
+        source: dict[str, Any] = {"ip": src_ip, "packets": int(f.fwd_pkts[i]), "bytes": int(f.fwd_bytes[i])}
+        destination: dict[str, Any] = {"ip": dst_ip, "packets": int(f.bwd_pkts[i]), "bytes": int(f.bwd_bytes[i])}
+        if r.proto in (6, 17, 132):
+            source["port"], destination["port"] = r.sport, r.dport
+        network: dict[str, Any] = {
+            "transport": _TRANSPORT.get(r.proto, str(r.proto)),
+            "type": "ipv4" if int(f.ip_version[i]) == 4 else "ipv6",
+            "iana_number": str(r.proto),
+            "community_id": r.community_id(),
+            "packets": int(f.fwd_pkts[i] + f.bwd_pkts[i]),
+            "bytes": int(f.fwd_bytes[i] + f.bwd_bytes[i]),
+        }
+        netae: dict[str, Any] = {
+            "score": round(score, 8),
+            "threshold": round(table.threshold, 8),
+            "is_anomaly": anomalous,
+            "model_id": table.model_id,
+            "source_file": table.files[int(f.file_id[i])] if table.files else "",
+            "worst_packets": r.worst(),
+            "top_features": r.top_features(),
+        }
+        if r.proto in (1, 58):
+            netae["icmp"] = {"type": r.sport, "code": r.dport}
+        if r.explanation():
+            netae["explanation"] = r.explanation()
+        yield {
+            "@timestamp": _iso(first),
+            "ecs": {"version": ECS_VERSION},
+            "event": {
+                "kind": "alert" if anomalous else "event",
+                "category": ["network", "intrusion_detection"],
+                "type": ["connection", "info"],
+                "module": "netae",
+                "dataset": "netae.flow",
+                "start": _iso(first),
+                "end": _iso(last),
+                "duration": last - first,
+                "risk_score": round(score, 8),
+                "risk_score_norm": risk_norm(score, table.threshold),
+            },
+            "source": source,
+            "destination": destination,
+            "network": network,
+            "netae": netae,
+        }
+
+
+def write_csv(table: ScoreTable, rows: npt.NDArray[np.int64], fh: IO[str]) -> None:
+    w = csv.writer(fh, lineterminator="\n")
+    w.writerow(CSV_COLUMNS)
+    for row in csv_rows(table, rows):
+        w.writerow(row)
+
+
+def write_jsonl(table: ScoreTable, rows: npt.NDArray[np.int64], fh: IO[str]) -> None:
+    for doc in ecs_documents(table, rows):
+        fh.write(json.dumps(doc, separators=(",", ":")) + "\n")
+
+
+def write_table(table: ScoreTable, rows: npt.NDArray[np.int64], fh: IO[str], *, limit: int | None = None) -> None:
+    """A rich table for people, highest scores first (rows should come from by_score selection)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    shown = rows[:limit] if limit else rows
+    t = Table(title=f"{len(rows)} flows (threshold {table.threshold:.4g})", title_justify="left")
+    for name, justify in (
+        ("score", "right"), ("", "left"), ("source", "left"), ("destination", "left"), ("proto", "left"),
+        ("first seen (UTC)", "left"), ("dur s", "right"), ("pkts", "right"), ("bytes", "right"), ("why", "left"),
+    ):  # fmt: skip
+        t.add_column(name, justify=justify)  # type: ignore[arg-type]
+    f = table.flows
+    for i in shown.tolist():
+        r = _Row(table, i)
+        src = f"{format_ip(*r.src)}:{r.sport}" if r.proto in (6, 17) else format_ip(*r.src)
+        dst = f"{format_ip(*r.dst)}:{r.dport}" if r.proto in (6, 17) else format_ip(*r.dst)
+        why = r.explanation() or ", ".join(r.top_features())
+        t.add_row(
+            f"{float(table.score[i]):.4g}",
+            "[bold red]ANOMALY[/]" if table.is_anomaly[i] else "",
+            src,
+            dst,
+            _TRANSPORT.get(r.proto, str(r.proto)),
+            _iso(int(f.first_ns[i]))[:19].replace("T", " "),
+            f"{(int(f.last_ns[i]) - int(f.first_ns[i])) / 1e9:.2f}",
+            str(int(f.fwd_pkts[i] + f.bwd_pkts[i])),
+            str(int(f.fwd_bytes[i] + f.bwd_bytes[i])),
+            why,
+        )
+    console = Console(file=fh, width=None if fh.isatty() else 200, no_color=not fh.isatty() or None)
+    console.print(t)
+    if limit and len(rows) > limit:
+        console.print(f"... {len(rows) - limit} more; use --limit 0 or --format csv for all")
+
+
+WRITERS: dict[str, Callable[..., None]] = {"csv": write_csv, "jsonl": write_jsonl, "table": write_table}
+
+
+def render(table: ScoreTable, rows: npt.NDArray[np.int64], fmt: str, **kwargs: Any) -> str:
+    """The output as text (used for files, which are then written atomically)."""
+    buf = io.StringIO()
+    WRITERS[fmt](table, rows, buf, **kwargs)
+    return buf.getvalue()
