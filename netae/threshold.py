@@ -80,8 +80,8 @@ def _grimshaw(y: npt.NDArray[np.float64]) -> tuple[float, float]:
     def w(x: float) -> float:
         return u(x) * v(x) - 1.0
 
-    def roots(lo: float, hi: float, n: int = 200) -> list[float]:
-        xs = np.linspace(lo, hi, n)
+    def roots(lo: float, hi: float, n: int = 200, *, log: bool = False) -> list[float]:
+        xs = np.geomspace(lo, hi, n) if log else np.linspace(lo, hi, n)
         vals = np.array([w(float(x)) for x in xs])
         found = []
         for i in range(n - 1):
@@ -100,11 +100,10 @@ def _grimshaw(y: npt.NDArray[np.float64]) -> tuple[float, float]:
     if ymax > 0:
         lo_neg = -1.0 / ymax + eps
         cands = roots(lo_neg, -eps)
-        if ymin > 0:
-            a = 2 * (ymean - ymin) / (ymean * ymin)
-            b = 2 * (ymean - ymin) / (ymin * ymin)
-            if b > a:
-                cands += roots(a, b)
+        # Positive roots: scan a log grid from far below 1/ymean up to Grimshaw's upper bound.
+        upper = 2 * (ymean - ymin) / (ymin * ymin) if ymin > 0 else 1e6 / max(ymean, 1e-12)
+        upper = min(max(upper, 1.0 / max(ymean, 1e-12)), 1e9 / max(ymean, 1e-12))
+        cands += roots(1e-6 / max(ymean, 1e-12), upper, 400, log=True)
         for x in cands:
             gamma = v(x) - 1.0
             if abs(x) > 0:
