@@ -1,0 +1,223 @@
+"""Score flows with a trained autoencoder: per-packet error, per-flow worst-window score.
+
+Scoring runs under ``torch.inference_mode()`` on large batches of equal-length windows (no
+padding at all), collects every result on the device with index writes (no ``.item()`` per
+batch) and copies back once. It runs in float32 on every device so that scores, and the
+threshold fitted on them, do not depend on the hardware's reduced-precision paths.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+import torch
+
+from netae.config import Settings
+from netae.errors import ConfigError
+from netae.model import (
+    FlowAutoencoder,
+    Windows,
+    gather_batch,
+    make_windows,
+    model_from_weights,
+    resolve_input_path,
+    scoring_batches,
+    squared_error,
+    step_mask,
+)
+from netae.tables import Features
+
+__all__ = ["FlowScores", "WindowErrors", "resolve_device", "score_features", "score_windows", "set_threads"]
+
+log = logging.getLogger(__name__)
+
+# Inference batches: at most this many windows and this many packets (B * T) each.
+SCORE_MAX_SEQUENCES = 8192
+SCORE_MAX_PACKETS = 1 << 18
+
+
+@dataclass(frozen=True, slots=True)
+class FlowScores:
+    """Per-flow scores and the per-packet and per-feature errors behind them (NOTE [windows]).
+
+    ``score`` (n_flows,) is the worst window's mean per-packet error; ``packet_error``
+    (n_packets,) is aligned with ``Features.values``; ``feature_error`` (n_flows, n_features) is
+    the mean squared error of each feature over the flow's worst window; ``worst_window``
+    (n_flows,) is the first packet, within its flow, of that window. A flow without packets
+    scores 0.
+    """
+
+    score: npt.NDArray[np.float32]
+    packet_error: npt.NDArray[np.float32]
+    feature_error: npt.NDArray[np.float32]
+    worst_window: npt.NDArray[np.int64]
+
+
+@dataclass(frozen=True, slots=True)
+class WindowErrors:
+    """Per-window results: mean per-packet error (n_windows,), per-feature MSE (n_windows, F)."""
+
+    score: npt.NDArray[np.float32]
+    feature_error: npt.NDArray[np.float32]
+    packet_error: npt.NDArray[np.float32] | None
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` -> ``cuda`` if available else ``cpu``; ``cuda`` without a GPU is a ConfigError."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(
+                "device 'cuda' was requested but no CUDA GPU is usable here "
+                f"(torch {torch.__version__}, built with CUDA {torch.version.cuda}); use --device cpu or auto"
+            )
+        return "cuda"
+    if device == "cpu":
+        return "cpu"
+    raise ConfigError(f"device must be one of auto, cpu, cuda; got {device!r}")
+
+
+def set_threads(threads: int) -> int:
+    """Set torch's CPU threads: ``threads``, or with 0 the usable cores up to 8; returns it.
+
+    The LSTMs are small (hidden 32): beyond a few cores per process the fork/join cost of each
+    time step outweighs the split matrix products.
+    """
+    if threads <= 0:
+        try:
+            cores = len(os.sched_getaffinity(0))
+        except AttributeError:  # not on Linux
+            cores = os.cpu_count() or 1
+        threads = max(1, min(cores, 8))
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+    return threads
+
+
+def to_device(array: npt.NDArray[np.generic], device: str) -> torch.Tensor:
+    """A CPU array as a tensor on ``device``; pinned and copied without blocking on CUDA."""
+    tensor = torch.from_numpy(array)
+    if device == "cpu":
+        return tensor
+    return tensor.pin_memory().to(device, non_blocking=True)
+
+
+def padded_values(values: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    """``values`` plus one row of zeros: the row padded steps gather (see ``gather_batch``)."""
+    out = np.empty((len(values) + 1, values.shape[1]), np.float32)
+    out[:-1] = values
+    out[-1] = 0.0
+    return out
+
+
+def score_windows(
+    model: FlowAutoencoder,
+    values_z: npt.NDArray[np.float32],
+    windows: Windows,
+    *,
+    device: str,
+    input_path: str,
+    per_packet: bool,
+    max_sequences: int = SCORE_MAX_SEQUENCES,
+    max_packets: int = SCORE_MAX_PACKETS,
+) -> WindowErrors:
+    """Errors of every window; with ``per_packet`` also each packet's error (NOTE [windows])."""
+    n_win = windows.n_windows
+    n_features = values_z.shape[1]
+    n_packets = len(values_z) - 1
+    win_score = torch.zeros(n_win, device=device)
+    win_feat = torch.zeros((n_win, n_features), device=device)
+    # One spare slot at the end receives the writes of padded and skipped steps.
+    packet_error = torch.zeros(n_packets + 1, device=device) if per_packet else None
+    order, bounds = scoring_batches(windows.length, max_sequences=max_sequences, max_packets=max_packets)
+    was_training = model.training
+    model.eval()
+    with torch.inference_mode():
+        for b in range(len(bounds) - 1):
+            sel = order[bounds[b] : bounds[b + 1]]
+            starts, lengths = windows.start[sel], windows.length[sel]
+            x = to_device(gather_batch(values_z, starts, lengths), device)
+            lengths_cpu = torch.from_numpy(lengths)
+            lengths_dev = to_device(lengths, device)
+            recon = model(x, lengths_cpu, lengths_dev, input_path=input_path)
+            mask = step_mask(lengths_dev, x.shape[1])
+            sq = squared_error(x, recon, mask)  # (B, T, F)
+            n_real = lengths_dev.to(torch.float32).unsqueeze(1)
+            feat = sq.sum(1) / n_real  # (B, F)
+            sel_dev = to_device(sel, device)
+            win_feat[sel_dev] = feat
+            win_score[sel_dev] = feat.mean(1)
+            if packet_error is not None:
+                steps = int(lengths.max())
+                local = np.arange(steps, dtype=np.int64)[None, :]
+                owned = (local >= windows.skip[sel][:, None]) & (local < lengths[:, None])
+                target = np.where(owned, starts[:, None] + local, n_packets)
+                packet_error[to_device(target, device).reshape(-1)] = sq.mean(2).reshape(-1)
+    model.train(was_training)
+    return WindowErrors(
+        score=win_score.cpu().numpy(),
+        feature_error=win_feat.cpu().numpy(),
+        packet_error=None if packet_error is None else packet_error[:-1].cpu().numpy(),
+    )
+
+
+def flow_scores(windows: Windows, errors: WindowErrors, n_flows: int) -> FlowScores:
+    """Each flow takes its worst window (the first one on ties)."""
+    if errors.packet_error is None:
+        raise ValueError("flow_scores needs per-packet errors")
+    n_features = errors.feature_error.shape[1]
+    score = np.zeros(n_flows, np.float32)
+    feature_error = np.zeros((n_flows, n_features), np.float32)
+    worst_window = np.zeros(n_flows, np.int64)
+    if windows.n_windows:
+        # Windows are in flow order (NOTE [windows]): sort by (flow, -score, window) and take firsts.
+        idx = np.lexsort((np.arange(windows.n_windows), -errors.score, windows.flow))
+        is_first = np.r_[True, windows.flow[idx][1:] != windows.flow[idx][:-1]]
+        best = idx[is_first]
+        flows = windows.flow[best]
+        score[flows] = errors.score[best]
+        feature_error[flows] = errors.feature_error[best]
+        worst_window[flows] = windows.local_start[best]
+    return FlowScores(
+        score=score, packet_error=errors.packet_error, feature_error=feature_error, worst_window=worst_window
+    )
+
+
+def score_features(
+    weights: dict[str, np.ndarray],
+    features: Features,
+    *,
+    settings: Settings,
+    device: str = "auto",
+    batch_size: int | None = None,
+) -> FlowScores:
+    """Score every flow of ``features`` (already scaled) with the model in ``weights``.
+
+    ``batch_size`` caps the windows per inference batch (default 8192; batches also hold at most
+    262,144 packets). Windows come from ``settings.flows.max_packets``, the input path from
+    ``settings.model.input_path``.
+    """
+    dev = resolve_device(device)
+    if dev == "cpu":
+        set_threads(settings.train.threads)
+    model = model_from_weights(weights, settings.model).to(dev)
+    if model.n_features != features.values.shape[1]:
+        raise ConfigError(
+            f"the model expects {model.n_features} features per packet but the input has {features.values.shape[1]}"
+        )
+    windows = make_windows(features.offsets, settings.flows.max_packets)
+    errors = score_windows(
+        model,
+        padded_values(features.values),
+        windows,
+        device=dev,
+        input_path=resolve_input_path(settings.model.input_path, dev),
+        per_packet=True,
+        max_sequences=batch_size or SCORE_MAX_SEQUENCES,
+    )
+    return flow_scores(windows, errors, features.n_flows)

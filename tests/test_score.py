@@ -1,0 +1,150 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from netae.config import ModelSettings, Settings
+from netae.errors import ConfigError
+from netae.model import build_model, weights_to_numpy
+from netae.score import resolve_device, score_features
+from netae.tables import Features
+from netae.train import train_model
+
+
+def synthetic_features(n_flows: int = 60, n_features: int = 4, seed: int = 0, max_len: int = 12) -> Features:
+    """Flows of a few kinds, each a smooth per-packet pattern plus noise."""
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(1, max_len + 1, n_flows).astype(np.int64)
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    flow = np.repeat(np.arange(n_flows), lengths)
+    pos = np.arange(offsets[-1]) - offsets[flow]
+    kind = rng.integers(0, 3, n_flows)[flow]
+    base = rng.normal(size=(3, n_features))
+    values = base[kind] + 0.5 * np.sin(pos[:, None] * (0.5 + 0.2 * np.arange(n_features)))
+    values += 0.05 * rng.normal(size=values.shape)
+    return Features(values=values.astype(np.float32), offsets=offsets, names=tuple(f"f{i}" for i in range(n_features)))
+
+
+def _settings(max_packets: int = 8, input_path: str = "auto") -> Settings:
+    return (
+        Settings()
+        .replace("model", hidden_size=8, input_path=input_path)
+        .replace("flows", max_packets=max_packets)
+        .replace("train", threads=1, device="cpu", epochs=5, batch_size=16)
+    )
+
+
+def _random_weights(n_features: int = 4, seed: int = 0) -> dict[str, np.ndarray]:
+    torch.manual_seed(seed)
+    return weights_to_numpy(build_model(n_features, ModelSettings(hidden_size=8)))
+
+
+def _features(lengths: list[int], n_features: int = 4, seed: int = 0) -> Features:
+    rng = np.random.default_rng(seed)
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    values = rng.normal(size=(offsets[-1], n_features)).astype(np.float32)
+    return Features(values=values, offsets=offsets, names=tuple(f"f{i}" for i in range(n_features)))
+
+
+def test_shapes_and_dtypes():
+    features = _features([3, 1, 20, 8])
+    scores = score_features(_random_weights(), features, settings=_settings(), device="cpu")
+    assert scores.score.shape == (4,)
+    assert scores.score.dtype == np.float32
+    assert scores.packet_error.shape == (32,)
+    assert scores.packet_error.dtype == np.float32
+    assert scores.feature_error.shape == (4, 4)
+    assert scores.feature_error.dtype == np.float32
+    assert scores.worst_window.shape == (4,)
+    assert scores.worst_window.dtype == np.int64
+    assert np.all(scores.packet_error > 0)
+    np.testing.assert_allclose(scores.feature_error.mean(1), scores.score, rtol=1e-5)
+
+
+def test_packed_and_padded_give_the_same_scores():
+    features = _features([3, 1, 20, 8, 5, 5, 2])
+    weights = _random_weights()
+    packed = score_features(weights, features, settings=_settings(input_path="packed"), device="cpu")
+    padded = score_features(weights, features, settings=_settings(input_path="padded"), device="cpu")
+    np.testing.assert_allclose(packed.score, padded.score, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(packed.packet_error, padded.packet_error, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(packed.feature_error, padded.feature_error, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("batch_size", [1, 2, 3, 1000])
+def test_batching_does_not_change_scores(batch_size):
+    features = _features([3, 1, 20, 8, 5, 5, 2])
+    weights = _random_weights()
+    ref = score_features(weights, features, settings=_settings(), device="cpu")
+    got = score_features(weights, features, settings=_settings(), device="cpu", batch_size=batch_size)
+    np.testing.assert_allclose(got.score, ref.score, rtol=1e-5)
+    np.testing.assert_allclose(got.packet_error, ref.packet_error, rtol=1e-5)
+
+
+def test_long_flow_scored_everywhere_and_takes_its_worst_window():
+    # One flow of 10 packets with windows of 4: [0,4), [4,8) and the overlapped last one [6,10).
+    long_flow = _features([10], seed=3)
+    weights = _random_weights()
+    settings = _settings(max_packets=4)
+    scores = score_features(weights, long_flow, settings=settings, device="cpu")
+    assert np.all(scores.packet_error > 0)
+
+    v = long_flow.values
+    parts = Features(
+        values=np.concatenate([v[0:4], v[4:8], v[6:10]]),
+        offsets=np.array([0, 4, 8, 12], np.int64),
+        names=long_flow.names,
+    )
+    windows = score_features(weights, parts, settings=settings, device="cpu")
+    assert scores.score[0] == pytest.approx(windows.score.max(), rel=1e-5)
+    assert scores.worst_window[0] == [0, 4, 6][int(np.argmax(windows.score))]
+    np.testing.assert_allclose(scores.feature_error[0], windows.feature_error[np.argmax(windows.score)], rtol=1e-5)
+    # Each packet's error comes from the first window covering it.
+    expected = np.concatenate([windows.packet_error[0:8], windows.packet_error[10:12]])
+    np.testing.assert_allclose(scores.packet_error, expected, rtol=1e-5)
+
+
+def test_adding_another_flow_does_not_change_a_flows_score():
+    weights = _random_weights()
+    alone = score_features(weights, _features([5]), settings=_settings(), device="cpu")
+    together_values = np.concatenate([_features([5]).values, _features([8], seed=9).values])
+    together = Features(values=together_values, offsets=np.array([0, 5, 13], np.int64), names=_names())
+    both = score_features(weights, together, settings=_settings(), device="cpu")
+    assert both.score[0] == pytest.approx(alone.score[0], rel=1e-5)
+
+
+def _names() -> tuple[str, ...]:
+    return tuple(f"f{i}" for i in range(4))
+
+
+def test_empty_flow_scores_zero():
+    features = _features([3, 0, 2])
+    scores = score_features(_random_weights(), features, settings=_settings(), device="cpu")
+    assert scores.score[1] == 0.0
+    assert scores.score[0] > 0
+    assert scores.score[2] > 0
+
+
+def test_injected_anomalous_packet_has_the_largest_error():
+    features = synthetic_features(n_flows=80)
+    settings = _settings(max_packets=8).replace("train", epochs=40, learning_rate=1e-2)
+    result = train_model(features, is_val=np.arange(features.n_flows) % 5 == 0, settings=settings)
+    values = features.values.copy()
+    flow = int(np.flatnonzero(features.lengths >= 4)[0])
+    target = int(features.offsets[flow]) + 2
+    values[target] += 8.0
+    poisoned = Features(values=values, offsets=features.offsets, names=features.names)
+    scores = score_features(result.weights, poisoned, settings=settings, device="cpu")
+    assert int(np.argmax(scores.packet_error)) == target
+    assert int(np.argmax(scores.score)) == flow
+
+
+def test_resolve_device():
+    assert resolve_device("cpu") == "cpu"
+    assert resolve_device("auto") in ("cpu", "cuda")
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="cuda"):
+            resolve_device("cuda")
+    with pytest.raises(ConfigError):
+        resolve_device("tpu")
