@@ -79,7 +79,7 @@ def checksum(data: bytes) -> int:
     """Internet checksum (RFC 1071) of ``data``, padded with a zero byte when its length is odd."""
     if len(data) % 2:
         data += b"\0"
-    s = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    s: int = sum(struct.unpack(f"!{len(data) // 2}H", data))
     s = (s & 0xFFFF) + (s >> 16)
     s = (s & 0xFFFF) + (s >> 16)
     return ~s & 0xFFFF
