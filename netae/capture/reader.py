@@ -118,9 +118,11 @@ class _Prefixed(io.RawIOBase):
 class _Stream:
     """Full reads from a file object; stream errors become ``_Damage``."""
 
-    def __init__(self, f: Any, prefix: bytes = b"") -> None:
+    def __init__(self, f: Any, prefix: bytes = b"", *, piece_bytes: int = 8 << 20) -> None:
         self._f = f
         self._prefix = prefix
+        # A decompressor that fails loses the piece it was asked for: keep pieces small there.
+        self._piece = piece_bytes
         self._readinto = getattr(f, "readinto", None)
 
     def unread(self, data: bytes) -> None:
@@ -141,9 +143,9 @@ class _Stream:
         while got < len(mv):
             try:
                 if self._readinto is not None:
-                    k = self._readinto(mv[got : got + (8 << 20)])
+                    k = self._readinto(mv[got : got + self._piece])
                 else:
-                    data = self._f.read(min(len(mv) - got, 8 << 20))
+                    data = self._f.read(min(len(mv) - got, self._piece))
                     k = len(data)
                     mv[got : got + k] = data
             except (OSError, EOFError, zlib.error, lzma.LZMAError, ValueError) as exc:
@@ -185,7 +187,8 @@ def _decompressed(name: str, stream: _Stream) -> tuple[_Stream, str]:
     raw = _Prefixed(head, stream)
     if opener is None:
         return _Stream(raw), ""
-    return _Stream(opener(raw, "rb") if kind != "gzip" else gzip.GzipFile(fileobj=raw, mode="rb")), kind
+    inner = opener(raw, "rb") if kind != "gzip" else gzip.GzipFile(fileobj=raw, mode="rb")
+    return _Stream(inner, piece_bytes=64 << 10), kind
 
 
 def read_packets(
@@ -283,6 +286,7 @@ class _ChunkReader:
                 got = exc.args[1]
                 error = exc.args[0]
             total = len(leftover) + got
+            buf = buf[: total + PAD_BYTES]  # a short last read: drop the untouched tail
             buf[total:] = 0
             eof = bool(error) or got < want
             self.pos = 0
@@ -426,6 +430,11 @@ class _PcapngReader(_ChunkReader):
         self.ifaces = []
         self.n_sections += 1
         return blen
+
+    def damage(self, message: str) -> None:
+        if self.n_sections == 0:  # the file header itself is unreadable (NOTE [damage])
+            raise NotACapture(f"{self.name}: pcapng section header unreadable: {message}")
+        super().damage(message)
 
     def _bad_header(self, what: str, pos: int) -> int:
         if self.n_sections == 0:
