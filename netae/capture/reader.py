@@ -118,10 +118,16 @@ class _Prefixed(io.RawIOBase):
 class _Stream:
     """Full reads from a file object; stream errors become ``_Damage``."""
 
-    def __init__(self, f: Any, prefix: bytes = b"") -> None:
+    def __init__(self, f: Any, prefix: bytes = b"", *, compressed: bool = False) -> None:
         self._f = f
         self._prefix = prefix
         self._readinto = getattr(f, "readinto", None)
+        self._piece = 8 << 20
+        if compressed:
+            # read1 makes one decompressor call: when the stream breaks, only that call's output
+            # is lost, not a whole buffered read.
+            self._readinto, self._piece = None, 64 << 10
+        self._read = getattr(f, "read1", None) if compressed else f.read
 
     def unread(self, data: bytes) -> None:
         self._prefix = data + self._prefix
@@ -141,9 +147,9 @@ class _Stream:
         while got < len(mv):
             try:
                 if self._readinto is not None:
-                    k = self._readinto(mv[got : got + (8 << 20)])
+                    k = self._readinto(mv[got : got + self._piece])
                 else:
-                    data = self._f.read(min(len(mv) - got, 8 << 20))
+                    data = self._read(min(len(mv) - got, self._piece))
                     k = len(data)
                     mv[got : got + k] = data
             except (OSError, EOFError, zlib.error, lzma.LZMAError, ValueError) as exc:
@@ -185,7 +191,8 @@ def _decompressed(name: str, stream: _Stream) -> tuple[_Stream, str]:
     raw = _Prefixed(head, stream)
     if opener is None:
         return _Stream(raw), ""
-    return _Stream(opener(raw, "rb") if kind != "gzip" else gzip.GzipFile(fileobj=raw, mode="rb")), kind
+    inner = opener(raw, "rb") if kind != "gzip" else gzip.GzipFile(fileobj=raw, mode="rb")
+    return _Stream(inner, compressed=True), kind
 
 
 def read_packets(
@@ -220,6 +227,7 @@ def read_records(
     """
     name, f, close = _open(source)
     state = SkipCounts() if counts is None else counts
+    log_level = logging.WARNING if counts is None else logging.DEBUG  # else the caller reports them
     try:
         stream, kind = _decompressed(name, _Stream(f))
         label = f"{name} ({kind}-compressed)" if kind else name
@@ -230,9 +238,9 @@ def read_records(
         if len(magic) < 4:
             raise NotACapture(f"{label}: {len(magic)} bytes, too short for a capture file header")
         if magic in _PCAP_MAGICS:
-            yield from _PcapReader(label, stream, magic, max(int(chunk_bytes), 1 << 10), state).batches()
+            yield from _PcapReader(label, stream, magic, max(int(chunk_bytes), 1 << 10), state, log_level).batches()
         elif magic == _PCAPNG_MAGIC:
-            yield from _PcapngReader(label, stream, magic, max(int(chunk_bytes), 1 << 10), state).batches()
+            yield from _PcapngReader(label, stream, magic, max(int(chunk_bytes), 1 << 10), state, log_level).batches()
         else:
             raise NotACapture(f"{label}: {_describe_magic(magic)}")
     finally:
@@ -253,7 +261,8 @@ def _describe_magic(magic: bytes) -> str:
 class _ChunkReader:
     """The chunk loop shared by both formats: leftover bytes of a partial record carry over."""
 
-    def __init__(self, name: str, stream: _Stream, chunk_bytes: int, counts: SkipCounts) -> None:
+    def __init__(self, name: str, stream: _Stream, chunk_bytes: int, counts: SkipCounts, log_level: int) -> None:
+        self.log_level = log_level
         self.name = name
         self.stream = stream
         self.chunk_bytes = chunk_bytes
@@ -266,7 +275,7 @@ class _ChunkReader:
         full = f"{self.name}: {message}; using the {self.n_records} records before it"
         if full not in (self.counts.warnings or []):
             self.counts.warn(full)
-        log.warning("%s", full)
+        log.log(self.log_level, "%s", full)
 
     def buffers(self, first_offset: int) -> Iterator[tuple[npt.NDArray[np.uint8], int, bool, str]]:
         """Yield (buffer, n_valid_bytes, eof, stream_error); the consumer sets ``self.pos``/``self.need``."""
@@ -283,6 +292,7 @@ class _ChunkReader:
                 got = exc.args[1]
                 error = exc.args[0]
             total = len(leftover) + got
+            buf = buf[: total + PAD_BYTES]  # a short last read: drop the untouched tail
             buf[total:] = 0
             eof = bool(error) or got < want
             self.pos = 0
@@ -334,8 +344,10 @@ def _batch(
 
 
 class _PcapReader(_ChunkReader):
-    def __init__(self, name: str, stream: _Stream, magic: bytes, chunk_bytes: int, counts: SkipCounts) -> None:
-        super().__init__(name, stream, chunk_bytes, counts)
+    def __init__(
+        self, name: str, stream: _Stream, magic: bytes, chunk_bytes: int, counts: SkipCounts, log_level: int
+    ) -> None:
+        super().__init__(name, stream, chunk_bytes, counts, log_level)
         self.big, self.frac_ns, self.rec_hdr = _PCAP_MAGICS[magic]
         try:
             rest = stream.read(20)
@@ -393,8 +405,10 @@ def _ts_ns(hi: np.ndarray, lo: np.ndarray, iface: _Iface) -> npt.NDArray[np.int6
 
 
 class _PcapngReader(_ChunkReader):
-    def __init__(self, name: str, stream: _Stream, magic: bytes, chunk_bytes: int, counts: SkipCounts) -> None:
-        super().__init__(name, stream, chunk_bytes, counts)
+    def __init__(
+        self, name: str, stream: _Stream, magic: bytes, chunk_bytes: int, counts: SkipCounts, log_level: int
+    ) -> None:
+        super().__init__(name, stream, chunk_bytes, counts, log_level)
         stream.unread(magic)
         self.big = False
         self.ifaces: list[_Iface] = []
@@ -426,6 +440,11 @@ class _PcapngReader(_ChunkReader):
         self.ifaces = []
         self.n_sections += 1
         return blen
+
+    def damage(self, message: str) -> None:
+        if self.n_sections == 0:  # the file header itself is unreadable (NOTE [damage])
+            raise NotACapture(f"{self.name}: pcapng section header unreadable: {message}")
+        super().damage(message)
 
     def _bad_header(self, what: str, pos: int) -> int:
         if self.n_sections == 0:
