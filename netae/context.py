@@ -1,22 +1,26 @@
 """Cross-flow context: what a flow's source host, host pair and service did before it.
 
-For each flow, only flows that *started before it* within ``window_s`` count, so the same flow
-gets the same context in training and in scoring, and a streaming pass needs only the last
-``window_s`` of flows as state. Groups:
+A flow's context is built from the flows that *ended before it started*, within ``window_s``.
+That choice makes streaming exact: when a flow is closed (idle timeout passed), every flow that
+ended before it started has been closed too, so ``ContextTracker`` fed closed flows batch by
+batch gives the same values as one pass over the whole capture (``compute_context``), with state
+bounded by two windows of flows. Groups (flows of different capture files never mix):
 
-- source host (``src``): how many flows it started, how many destinations and destination ports
-  were new to it, and the share of its TCP flows that failed (no completed handshake, or reset);
-- host pair and service (``pair`` = src, dst, dst port, protocol): how many flows, the mean and
-  spread of the log intervals between their starts (regular polling has a small spread), and the
-  bytes each way;
-- service (``svc`` = dst, dst port, protocol): how many flows, and how many sources were new to it.
+- source host (``src``): flows it made; how many of them went to a destination, or a destination
+  port, that was new to it (not seen in the window before); the share of its TCP flows that failed
+  (no completed handshake, or reset);
+- pair (src, dst, dst port, protocol): flows; time since the last one ended; mean and spread of
+  the log gaps between their starts (regular polling has a small spread); bytes each way;
+- service (dst, dst port, protocol): flows; how many were from a source new to it;
+- ``ctx_coverage``: how much of the window the capture covered before the flow (the first flows
+  of a capture have little history, and the model must know it).
 
-"New" means not seen in the ``window_s`` before (an exact sliding count of first occurrences;
-it approximates distinct counts without per-flow sets). Everything is computed by sorting and
-cumulative sums: no loop per flow.
+Everything is computed by sorting and cumulative sums: no loop per flow.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass, fields
 
 import numpy as np
 import numpy.typing as npt
@@ -25,9 +29,10 @@ from netae.config import ContextSettings
 from netae.flows import flow_key_hash
 from netae.tables import FlowTable, PacketTable
 
-__all__ = ["CONTEXT_FEATURES", "compute_context"]
+__all__ = ["CONTEXT_FEATURES", "ContextTracker", "compute_context", "flow_failed"]
 
 CONTEXT_FEATURES: tuple[str, ...] = (
+    "ctx_coverage",
     "ctx_src_flows_log",
     "ctx_src_new_dsts_log",
     "ctx_src_new_dports_log",
@@ -43,65 +48,9 @@ CONTEXT_FEATURES: tuple[str, ...] = (
 )
 
 TCP_SYN, TCP_ACK, TCP_RST = 0x02, 0x10, 0x04
-
-
-def _windowed(
-    group: npt.NDArray[np.uint64], t_ns: npt.NDArray[np.int64], window_ns: int, *weights: npt.NDArray[np.float64]
-) -> tuple[npt.NDArray[np.int64], list[npt.NDArray[np.float64]], npt.NDArray[np.int64]]:
-    """Per row: the count of earlier rows of its group within the window, and weighted sums.
-
-    "Earlier" means a strictly earlier start time (ties excluded, at microsecond resolution)
-    within ``window_ns``. Returns (count, sums, index of the previous row of the group or -1).
-    """
-    n = len(t_ns)
-    o = np.lexsort((t_ns, group))
-    g = group[o]
-    # Microseconds keep the composite (group, time) key below 2**62 for long captures.
-    t = t_ns[o] // 1000
-    window_ns = window_ns // 1000
-    new_group = np.ones(n, dtype=bool)
-    new_group[1:] = g[1:] != g[:-1]
-    gid = np.cumsum(new_group) - 1
-    # Search within each group using a composite key (group id, time) that sorts like (g, t).
-    t_rel = t - (int(t.min()) if n else 0)
-    span = int(t_rel.max()) + 1 if n else 1
-    scale = span + window_ns + 1
-    if (int(gid.max()) + 1 if n else 1) * scale < 2**62:
-        ck = gid.astype(np.int64) * scale + t_rel
-        lo = np.searchsorted(ck, gid.astype(np.int64) * scale + np.maximum(t_rel - window_ns, 0), side="left")
-        hi = np.searchsorted(ck, ck, side="left")  # strictly earlier: first row with the same time
-    else:  # pragma: no cover - astronomically long captures with many groups
-        lo = np.empty(n, np.int64)
-        hi = np.empty(n, np.int64)
-        starts = np.flatnonzero(new_group)
-        ends = np.append(starts[1:], n)
-        for a, b in zip(starts.tolist(), ends.tolist(), strict=True):
-            lo[a:b] = a + np.searchsorted(t[a:b], np.maximum(t[a:b] - window_ns, t[a]), side="left")
-            hi[a:b] = a + np.searchsorted(t[a:b], t[a:b], side="left")
-    count_sorted = np.maximum(hi - lo, 0)
-    sums_sorted = []
-    for w in weights:
-        c = np.zeros(n + 1, dtype=np.float64)
-        np.cumsum(w[o], out=c[1:])
-        sums_sorted.append(np.where(hi > lo, c[hi] - c[lo], 0.0))
-    prev_sorted = np.where(new_group, -1, np.arange(n) - 1)
-    count = np.empty(n, dtype=np.int64)
-    count[o] = count_sorted
-    sums = []
-    for s in sums_sorted:
-        out = np.empty(n, dtype=np.float64)
-        out[o] = s
-        sums.append(out)
-    prev = np.empty(n, dtype=np.int64)
-    prev[o] = np.where(prev_sorted >= 0, o[np.maximum(prev_sorted, 0)], -1)
-    return count, sums, prev
-
-
-def _novel(group: npt.NDArray[np.uint64], t_ns: npt.NDArray[np.int64], window_ns: int) -> npt.NDArray[np.float64]:
-    """1.0 where the (group, value) key was not seen in the window before this row."""
-    _, _, prev = _windowed(group, t_ns, window_ns)
-    gap = np.where(prev >= 0, t_ns - t_ns[np.maximum(prev, 0)], np.iinfo(np.int64).max)
-    return (gap > window_ns).astype(np.float64)
+_F64 = npt.NDArray[np.float64]
+_U64 = npt.NDArray[np.uint64]
+_I64 = npt.NDArray[np.int64]
 
 
 def flow_failed(packets: PacketTable, flows: FlowTable) -> npt.NDArray[np.bool_]:
@@ -115,62 +64,194 @@ def flow_failed(packets: PacketTable, flows: FlowTable) -> npt.NDArray[np.bool_]
     return (flows.proto == 6) & ((synack == 0) | (rst > 0))
 
 
-def compute_context(
-    packets: PacketTable, flows: FlowTable, *, settings: ContextSettings
-) -> dict[str, npt.NDArray[np.float32]]:
-    """Per-flow context columns (n_flows each), from flows that started before each flow."""
-    n = flows.n_flows
-    if n == 0:
-        return {name: np.zeros(0, np.float32) for name in CONTEXT_FEATURES}
-    w = int(settings.window_s * 1e9)
-    t = flows.first_ns
+@dataclass(frozen=True, slots=True)
+class _Events:
+    """Closed flows as context events: keys, start and end times (µs), weights, novelty flags."""
+
+    start_us: _I64
+    end_us: _I64
+    src: _U64
+    pair: _U64
+    svc: _U64
+    src_dst: _U64
+    src_dport: _U64
+    svc_src: _U64
+    failed: _F64
+    fwd_bytes: _F64
+    bwd_bytes: _F64
+    is_tcp: _F64
+    new_dst: _F64
+    new_dport: _F64
+    new_src: _F64
+    pair_gap_log: _F64  # log1p of the start gap to the pair's previous event (0 when none in window)
+    has_pair_gap: _F64
+
+    @classmethod
+    def empty(cls) -> _Events:
+        kw = {f.name: np.empty(0, dtype=np.int64 if f.name.endswith("_us") else np.float64) for f in fields(cls)}
+        for name in ("src", "pair", "svc", "src_dst", "src_dport", "svc_src"):
+            kw[name] = np.empty(0, dtype=np.uint64)
+        return cls(**kw)
+
+    def take(self, idx: npt.NDArray[np.int64] | npt.NDArray[np.bool_]) -> _Events:
+        return _Events(**{f.name: getattr(self, f.name)[idx] for f in fields(self)})
+
+    def concat(self, other: _Events) -> _Events:
+        return _Events(
+            **{f.name: np.concatenate([getattr(self, f.name), getattr(other, f.name)]) for f in fields(self)}
+        )
+
+    def __len__(self) -> int:
+        return len(self.end_us)
+
+
+def _keys(flows: FlowTable) -> dict[str, _U64]:
     fid = flows.file_id.astype(np.uint64)
     src = flow_key_hash(flows.src_hi, flows.src_lo, fid)
     dst = flow_key_hash(flows.dst_hi, flows.dst_lo, fid)
     svc_port = (flows.dst_port.astype(np.uint64) << np.uint64(8)) | flows.proto.astype(np.uint64)
     svc = flow_key_hash(dst, svc_port)
-    pair = flow_key_hash(src, svc)
-    src_dst = flow_key_hash(src, dst)
-    src_dport = flow_key_hash(src, svc_port)
-    svc_src = flow_key_hash(svc, src)
-
-    failed = flow_failed(packets, flows).astype(np.float64)
-    n_src, (fail_sum, new_dst_sum, new_dport_sum), _ = _windowed(
-        src, t, w, failed, _novel(src_dst, t, w), _novel(src_dport, t, w)
-    )
-    fwd_b = flows.fwd_bytes.astype(np.float64)
-    bwd_b = flows.bwd_bytes.astype(np.float64)
-    # Intervals between consecutive flows of a pair (log seconds), each attached to the later flow.
-    _, _, prev = _windowed(pair, t, w)
-    has_prev = prev >= 0
-    gap_s = np.where(has_prev, (t - t[np.maximum(prev, 0)]) / 1e9, 0.0)
-    log_gap = np.log1p(gap_s)
-    in_window = has_prev & (gap_s * 1e9 <= w)
-    n_pair, (gap_n, gap_sum, gap_sq, fwd_sum, bwd_sum), _ = _windowed(
-        pair, t, w, in_window.astype(np.float64), np.where(in_window, log_gap, 0.0),
-        np.where(in_window, log_gap**2, 0.0), fwd_b, bwd_b,
-    )  # fmt: skip
-    # The gaps counted for a flow are those of its predecessors (each closes an earlier interval),
-    # plus the gap that leads to this flow itself.
-    gap_n = gap_n + in_window
-    gap_sum = gap_sum + np.where(in_window, log_gap, 0.0)
-    gap_sq = gap_sq + np.where(in_window, log_gap**2, 0.0)
-    mean = np.where(gap_n > 0, gap_sum / np.maximum(gap_n, 1), 0.0)
-    var = np.where(gap_n > 1, gap_sq / np.maximum(gap_n, 1) - mean**2, 0.0)
-    n_svc, (new_src_sum,), _ = _windowed(svc, t, w, _novel(svc_src, t, w))
-    since_prev = np.where(in_window, log_gap, np.log1p(settings.window_s))
-    cols = {
-        "ctx_src_flows_log": np.log1p(n_src),
-        "ctx_src_new_dsts_log": np.log1p(new_dst_sum),
-        "ctx_src_new_dports_log": np.log1p(new_dport_sum),
-        "ctx_src_fail_share": np.where(n_src > 0, fail_sum / np.maximum(n_src, 1), 0.0),
-        "ctx_pair_flows_log": np.log1p(n_pair),
-        "ctx_pair_since_prev_log_s": since_prev,
-        "ctx_pair_iat_mean_log_s": mean,
-        "ctx_pair_iat_std_log_s": np.sqrt(np.maximum(var, 0.0)),
-        "ctx_pair_fwd_bytes_log": np.log1p(fwd_sum),
-        "ctx_pair_bwd_bytes_log": np.log1p(bwd_sum),
-        "ctx_svc_flows_log": np.log1p(n_svc),
-        "ctx_svc_new_srcs_log": np.log1p(new_src_sum),
+    return {
+        "src": src,
+        "pair": flow_key_hash(src, svc),
+        "svc": svc,
+        "src_dst": flow_key_hash(src, dst),
+        "src_dport": flow_key_hash(src, svc_port),
+        "svc_src": flow_key_hash(svc, src),
     }
-    return {name: np.asarray(cols[name], dtype=np.float32) for name in CONTEXT_FEATURES}
+
+
+def _window_query(
+    ev_group: _U64, ev_t: _I64, q_group: _U64, q_t: _I64, window_us: int, weights: list[_F64]
+) -> tuple[_I64, list[_F64], _I64]:
+    """For each query: events of its group with time in [q_t - window, q_t): count and weighted sums.
+
+    Also returns the index (into the events) of the latest such event, or -1.
+    """
+    n_ev, n_q = len(ev_t), len(q_t)
+    if n_ev == 0 or n_q == 0:
+        return np.zeros(n_q, np.int64), [np.zeros(n_q) for _ in weights], np.full(n_q, -1, np.int64)
+    uniq, inv = np.unique(np.concatenate([ev_group, q_group]), return_inverse=True)
+    ev_gid, q_gid = inv[:n_ev].astype(np.int64), inv[n_ev:].astype(np.int64)
+    t0 = min(int(ev_t.min()), int(q_t.min()))
+    span = max(int(ev_t.max()), int(q_t.max())) - t0 + window_us + 2
+    if len(uniq) * span >= 2**62:  # pragma: no cover - would need centuries of capture
+        raise OverflowError("context window key overflow")
+    ev_key = ev_gid * span + (ev_t - t0)
+    o = np.argsort(ev_key, kind="stable")
+    ev_key = ev_key[o]
+    q_rel = q_t - t0
+    lo = np.searchsorted(ev_key, q_gid * span + np.maximum(q_rel - window_us, 0), side="left")
+    hi = np.searchsorted(ev_key, q_gid * span + q_rel, side="left")
+    count = (hi - lo).astype(np.int64)
+    sums = []
+    for w in weights:
+        c = np.zeros(n_ev + 1)
+        np.cumsum(w[o], out=c[1:])
+        sums.append(c[hi] - c[lo])
+    last = np.where(hi > lo, o[np.maximum(hi - 1, 0)], -1)
+    return count, sums, last
+
+
+class ContextTracker:
+    """Streaming context: feed closed flows batch by batch; state is two windows of flows.
+
+    ``update`` returns the context of the new flows. Fed every flow of a capture in batches that
+    respect closing order (as ``FlowAssembler`` emits them), the result equals ``compute_context``
+    on the whole capture. ``horizon_ns`` (the earliest start of a still-open flow, or the newest
+    packet time) lets old state go.
+    """
+
+    def __init__(self, settings: ContextSettings) -> None:
+        self.window_us = int(settings.window_s * 1e6)
+        self._events = _Events.empty()
+        self._file_start_us: dict[int, int] = {}
+
+    def _coverage(self, flows: FlowTable, start_us: _I64) -> _F64:
+        fid = flows.file_id
+        for f in np.unique(fid).tolist():
+            m = int(start_us[fid == f].min())
+            self._file_start_us[f] = min(self._file_start_us.get(f, m), m)
+        base = np.array([self._file_start_us[f] for f in fid.tolist()], dtype=np.int64) if len(fid) else np.zeros(0)
+        return np.clip((start_us - base) / max(self.window_us, 1), 0.0, 1.0)
+
+    def _new_events(self, packets: PacketTable, flows: FlowTable) -> _Events:
+        keys = _keys(flows)
+        start = flows.first_ns // 1000
+        end = flows.last_ns // 1000
+        zeros = np.zeros(flows.n_flows)
+        batch = _Events(
+            start_us=start, end_us=end, **keys,
+            failed=flow_failed(packets, flows).astype(np.float64),
+            fwd_bytes=flows.fwd_bytes.astype(np.float64), bwd_bytes=flows.bwd_bytes.astype(np.float64),
+            is_tcp=(flows.proto == 6).astype(np.float64),
+            new_dst=zeros, new_dport=zeros, new_src=zeros, pair_gap_log=zeros, has_pair_gap=zeros,
+        )  # fmt: skip
+        # Novelty and pair gaps of each new event, against every event that ended before it.
+        every = self._events.concat(batch)
+        n_old = len(self._events)
+        w = self.window_us
+        flags = {}
+        for name, key in (("new_dst", "src_dst"), ("new_dport", "src_dport"), ("new_src", "svc_src")):
+            k = getattr(every, key)
+            cnt, _, _ = _window_query(k, every.end_us, k[n_old:], batch.end_us, w, [])
+            flags[name] = (cnt == 0).astype(np.float64)
+        _, _, last = _window_query(every.pair, every.end_us, batch.pair, batch.end_us, w, [])
+        has = last >= 0
+        gap = np.where(has, np.maximum(batch.start_us - every.start_us[np.maximum(last, 0)], 0) / 1e6, 0.0)
+        return _Events(**{**{f.name: getattr(batch, f.name) for f in fields(batch)}, **flags,
+                          "pair_gap_log": np.log1p(gap), "has_pair_gap": has.astype(np.float64)})  # fmt: skip
+
+    def update(
+        self, packets: PacketTable, flows: FlowTable, *, horizon_ns: int | None = None
+    ) -> dict[str, npt.NDArray[np.float32]]:
+        n = flows.n_flows
+        if n == 0:
+            return {name: np.zeros(0, np.float32) for name in CONTEXT_FEATURES}
+        new = self._new_events(packets, flows)
+        ev = self._events.concat(new)
+        self._events = ev
+        w = self.window_us
+        q = new  # queries: the new flows, at their start times
+        n_src, (fail, tcp, new_dst, new_dport), _ = _window_query(
+            ev.src, ev.end_us, q.src, q.start_us, w, [ev.failed, ev.is_tcp, ev.new_dst, ev.new_dport]
+        )
+        n_pair, (fwd, bwd, gap_n, gap_sum, gap_sq), last = _window_query(
+            ev.pair, ev.end_us, q.pair, q.start_us, w,
+            [ev.fwd_bytes, ev.bwd_bytes, ev.has_pair_gap, ev.pair_gap_log, ev.pair_gap_log**2],
+        )  # fmt: skip
+        n_svc, (new_src,), _ = _window_query(ev.svc, ev.end_us, q.svc, q.start_us, w, [ev.new_src])
+        has_last = last >= 0
+        since = np.where(has_last, np.maximum(q.start_us - ev.end_us[np.maximum(last, 0)], 0) / 1e6, w / 1e6)
+        mean = np.where(gap_n > 0, gap_sum / np.maximum(gap_n, 1), 0.0)
+        var = np.where(gap_n > 1, gap_sq / np.maximum(gap_n, 1) - mean**2, 0.0)
+        cols = {
+            "ctx_coverage": self._coverage(flows, q.start_us),
+            "ctx_src_flows_log": np.log1p(n_src),
+            "ctx_src_new_dsts_log": np.log1p(new_dst),
+            "ctx_src_new_dports_log": np.log1p(new_dport),
+            "ctx_src_fail_share": np.where(tcp > 0, fail / np.maximum(tcp, 1), 0.0),
+            "ctx_pair_flows_log": np.log1p(n_pair),
+            "ctx_pair_since_prev_log_s": np.log1p(since),
+            "ctx_pair_iat_mean_log_s": mean,
+            "ctx_pair_iat_std_log_s": np.sqrt(np.maximum(var, 0.0)),
+            "ctx_pair_fwd_bytes_log": np.log1p(fwd),
+            "ctx_pair_bwd_bytes_log": np.log1p(bwd),
+            "ctx_svc_flows_log": np.log1p(n_svc),
+            "ctx_svc_new_srcs_log": np.log1p(new_src),
+        }
+        if horizon_ns is not None:
+            keep_from = horizon_ns // 1000 - 2 * w
+            self._events = self._events.take(self._events.end_us >= keep_from)
+        return {name: np.asarray(cols[name], dtype=np.float32) for name in CONTEXT_FEATURES}
+
+    @property
+    def n_events(self) -> int:
+        return len(self._events)
+
+
+def compute_context(
+    packets: PacketTable, flows: FlowTable, *, settings: ContextSettings
+) -> dict[str, npt.NDArray[np.float32]]:
+    """Per-flow context columns (n_flows each) in one pass (module docstring)."""
+    return ContextTracker(settings).update(packets, flows)

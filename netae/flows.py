@@ -283,6 +283,11 @@ class FlowAssembler:
     def n_pending_packets(self) -> int:
         return self._pending.n_packets
 
+    @property
+    def pending_min_ts(self) -> int | None:
+        """The earliest packet time of a still-open flow (None when no flow is open)."""
+        return int(self._pending.ts_ns.min()) if self._pending.n_packets else self._max_ts
+
 
 def _select_flows(flows: FlowTable, keep: npt.NDArray[np.bool_]) -> FlowTable:
     """The rows of ``flows`` where ``keep``, with their packet runs (order stays into the same table)."""

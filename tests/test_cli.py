@@ -42,7 +42,7 @@ def pcap_bytes(frames: list[bytes], linktype: int = 1) -> bytes:
     return out
 
 
-ARP = bytes.fromhex("ffffffffffff" "020000000001" "0806") + bytes(28)
+ARP = bytes.fromhex("ffffffffffff0200000000010806") + bytes(28)
 
 
 def test_train_writes_a_model_that_info_describes(model):
@@ -170,9 +170,7 @@ def test_help_documents_exit_statuses():
 
 
 def test_piping_into_head_exits_quietly(model):
-    cmd = (
-        f"{sys.executable} -m netae score {SAMPLES / 'mixed.pcap'} -m {model} --all --format csv | head -n 2"
-    )
+    cmd = f"{sys.executable} -m netae score {SAMPLES / 'mixed.pcap'} -m {model} --all --format csv | head -n 2"
     p = subprocess.run(["bash", "-c", f"set -o pipefail; {cmd}"], capture_output=True, text=True, cwd=ROOT,
                        env={**__import__("os").environ, "PYTHONPATH": str(ROOT)})  # fmt: skip
     assert len(p.stdout.splitlines()) == 2

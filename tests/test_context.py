@@ -76,3 +76,59 @@ def test_context_depends_only_on_earlier_flows():
     n = f2.n_flows
     for name in CONTEXT_FEATURES:
         np.testing.assert_allclose(full[name][:n], prefix[name], err_msg=name)
+
+
+def _many_flows(seed: int):
+    rng = np.random.default_rng(seed)
+    rows = []
+    t = 0.0
+    for i in range(120):
+        t += float(rng.exponential(3.0))
+        client = f"10.0.0.{int(rng.integers(1, 5))}"
+        port = int(rng.choice([22, 80, 443, 6379]))
+        rows += tcp_session(t, client=client, server="10.0.0.10", sport=30000 + i, dport=port,
+                            n_data=int(rng.integers(1, 4)), gap=float(rng.uniform(0.001, 2.0)))  # fmt: skip
+        if rng.random() < 0.3:
+            rows += syn_probe(t + 0.5, int(rng.integers(1000, 2000)), src=client)
+    rows.sort(key=lambda r: r["ts"])
+    return rows
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_streaming_context_equals_one_pass(seed):
+    from netae.context import ContextTracker
+    from netae.flows import FlowAssembler
+    from netae.tables import PacketTable
+
+    rows = _many_flows(seed)
+    p = make_packets(rows)
+    settings = ContextSettings(window_s=30.0)
+    f = assemble_flows(p, idle_timeout_s=5.0, active_timeout_s=1800)
+    whole = compute_context(p, f, settings=settings)
+    key = lambda fl, i: (int(fl.first_ns[i]), int(fl.src_lo[i]), int(fl.src_port[i]))  # noqa: E731
+    expected = {key(f, i): {n: whole[n][i] for n in CONTEXT_FEATURES} for i in range(f.n_flows)}
+    asm = FlowAssembler(idle_timeout_s=5.0, active_timeout_s=1800)
+    tracker = ContextTracker(settings)
+    got = {}
+    for a in range(0, p.n_packets, 37):
+        table, closed = asm.push(p.take(np.arange(a, min(a + 37, p.n_packets))))
+        pending_start = asm.pending_min_ts
+        ctx = tracker.update(table, closed, horizon_ns=pending_start)
+        got.update({key(closed, i): {n: ctx[n][i] for n in CONTEXT_FEATURES} for i in range(closed.n_flows)})
+    table, closed = asm.finish()
+    ctx = tracker.update(table, closed)
+    got.update({key(closed, i): {n: ctx[n][i] for n in CONTEXT_FEATURES} for i in range(closed.n_flows)})
+    assert got.keys() == expected.keys()
+    for k in expected:
+        for n in CONTEXT_FEATURES:
+            assert got[k][n] == pytest.approx(expected[k][n], abs=1e-5), (k, n)
+    assert isinstance(PacketTable.empty(), PacketTable)
+
+
+def test_coverage_grows_over_the_first_window():
+    rows = []
+    for i in range(10):
+        rows += syn_probe(float(i * 10), 1000 + i)
+    f, ctx = context_of(rows, window_s=50.0)
+    order = np.argsort(f.first_ns)
+    np.testing.assert_allclose(ctx["ctx_coverage"][order], np.minimum(np.arange(10) * 10 / 50, 1.0), atol=1e-6)

@@ -137,9 +137,7 @@ def test_shuffling_packets_gives_the_same_flows(rows, seed):
 @given(rows=packet_rows)
 def test_swapping_src_and_dst_keeps_flow_keys(rows):
     p = make_packets(rows)
-    swapped = [
-        {**r, "src": r["dst"], "dst": r["src"], "sport": r["dport"], "dport": r["sport"]} for r in rows
-    ]
+    swapped = [{**r, "src": r["dst"], "dst": r["src"], "sport": r["dport"], "dport": r["sport"]} for r in rows]
     f1, f2 = flows_of(p), flows_of(make_packets(swapped))
     key = lambda f: sorted(  # noqa: E731
         (tuple(sorted([(int(f.src_hi[i]), int(f.src_lo[i])), (int(f.dst_hi[i]), int(f.dst_lo[i]))])), int(f.proto[i]),

@@ -68,7 +68,11 @@ def _set_meta(key, value):
         (lambda raw: raw[:5], ModelError, "too short"),
         (lambda raw: b"", ModelError, "too short"),
         (lambda raw: raw[:-4] + b"\xff\xff\xff\xff", ModelError, "modified"),
-        (lambda raw: _tamper(raw, _set_meta("threshold", {"strategy": "quantile", "value": 99.0})), ModelError, "modified"),
+        (
+            lambda raw: _tamper(raw, _set_meta("threshold", {"strategy": "quantile", "value": 99.0})),
+            ModelError,
+            "modified",
+        ),
         (lambda raw: _tamper(raw, _set_meta("schema_version", SCHEMA_VERSION + 1)), IncompatibleModel, "newer"),
         (lambda raw: _tamper(raw, lambda h: h.pop("__metadata__")), ModelError, "no readable netae metadata"),
         (lambda raw: pickle.dumps({"weights": [1, 2]}), ModelError, "pickle"),

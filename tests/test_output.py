@@ -76,7 +76,13 @@ def test_csv_has_the_documented_columns_and_only_anomalies_by_default():
     assert tuple(rows[0]) == CSV_COLUMNS
     assert len(rows) == 1
     r = rows[0]
-    assert (r["src_ip"], r["src_port"], r["dst_ip"], r["dst_port"], r["protocol"]) == ("10.0.0.1", "40001", "10.0.0.2", "80", "6")
+    assert (r["src_ip"], r["src_port"], r["dst_ip"], r["dst_port"], r["protocol"]) == (
+        "10.0.0.1",
+        "40001",
+        "10.0.0.2",
+        "80",
+        "6",
+    )
     assert r["is_anomaly"] == "true" and r["source_file"] == "a.pcap"
     assert r["top_features"] == "b;a;c"
     assert float(r["first_seen"]) == pytest.approx(1_700_000_010.0)

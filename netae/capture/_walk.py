@@ -242,7 +242,9 @@ else:
     HAVE_NUMBA = True
 
 
-def walkers(*, use_numba: bool) -> tuple[Callable[..., tuple[int, int, int, int]], Callable[..., tuple[int, int, int, int]]]:
+def walkers(
+    *, use_numba: bool
+) -> tuple[Callable[..., tuple[int, int, int, int]], Callable[..., tuple[int, int, int, int]]]:
     """The (pcap, pcapng) walker pair; the struct versions when ``use_numba`` is false or numba is absent."""
     if use_numba and HAVE_NUMBA:
         return walk_pcap, walk_pcapng

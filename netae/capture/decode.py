@@ -98,9 +98,7 @@ def _ethertype_version(et: npt.NDArray[np.int64], skips: _Skips) -> npt.NDArray[
     return ver
 
 
-def _link_ethernet(
-    buf: _U8, off: _I64, end: _I64, skips: _Skips
-) -> tuple[_I64, npt.NDArray[np.uint8]]:
+def _link_ethernet(buf: _U8, off: _I64, end: _I64, skips: _Skips) -> tuple[_I64, npt.NDArray[np.uint8]]:
     g = _gather(buf, off, 26)
     et0, et1, et2, et3 = (_be16(g, k) for k in (12, 16, 20, 24))
 
@@ -166,7 +164,9 @@ def _link_raw(buf: _U8, off: _I64, end: _I64, skips: _Skips) -> tuple[_I64, npt.
     return off.copy(), ver
 
 
-def _link_layer(batch: RecordBatch, buf: _U8, off: _I64, end: _I64, skips: _Skips) -> tuple[_I64, npt.NDArray[np.uint8]]:
+def _link_layer(
+    batch: RecordBatch, buf: _U8, off: _I64, end: _I64, skips: _Skips
+) -> tuple[_I64, npt.NDArray[np.uint8]]:
     """Absolute offset of the IP header and the IP version the link layer announces (0: skip)."""
     lt = batch.linktype
     n = len(lt)
@@ -297,7 +297,9 @@ def decode_records(batch: RecordBatch, *, file_id: int = 0, counts: SkipCounts |
         kind = nh[act]
         is_frag = kind == IPPROTO_FRAGMENT
         ln = np.where(
-            is_frag, 8, np.where(kind == IPPROTO_AH, (e[:, 1].astype(np.int64) + 2) * 4, (e[:, 1].astype(np.int64) + 1) * 8)
+            is_frag,
+            8,
+            np.where(kind == IPPROTO_AH, (e[:, 1].astype(np.int64) + 2) * 4, (e[:, 1].astype(np.int64) + 1) * 8),
         )
         fr = act[is_frag]
         fo = _be16(e[is_frag], 2)

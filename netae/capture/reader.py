@@ -555,4 +555,3 @@ class _PcapngReader(_ChunkReader):
             self.last_ts = int(seg_ts[ok][-1])
         ts_ns[k0:k1] = seg_ts
         linktype[k0:k1] = seg_lt
-
