@@ -243,10 +243,19 @@ def score(
     limit: Annotated[int, typer.Option(help="Rows shown by --format table (0: all).")] = 50,
     append: Annotated[bool, typer.Option(help="Append to --output (jsonl/csv), whole lines only.")] = False,
     device: Annotated[Device, typer.Option(help="Where to run the model.")] = Device.auto,
+    stream: Annotated[
+        bool | None,
+        typer.Option(
+            "--stream/--no-stream",
+            help="Score flows as they expire, in bounded memory, writing each batch at once "
+            "(default: on for - and for inputs of 1 GiB or more).",
+        ),
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing on stderr on success.")] = False,
 ) -> None:
     from netae.output import atomic_write, render, select_rows
     from netae.pipeline import expand_inputs
+    from netae.stream import wants_stream
     from netae.workflow import score_captures
 
     _quiet(quiet)
@@ -255,6 +264,11 @@ def score(
     if append and fmt is OutputFormat.table:
         raise typer.BadParameter("--append works with --format jsonl or csv")
     sources = expand_inputs(paths)
+    if stream is False and "-" in sources:
+        raise typer.BadParameter("standard input (-) is always streamed; drop --no-stream")
+    if stream or (stream is None and wants_stream(sources)):
+        _score_stream(sources, model=model, fmt=fmt, output=output, all_flows=all_flows, threshold=threshold,
+                      limit=limit, append=append, device=device, quiet=quiet)  # fmt: skip
     on_file, stop = _file_progress(sources, quiet)
     try:
         run = score_captures(sources, model_path=model, threshold=threshold, device=device.value, on_file=on_file)
@@ -284,6 +298,73 @@ def score(
     if run.data.failures:
         raise typer.Exit(EXIT_PARTIAL)
     raise typer.Exit(EXIT_ANOMALIES if n_anom else EXIT_OK)
+
+
+def _score_stream(
+    sources: list[str],
+    *,
+    model: Path,
+    fmt: OutputFormat,
+    output: Path | None,
+    all_flows: bool,
+    threshold: float | None,
+    limit: int,
+    append: bool,
+    device: Device,
+    quiet: bool,
+) -> None:
+    """``netae score --stream``: write each batch of expired flows as soon as it is scored.
+
+    stdout is flushed after every batch; ``-o`` is written to a temporary file renamed at the
+    end (atomic), or with ``--append`` whole lines are appended to it batch by batch.
+    """
+    import contextlib
+
+    from netae.modelfile import load_model
+    from netae.output import append_lines, atomic_write, render, select_rows
+    from netae.stream import StreamTotals, stream_scores
+
+    m = load_model(model)
+    totals = StreamTotals()
+    on_file, stop = _file_progress(sources, quiet)
+    kwargs = {"limit": limit or None} if fmt is OutputFormat.table else {}
+    with contextlib.ExitStack() as stack:
+        stack.callback(stop)
+        sink: Any
+        if output is None:
+            sink = sys.stdout
+            header_done = False
+        elif append:
+            sink = stack.enter_context(append_lines(output))
+            header_done = sink.had_lines
+        else:
+            sink = stack.enter_context(atomic_write(output))
+            header_done = False
+        batches = stream_scores(sources, model=m, threshold=threshold, device=device.value, totals=totals,
+                                on_file=on_file)  # fmt: skip
+        for table in batches:
+            rows = select_rows(table, include_all=all_flows, by_score=fmt is OutputFormat.table)
+            if fmt is OutputFormat.table and not len(rows):
+                continue
+            text = render(table, rows, fmt.value, **kwargs)
+            if fmt is OutputFormat.csv:
+                if header_done:
+                    text = text.split("\n", 1)[1] if "\n" in text else ""
+                header_done = True
+            if text:
+                sink.write(text)
+                sink.flush()
+    for name, message in totals.failures:
+        err_console.print(f"[yellow]warning:[/] skipped {name}: {message}", markup=True, soft_wrap=True)
+    if not quiet:
+        err_console.print(
+            f"{totals.n_anomalies} of {totals.n_flows} flows anomalous (threshold {totals.threshold:.4g}, "
+            f"streamed in {totals.n_batches} batches)" + (f"; wrote {output}" if output else ""),
+            soft_wrap=True,
+        )
+    if totals.failures:
+        raise typer.Exit(EXIT_PARTIAL)
+    raise typer.Exit(EXIT_ANOMALIES if totals.n_anomalies else EXIT_OK)
 
 
 @app.command()

@@ -167,6 +167,15 @@ class ContextTracker:
         self._events = _Events.empty()
         self._file_start_us: dict[int, int] = {}
 
+    def observe_start(self, file_id: int, ts_ns: int) -> None:
+        """Note a packet time of ``file_id``: coverage counts from the file's earliest packet.
+
+        In one pass that is the earliest flow start; streamed, a long flow that started first
+        may close after shorter ones, so the stream tells the tracker the times it has read.
+        """
+        us = ts_ns // 1000
+        self._file_start_us[file_id] = min(self._file_start_us.get(file_id, us), us)
+
     def _coverage(self, flows: FlowTable, start_us: _I64) -> _F64:
         fid = flows.file_id
         for f in np.unique(fid).tolist():

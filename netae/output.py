@@ -31,6 +31,8 @@ __all__ = [
     "CSV_COLUMNS",
     "ECS_VERSION",
     "WRITERS",
+    "LineAppender",
+    "append_lines",
     "atomic_write",
     "community_id",
     "csv_rows",
@@ -112,6 +114,52 @@ def atomic_write(path: str | os.PathLike[str], *, binary: bool = False, append: 
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+class LineAppender:
+    """Appends whole lines to a file: each ``write`` is one ``O_APPEND`` write, then fsync.
+
+    ``had_lines`` says whether the file held lines before (a CSV header is then not repeated).
+    """
+
+    def __init__(self, fd: int, *, had_lines: bool) -> None:
+        self._fd = fd
+        self.had_lines = had_lines
+
+    def write(self, text: str) -> None:
+        data = memoryview(text.encode("utf-8"))
+        while data:
+            n = os.write(self._fd, data)
+            data = data[n:]
+
+    def flush(self) -> None:
+        os.fsync(self._fd)
+
+
+@contextlib.contextmanager
+def append_lines(path: str | os.PathLike[str]) -> Iterator[LineAppender]:
+    """Open ``path`` for appending whole lines batch by batch (streaming ``--append``).
+
+    A torn last line left by an earlier killed run is cut off first, so the file only ever holds
+    whole lines followed by whole lines.
+    """
+    target = Path(path)
+    try:
+        fd = os.open(target, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+    except OSError as exc:
+        raise OutputError(f"cannot write {target}: {exc.strerror}") from exc
+    try:
+        size = os.fstat(fd).st_size
+        if size:
+            with open(target, "rb") as fh:
+                fh.seek(max(0, size - (1 << 20)))
+                tail = fh.read()
+            if not tail.endswith(b"\n"):
+                cut = tail.rfind(b"\n")
+                os.ftruncate(fd, size - len(tail) + cut + 1 if cut >= 0 else (0 if size <= 1 << 20 else size))
+        yield LineAppender(fd, had_lines=os.fstat(fd).st_size > 0)
+    finally:
+        os.close(fd)
 
 
 def _umask() -> int:
