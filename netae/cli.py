@@ -23,6 +23,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
+from typer.exceptions import TyperException
 
 from netae import __version__
 from netae.errors import EXIT_ANOMALIES, EXIT_INTERNAL, EXIT_OK, EXIT_PARTIAL, NetaeError
@@ -81,8 +82,8 @@ def handle_errors(func: F) -> F:
         except BrokenPipeError:
             _quiet_broken_pipe()
             raise typer.Exit(EXIT_OK) from None
-        except (typer.Exit, typer.Abort, KeyboardInterrupt):
-            raise
+        except (typer.Exit, typer.Abort, KeyboardInterrupt, TyperException):
+            raise  # click prints usage errors itself and exits 2
         except Exception as exc:
             if _state["debug"]:
                 err_console.print_exception(show_locals=False)
