@@ -23,6 +23,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.markup import escape
 from typer.exceptions import TyperException
 
 from netae import __version__
@@ -77,7 +78,7 @@ def handle_errors(func: F) -> F:
         except NetaeError as exc:
             if _state["debug"]:
                 err_console.print_exception(show_locals=False)
-            err_console.print(f"[bold red]error:[/] {exc}", markup=True, soft_wrap=True)
+            err_console.print(f"[bold red]error:[/] {escape(str(exc))}", markup=True, soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None
         except BrokenPipeError:
             _quiet_broken_pipe()
@@ -152,7 +153,10 @@ def _file_progress(sources: list[str], quiet: bool) -> tuple[Callable[[str, Any]
     def on_file(source: str, counts: Any) -> None:
         progress.advance(task)
         for message in counts.warnings or []:
-            log.warning("%s: %s", source, message)
+            # One unwrapped line per warning (cron mails and log files); silenced by --quiet.
+            if not quiet:
+                text = message if message.startswith(source) else f"{source}: {message}"
+                err_console.print(f"[yellow]warning:[/] {escape(text)}", markup=True, soft_wrap=True, highlight=False)
         if counts.skipped:
             detail = ", ".join(f"{n} {reason}" for reason, n in sorted(counts.skipped.items(), key=lambda kv: -kv[1]))
             log.info("%s: skipped %d of %d records (%s)", source, counts.n_skipped, counts.records, detail)
@@ -216,7 +220,7 @@ def train(
         epoch_bar.stop()
     tr = run.meta["training"]
     for name, message in run.data.failures:
-        err_console.print(f"[yellow]warning:[/] skipped {name}: {message}", markup=True, soft_wrap=True)
+        err_console.print(f"[yellow]warning:[/] skipped {escape(name)}: {escape(message)}", markup=True, soft_wrap=True)
     if not quiet:
         hist = tr["history"]
         best = hist[tr["best_epoch"] - 1] if hist else {}
@@ -289,7 +293,7 @@ def score(
             fh.write(text)
     n_anom = int(table.is_anomaly.sum())
     for name, message in run.data.failures:
-        err_console.print(f"[yellow]warning:[/] skipped {name}: {message}", markup=True, soft_wrap=True)
+        err_console.print(f"[yellow]warning:[/] skipped {escape(name)}: {escape(message)}", markup=True, soft_wrap=True)
     if not quiet:
         err_console.print(
             f"{n_anom} of {table.n_flows} flows anomalous (threshold {table.threshold:.4g})"
@@ -356,7 +360,7 @@ def _score_stream(
                 sink.write(text)
                 sink.flush()
     for name, message in totals.failures:
-        err_console.print(f"[yellow]warning:[/] skipped {name}: {message}", markup=True, soft_wrap=True)
+        err_console.print(f"[yellow]warning:[/] skipped {escape(name)}: {escape(message)}", markup=True, soft_wrap=True)
     if not quiet:
         err_console.print(
             f"{totals.n_anomalies} of {totals.n_flows} flows anomalous (threshold {totals.threshold:.4g}, "

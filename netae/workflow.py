@@ -19,7 +19,7 @@ import numpy.typing as npt
 
 from netae import __version__
 from netae.config import Settings, settings_from_dict
-from netae.errors import ConfigError, IncompatibleModel, InputError
+from netae.errors import ConfigError, IncompatibleModel, InputError, UnsupportedLinkType
 from netae.features import Scaler, fit_scaler
 from netae.modelfile import ModelFile, dump_model, load_model
 from netae.pipeline import Featurized, featurize_files, validation_mask
@@ -70,6 +70,15 @@ def require_flows(data: Featurized) -> None:
     names = ", ".join(data.files[:3]) + (" ..." if len(data.files) > 3 else "")
     if total.records == 0:
         raise InputError(f"{names}: the capture holds no packets")
+    unsupported = sorted(r for r in (total.skipped or {}) if r.startswith("link type ") and r.endswith("unsupported"))
+    if unsupported and sum(total.skipped[r] for r in unsupported) == total.records:  # type: ignore[index]
+        from netae.capture.linktypes import LINK_TYPES
+
+        kinds = ", ".join(r.removesuffix(" unsupported").removeprefix("link type ") for r in unsupported)
+        supported = ", ".join(f"{d} ({lt.name})" for d, lt in sorted(LINK_TYPES.items()))
+        raise UnsupportedLinkType(
+            f"{names}: uses link type {kinds}, which netae does not decode; supported link types: {supported}"
+        )
     raise InputError(f"{names}: no IP traffic in {total.records} records" + (f" (skipped: {detail})" if detail else ""))
 
 
