@@ -135,13 +135,17 @@ def _window_query(
     ev_gid, q_gid = inv[:n_ev].astype(np.int64), inv[n_ev:].astype(np.int64)
     t0 = min(int(ev_t.min()), int(q_t.min()))
     span = max(int(ev_t.max()), int(q_t.max())) - t0 + window_us + 2
-    if len(uniq) * span >= 2**62:  # pragma: no cover - would need centuries of capture
-        raise OverflowError("context window key overflow")
-    ev_key = ev_gid * span + (ev_t - t0)
+    ev_rel, q_rel = ev_t - t0, q_t - t0
+    q_from = np.maximum(q_rel - window_us, 0)
+    if len(uniq) * span >= 2**62:
+        # Times spread over centuries (a damaged capture): use their ranks, which keep the order.
+        times, inv_t = np.unique(np.concatenate([ev_rel, q_rel, q_from]), return_inverse=True)
+        span = len(times) + 1
+        ev_rel, q_rel, q_from = inv_t[:n_ev], inv_t[n_ev : n_ev + n_q], inv_t[n_ev + n_q :]
+    ev_key = ev_gid * span + ev_rel
     o = np.argsort(ev_key, kind="stable")
     ev_key = ev_key[o]
-    q_rel = q_t - t0
-    lo = np.searchsorted(ev_key, q_gid * span + np.maximum(q_rel - window_us, 0), side="left")
+    lo = np.searchsorted(ev_key, q_gid * span + q_from, side="left")
     hi = np.searchsorted(ev_key, q_gid * span + q_rel, side="left")
     count = (hi - lo).astype(np.int64)
     sums = []

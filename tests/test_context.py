@@ -132,3 +132,29 @@ def test_coverage_grows_over_the_first_window():
     f, ctx = context_of(rows, window_s=50.0)
     order = np.argsort(f.first_ns)
     np.testing.assert_allclose(ctx["ctx_coverage"][order], np.minimum(np.arange(10) * 10 / 50, 1.0), atol=1e-6)
+
+
+def test_times_centuries_apart_give_the_same_context():
+    # A damaged capture may hold times ~95 years apart; with many groups the packed
+    # (group, time) key would overflow, and ranks of the times are used instead.
+    def cluster(t0, n, file_id, net):
+        return [
+            {"ts": t0 + i * 0.5, "src": f"10.{net}.{i // 250}.{i % 250 + 1}", "dst": "10.9.9.9", "proto": 17,
+             "dport": 53 + i % 3, "file_id": file_id}
+            for i in range(n)
+        ]  # fmt: skip
+
+    far = cluster(1.7e9 + 3e9, 1600, 0, 1)
+    near = cluster(1.7e9, 40, 1, 2)
+    settings = ContextSettings(window_s=300.0)
+    p_far = make_packets(far)
+    f_far = assemble_flows(p_far, idle_timeout_s=120, active_timeout_s=1800)
+    alone = compute_context(p_far, f_far, settings=settings)
+    p_all = make_packets(far + near)
+    f_all = assemble_flows(p_all, idle_timeout_s=120, active_timeout_s=1800)
+    both = compute_context(p_all, f_all, settings=settings)
+    sel = f_all.file_id == 0
+    o_all = np.argsort(f_all.first_ns[sel], kind="stable")
+    o_far = np.argsort(f_far.first_ns, kind="stable")
+    for name in CONTEXT_FEATURES:
+        np.testing.assert_allclose(both[name][sel][o_all], alone[name][o_far], rtol=1e-6, err_msg=name)

@@ -35,12 +35,15 @@ from netae.capture.decode import PAD_BYTES, decode_records
 from netae.errors import InputError, NotACapture
 from netae.tables import PacketTable, RecordBatch, SkipCounts
 
-__all__ = ["MAX_CAPLEN", "MIN_MAX_CAPLEN", "read_packets", "read_records"]
+__all__ = ["MAX_CAPLEN", "MIN_MAX_CAPLEN", "TS_MAX_NS", "TS_MIN_NS", "read_packets", "read_records"]
 
 log = logging.getLogger(__name__)
 
 MIN_MAX_CAPLEN = 256 << 10  # a record longer than this is absurd unless the snap length says more
 MAX_CAPLEN = 16 << 20  # never longer than this, whatever the header says
+TS_MIN_NS = -(1 << 61)  # record times outside [TS_MIN_NS, TS_MAX_NS) are skipped (NOTE [time range])
+TS_MAX_NS = 1 << 62  # about the year 2116; classic pcap times (32-bit seconds) always fit
+_MAX_TSOFFSET_S = 1 << 33
 
 _PCAP_MAGICS: dict[bytes, tuple[bool, int, int]] = {
     # magic bytes -> (big-endian, ns per fraction unit, record header length)
@@ -468,7 +471,8 @@ class _PcapngReader(_ChunkReader):
                 v = int(buf[p + 4])
                 iface.tsresol_binary, iface.tsresol_exp = bool(v & 0x80), v & 0x7F
             elif code == 14 and length >= 8:  # if_tsoffset, seconds
-                iface.tsoffset_s = struct.unpack_from(bo + "q", buf, p + 4)[0]
+                offset = struct.unpack_from(bo + "q", buf, p + 4)[0]
+                iface.tsoffset_s = max(-_MAX_TSOFFSET_S, min(_MAX_TSOFFSET_S, offset))  # NOTE [time range]
             p += 4 + (length + 3) // 4 * 4
         self.ifaces.append(iface)
         return int(blen)
@@ -514,8 +518,6 @@ class _PcapngReader(_ChunkReader):
                 self.pos = pos
             if k:
                 sel = np.flatnonzero(keep[:k])
-                if len(sel) < k:
-                    self.counts.add("packet on an undeclared pcapng interface", k - len(sel))
                 if len(sel):
                     yield _batch(buf, o_off[sel], o_cap[sel], o_orig[sel], ts_ns[sel], linktype[sel])
 
@@ -555,3 +557,10 @@ class _PcapngReader(_ChunkReader):
             self.last_ts = int(seg_ts[ok][-1])
         ts_ns[k0:k1] = seg_ts
         linktype[k0:k1] = seg_lt
+        self.counts.add("packet on an undeclared pcapng interface", int((~ok).sum()))
+        # NOTE [time range]: later stages subtract and add timestamps in int64; records outside
+        # the range (a wrapped 64-bit pcapng timestamp, an absurd if_tsoffset) are skipped.
+        out_of_range = ok & ((seg_ts < TS_MIN_NS) | (seg_ts >= TS_MAX_NS))
+        if out_of_range.any():
+            self.counts.add("timestamp out of range", int(out_of_range.sum()))
+            keep[k0:k1] = ok & ~out_of_range

@@ -320,3 +320,20 @@ def test_mutated_valid_files_raise_only_capture_errors(which: int, edits, cut: i
         data[pos % len(data)] = value
     out = bytes(data[: max(cut, len(data) // 2)])
     _read_hostile(gzip_bytes(out) if gz else out)
+
+
+def test_timestamps_out_of_range_are_skipped_not_wrapped() -> None:
+    # NOTE [time range]: a wrapped 64-bit time or an absurd if_tsoffset would overflow later
+    # int64 arithmetic (flow gaps, durations, context windows); such records are skipped.
+    good = [Record(ether(i), ts_ns=T0 + i * 1000) for i in range(3)]
+    wrapped = Record(ether(3), ts_ns=1 << 63)
+    data = pcapng_bytes([Section(interfaces=[Interface(tsresol=9)], records=[*good, wrapped])])
+    table, counts = read(data)
+    assert table.n_packets == 3
+    assert counts.skipped == {"timestamp out of range": 1}
+    offset_s = 1 << 40  # clamped on reading, so no overflow warning either
+    recs = [Record(ether(i), ts_ns=T0 + offset_s * 10**9) for i in range(2)]
+    data = pcapng_bytes([Section(interfaces=[Interface(tsoffset_s=offset_s)], records=recs)])
+    table, counts = read(data)
+    assert table.n_packets == 0
+    assert counts.skipped == {"timestamp out of range": 2}
