@@ -70,8 +70,9 @@ def require_flows(data: Featurized) -> None:
     names = ", ".join(data.files[:3]) + (" ..." if len(data.files) > 3 else "")
     if total.records == 0:
         raise InputError(f"{names}: the capture holds no packets")
-    unsupported = sorted(r for r in (total.skipped or {}) if r.startswith("link type ") and r.endswith("unsupported"))
-    if unsupported and sum(total.skipped[r] for r in unsupported) == total.records:  # type: ignore[index]
+    skipped = total.skipped or {}
+    unsupported = sorted(r for r in skipped if r.startswith("link type ") and r.endswith("unsupported"))
+    if unsupported and sum(skipped[r] for r in unsupported) == total.records:
         from netae.capture.linktypes import LINK_TYPES
 
         kinds = ", ".join(r.removesuffix(" unsupported").removeprefix("link type ") for r in unsupported)
