@@ -364,7 +364,8 @@ def _score_stream(
     if not quiet:
         err_console.print(
             f"{totals.n_anomalies} of {totals.n_flows} flows anomalous (threshold {totals.threshold:.4g}, "
-            f"streamed in {totals.n_batches} batches)" + (f"; wrote {output}" if output else ""),
+            f"streamed in {totals.n_batches} batch{'' if totals.n_batches == 1 else 'es'})"
+            + (f"; wrote {output}" if output else ""),
             soft_wrap=True,
         )
     if totals.failures:
