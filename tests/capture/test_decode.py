@@ -5,7 +5,6 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 with warnings.catch_warnings():
@@ -13,7 +12,6 @@ with warnings.catch_warnings():
     from scapy.all import bind_layers, conf, raw
     from scapy.layers.inet import ICMP, IP, TCP, UDP, IPOption_RR, fragment
     from scapy.layers.inet6 import (
-
         ICMPv6DestUnreach,
         ICMPv6EchoRequest,
         IPv6,
@@ -50,10 +48,27 @@ bind_layers(Ether, Dot1Q, type=0x9100)  # pre-standard QinQ outer tag, unknown t
 EVAL = Path(__file__).resolve().parents[3] / "shared" / "eval"
 _EXT = (IPv6ExtHdrHopByHop, IPv6ExtHdrRouting, IPv6ExtHdrFragment, IPv6ExtHdrDestOpt, AH)
 
-COLUMNS = (
-    "src_hi src_lo dst_hi dst_lo src_port dst_port proto ip_version ip_len payload_len tcp_flags "
-    "tcp_window icmp_type icmp_code ttl ip_id frag_offset more_fragments has_ports"
-).split()
+COLUMNS = [
+    "src_hi",
+    "src_lo",
+    "dst_hi",
+    "dst_lo",
+    "src_port",
+    "dst_port",
+    "proto",
+    "ip_version",
+    "ip_len",
+    "payload_len",
+    "tcp_flags",
+    "tcp_window",
+    "icmp_type",
+    "icmp_code",
+    "ttl",
+    "ip_id",
+    "frag_offset",
+    "more_fragments",
+    "has_ports",
+]
 
 
 def scapy_expected(frame: bytes, linktype: int, caplen: int | None = None) -> dict[str, int] | None:
@@ -145,7 +160,10 @@ def read_all(data: bytes, tmp_path: Path, **kw) -> tuple[PacketTable, SkipCounts
 
 def compare(frames: list[bytes], linktype: int, tmp_path: Path, caplens: list[int] | None = None) -> SkipCounts:
     caplens = caplens or [len(f) for f in frames]
-    recs = [Record(f[:c], ts_ns=1_700_000_000_000_000_000 + i * 1000, origlen=len(f)) for i, (f, c) in enumerate(zip(frames, caplens, strict=True))]
+    recs = [
+        Record(f[:c], ts_ns=1_700_000_000_000_000_000 + i * 1000, origlen=len(f))
+        for i, (f, c) in enumerate(zip(frames, caplens, strict=True))
+    ]
     table, counts = read_all(pcap_bytes(recs, linktype=linktype, nanosecond=True), tmp_path)
     expected = [(i, scapy_expected(f, linktype, c)) for i, (f, c) in enumerate(zip(frames, caplens, strict=True))]
     expected_rows = [e for _, e in expected if e is not None]
@@ -176,9 +194,16 @@ def ip_packets() -> list:
         IP(src="10.1.1.1", dst="10.1.1.2", proto=47) / Raw(b"\x00" * 30),
         *fragment(big, fragsize=1200),
         IPv6(src="2001:db8::1", dst="2001:db8::2", hlim=9) / TCP(sport=443, dport=5555, flags="PA") / b"data",
-        IPv6(src="fe80::1", dst="ff02::1") / IPv6ExtHdrHopByHop() / IPv6ExtHdrRouting(addresses=["2001:db8::9"])
-        / IPv6ExtHdrDestOpt() / UDP(sport=546, dport=547) / b"dhcp",
-        IPv6(src="::1", dst="::2") / IPv6ExtHdrFragment(offset=0, m=1, id=0xDEADBEEF) / UDP(sport=1, dport=2) / (b"z" * 64),
+        IPv6(src="fe80::1", dst="ff02::1")
+        / IPv6ExtHdrHopByHop()
+        / IPv6ExtHdrRouting(addresses=["2001:db8::9"])
+        / IPv6ExtHdrDestOpt()
+        / UDP(sport=546, dport=547)
+        / b"dhcp",
+        IPv6(src="::1", dst="::2")
+        / IPv6ExtHdrFragment(offset=0, m=1, id=0xDEADBEEF)
+        / UDP(sport=1, dport=2)
+        / (b"z" * 64),
         IPv6(src="::1", dst="::2") / IPv6ExtHdrFragment(offset=100, m=0, id=0xDEADBEEF, nh=17) / Raw(b"z" * 64),
         IPv6(src="::1", dst="::2") / AH(nh=6, payloadlen=4, spi=1, icv=b"\0" * 12) / TCP(sport=7, dport=8),
         IPv6(src="2001:db8::1", dst="2001:db8::2") / ICMPv6EchoRequest(id=1, seq=2) / b"echo",

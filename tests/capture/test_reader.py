@@ -26,7 +26,9 @@ T0 = 1_700_000_000_123_456_789
 def ipv4_udp(i: int, payload: int = 10) -> bytes:
     """An IPv4/UDP packet with source port 1000 + i."""
     total = 28 + payload
-    ip = struct.pack(">BBHHHBBH4s4s", 0x45, 0, total, i & 0xFFFF, 0, 64, 17, 0, bytes([10, 0, 0, 1]), bytes([10, 0, 0, 2]))
+    ip = struct.pack(
+        ">BBHHHBBH4s4s", 0x45, 0, total, i & 0xFFFF, 0, 64, 17, 0, bytes([10, 0, 0, 1]), bytes([10, 0, 0, 2])
+    )
     return ip + struct.pack(">HHHH", 1000 + i, 53, 8 + payload, 0) + bytes(payload)
 
 
@@ -91,7 +93,11 @@ def test_pcapng_sections_interfaces_and_resolutions() -> None:
     )
     s2 = Section(
         interfaces=(Interface(DLT_RAW, tsresol=3, tsoffset_s=1_000_000),),
-        records=(Record(ipv4_udp(4), ts_ns=T0 + 4), Record(ipv4_udp(5), block="spb"), Record(ipv4_udp(6), ts_ns=T0 + 5)),
+        records=(
+            Record(ipv4_udp(4), ts_ns=T0 + 4),
+            Record(ipv4_udp(5), block="spb"),
+            Record(ipv4_udp(6), ts_ns=T0 + 5),
+        ),
         big_endian=True,
         unknown_blocks=1,
     )
@@ -291,7 +297,10 @@ def _valid_files() -> list[bytes]:
         pcap_bytes(frames[2:], linktype=DLT_RAW),
         pcapng_bytes(
             [
-                Section(interfaces=(Interface(), Interface(DLT_LINUX_SLL, tsresol=0x85)), records=(frames[0], Record(sll(2), iface=1))),
+                Section(
+                    interfaces=(Interface(), Interface(DLT_LINUX_SLL, tsresol=0x85)),
+                    records=(frames[0], Record(sll(2), iface=1)),
+                ),
                 Section(records=recs[:2], big_endian=True, unknown_blocks=1),
             ]
         ),

@@ -104,9 +104,7 @@ def pcapng_bytes(sections: Sequence[Section]) -> bytes:
     for s in sections:
         bo = ">" if s.big_endian else "<"
         blocks: list[bytes] = []
-        blocks.append(
-            _block(bo, 0x0A0D0D0A, struct.pack(bo + "IHHq", 0x1A2B3C4D, s.version[0], s.version[1], -1))
-        )
+        blocks.append(_block(bo, 0x0A0D0D0A, struct.pack(bo + "IHHq", 0x1A2B3C4D, s.version[0], s.version[1], -1)))
         for i in s.interfaces:
             opts: list[tuple[int, bytes]] = []
             if i.tsresol is not None:
