@@ -127,7 +127,7 @@ class _Stream:
             # read1 makes one decompressor call: when the stream breaks, only that call's output
             # is lost, not a whole buffered read.
             self._readinto, self._piece = None, 64 << 10
-        self._read = getattr(f, "read1", None) if compressed else f.read
+        self._read: Any = getattr(f, "read1", None) if compressed else f.read
 
     def unread(self, data: bytes) -> None:
         self._prefix = data + self._prefix
@@ -188,9 +188,10 @@ def _decompressed(name: str, stream: _Stream) -> tuple[_Stream, str]:
         opener, kind = bz2.BZ2File, "bzip2"
     elif head[:6] == b"\xfd7zXZ\x00":
         opener, kind = lzma.LZMAFile, "xz"
-    raw = _Prefixed(head, stream)
     if opener is None:
-        return _Stream(raw), ""
+        stream.unread(head)
+        return stream, ""
+    raw = _Prefixed(head, stream)
     inner = opener(raw, "rb") if kind != "gzip" else gzip.GzipFile(fileobj=raw, mode="rb")
     return _Stream(inner, compressed=True), kind
 
@@ -287,7 +288,7 @@ class _ChunkReader:
             buf[: len(leftover)] = leftover
             error = ""
             try:
-                got = self.stream.readinto(memoryview(buf)[len(leftover) : len(leftover) + want])
+                got = self.stream.readinto(buf.data[len(leftover) : len(leftover) + want])
             except _Damage as exc:
                 got = exc.args[1]
                 error = exc.args[0]
@@ -433,7 +434,7 @@ class _PcapngReader(_ChunkReader):
         if pos + blen > total:
             self.need = blen
             return 0
-        major, minor = struct.unpack_from((">" if big else "<") + "HH", buf, pos + 12)
+        major, minor = struct.unpack_from((">" if big else "<") + "HH", buf.data, pos + 12)
         if major != 1:
             return self._bad_header(f"unsupported pcapng version {major}.{minor}", pos)
         self.big = big
@@ -454,21 +455,21 @@ class _PcapngReader(_ChunkReader):
 
     def _interface(self, buf: npt.NDArray[np.uint8], pos: int) -> int:
         bo = ">" if self.big else "<"
-        blen, linktype, _res, snaplen = struct.unpack_from(bo + "IHHI", buf, pos + 4)
+        blen, linktype, _res, snaplen = struct.unpack_from(bo + "IHHI", buf.data, pos + 4)
         if blen < 20:
             self.damage(f"interface block with a bad length {blen} at byte {self.base + pos}")
             return -1
         iface = _Iface(linktype=linktype, snaplen=snaplen)
         p, stop = pos + 16, pos + blen - 4
         while p + 4 <= stop:
-            code, length = struct.unpack_from(bo + "HH", buf, p)
+            code, length = struct.unpack_from(bo + "HH", buf.data, p)
             if code == 0 or p + 4 + length > stop:
                 break
             if code == 9 and length >= 1:  # if_tsresol
                 v = int(buf[p + 4])
                 iface.tsresol_binary, iface.tsresol_exp = bool(v & 0x80), v & 0x7F
             elif code == 14 and length >= 8:  # if_tsoffset, seconds
-                iface.tsoffset_s = struct.unpack_from(bo + "q", buf, p + 4)[0]
+                iface.tsoffset_s = struct.unpack_from(bo + "q", buf.data, p + 4)[0]
             p += 4 + (length + 3) // 4 * 4
         self.ifaces.append(iface)
         return int(blen)
@@ -500,10 +501,7 @@ class _PcapngReader(_ChunkReader):
                     self.stop = True
                     break
                 btype = int.from_bytes(bytes(buf[pos : pos + 4]), "big" if self.big else "little")
-                if btype == 0x0A0D0D0A:
-                    used = self._section(buf, pos, total)
-                else:
-                    used = self._interface(buf, pos)
+                used = self._section(buf, pos, total) if btype == 0x0A0D0D0A else self._interface(buf, pos)
                 if used < 0:
                     self.stop = True
                     break
