@@ -122,7 +122,7 @@ def train_model(
         raise InputError("no training flows to fit the model on (every flow is empty or held out for validation)")
     fit_start, fit_len = windows.start[fit_idx], windows.length[fit_idx]
     n_fit_packets = int(fit_len.sum())
-    val_windows = _subset(windows, val_windows_idx)
+    val_windows = windows.take(val_windows_idx)
     values_z = padded_values(features.values)
 
     rng = np.random.default_rng(ts.seed)
@@ -217,13 +217,3 @@ def evaluate_loss(
     errors = score_windows(model, values_z, windows, device=device, input_path=input_path, per_packet=False)
     weights = windows.length.astype(np.float64)
     return float(np.dot(errors.score.astype(np.float64), weights) / weights.sum())
-
-
-def _subset(windows: Windows, idx: npt.NDArray[np.int64]) -> Windows:
-    return Windows(
-        start=windows.start[idx],
-        local_start=windows.local_start[idx],
-        length=windows.length[idx],
-        skip=windows.skip[idx],
-        flow=windows.flow[idx],
-    )
