@@ -33,6 +33,7 @@ __all__ = [
     "is_dataset",
     "read_dataset",
     "read_parquet",
+    "read_shard",
     "settings_key",
     "write_manifest",
     "write_parquet",
@@ -172,15 +173,20 @@ def dataset_files(path: str | os.PathLike[str]) -> list[Path]:
         raise InputError(f"{p}: unreadable dataset manifest ({exc})") from exc
 
 
+def read_shard(path: Path, *, settings: Settings) -> Shard:
+    """One feature file, refused when it was featurized with other flow/context settings."""
+    shard = read_parquet(path)
+    want = settings_key(settings)
+    if shard.settings != want:
+        raise ConfigError(
+            f"{path} was featurized with other flow/context settings than this training run "
+            f"({json.dumps(shard.settings, sort_keys=True)}); featurize again or pass the same --config"
+        )
+    return shard
+
+
 def read_dataset(paths: list[str], *, settings: Settings) -> Iterator[Shard]:
     """Stream the shards of feature files / dataset directories, checking their settings."""
-    want = settings_key(settings)
     for path in paths:
         for f in dataset_files(path):
-            shard = read_parquet(f)
-            if shard.settings != want:
-                raise ConfigError(
-                    f"{f} was featurized with other flow/context settings than this training run "
-                    f"({json.dumps(shard.settings, sort_keys=True)}); featurize again or pass the same --config"
-                )
-            yield shard
+            yield read_shard(f, settings=settings)
