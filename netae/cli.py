@@ -174,12 +174,23 @@ def train(
     threshold_strategy: Annotated[
         str | None, typer.Option("--threshold-strategy", help="quantile, meanstd or spot.")
     ] = None,
+    shard_buffer_mb: Annotated[
+        float | None,
+        typer.Option(
+            "--shard-buffer-mb",
+            min=1,
+            help="Feature datasets: hold at most this many MB of shards in memory (default: all).",
+        ),
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing on success.")] = False,
 ) -> None:
     from netae.config import load_settings
     from netae.pipeline import expand_inputs
+    from netae.train import dist_info
     from netae.workflow import train_captures
 
+    is_main = dist_info().is_main  # under torchrun only rank 0 reports; errors show on every rank
+    quiet = quiet or not is_main
     _quiet(quiet)
     settings = load_settings(config)
     settings = settings.replace("train", epochs=epochs, seed=seed, device=device.value if device else None)
@@ -209,19 +220,28 @@ def train(
         log.info("epoch %d/%d loss %.5f val %.5f%s", e.epoch, e.n_epochs, e.train_loss, e.val_loss, " *" * e.is_best)
 
     try:
-        run = train_captures(sources, output=output, settings=settings, on_file=on_file, on_epoch=on_epoch)
+        run = train_captures(
+            sources,
+            output=output,
+            settings=settings,
+            on_file=on_file,
+            on_epoch=on_epoch,
+            shard_buffer_mb=shard_buffer_mb,
+        )
     finally:
         stop()
         epoch_bar.stop()
     tr = run.meta["training"]
-    for name, message in run.data.failures:
+    for name, message in run.data.failures if is_main else ():
         err_console.print(f"[yellow]warning:[/] skipped {name}: {message}", markup=True, soft_wrap=True)
     if not quiet:
         hist = tr["history"]
         best = hist[tr["best_epoch"] - 1] if hist else {}
         err_console.print(
             f"trained on {tr['flows']} flows ({tr['packets']} packets) from {len(tr['inputs'])} file(s): "
-            f"{tr['epochs']} epochs on {tr['device']}, best epoch {tr['best_epoch']} "
+            f"{tr['epochs']} epochs on {tr['device']}"
+            + (f" x {tr['ranks']} ranks" if tr.get("ranks", 1) > 1 else "")
+            + f", best epoch {tr['best_epoch']} "
             f"(train loss {best.get('train_loss', math.nan):.4f}, val loss {best.get('val_loss', math.nan):.4f}); "
             f"threshold {run.threshold.value_:.4g} ({run.threshold.strategy}, {tr['val_flows']} validation flows); "
             f"wrote {output}",
