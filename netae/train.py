@@ -242,7 +242,8 @@ class _Loaded:
 
     @property
     def n_bytes(self) -> int:
-        return int(self.values_z.nbytes)
+        """The loaded pieces' values (as ``PartSource.n_bytes`` counts them), not the padding row."""
+        return int(self.values_z[:-1].nbytes)
 
 
 def _load_group(source: PartSource, group: list[int]) -> _Loaded:

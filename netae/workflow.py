@@ -46,6 +46,8 @@ class TrainRun:
     data: Featurized
     threshold: Threshold
     val_scores: npt.NDArray[np.float32]
+    shard_bytes: tuple[int, ...] = ()
+    max_buffer_bytes: int = 0
 
 
 def _describe_skips(counts: SkipCounts) -> str:
@@ -156,7 +158,15 @@ def train_captures(
     if dist_info().is_main:
         dump_model(output, weights=result.weights, scaler_mean=scaler.mean_, scaler_scale=scaler.scale_, meta=meta)
     finish_distributed()
-    return TrainRun(path=output, meta=meta, data=data, threshold=threshold, val_scores=val_scores)
+    return TrainRun(
+        path=output,
+        meta=meta,
+        data=data,
+        threshold=threshold,
+        val_scores=val_scores,
+        shard_bytes=source.n_bytes,
+        max_buffer_bytes=result.max_buffer_bytes,
+    )
 
 
 def _split(flows: FlowTable, fraction: float) -> npt.NDArray[np.bool_]:
