@@ -185,6 +185,7 @@ def train(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing on success.")] = False,
 ) -> None:
     from netae.config import load_settings
+    from netae.dataset import is_dataset
     from netae.pipeline import expand_inputs
     from netae.train import dist_info
     from netae.workflow import train_captures
@@ -197,7 +198,8 @@ def train(
     settings = settings.replace("train", batch_size=batch_size)
     settings = settings.replace("model", hidden_size=hidden_size, num_layers=layers)
     settings = settings.replace("threshold", strategy=threshold_strategy)
-    sources = expand_inputs(paths)
+    # Feature datasets (directories of shards) are read as they are, captures searched for.
+    sources = [s for p in paths for s in ([p] if p != "-" and is_dataset(p) else expand_inputs([p]))]
     on_file, stop = _file_progress(sources, quiet)
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 

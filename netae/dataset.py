@@ -145,9 +145,11 @@ def read_parquet(path: Path) -> Shard:
 
 
 def is_dataset(path: str | os.PathLike[str]) -> bool:
-    """A Parquet feature file, or a directory holding a dataset manifest."""
+    """A Parquet feature file, or a directory holding a dataset manifest or ``*.parquet`` shards."""
     p = Path(path)
-    return (p.is_file() and p.suffix == ".parquet") or (p.is_dir() and (p / MANIFEST).is_file())
+    if p.is_file():
+        return p.suffix == ".parquet"
+    return p.is_dir() and ((p / MANIFEST).is_file() or any(p.glob("*.parquet")))
 
 
 def write_manifest(
@@ -162,10 +164,16 @@ def write_manifest(
 
 
 def dataset_files(path: str | os.PathLike[str]) -> list[Path]:
-    """The Parquet files of a feature file or dataset directory, in manifest order."""
+    """The Parquet files of a feature file or dataset directory, in manifest order.
+
+    A directory without a manifest (shards written by separate jobs) gives its ``*.parquet``
+    files sorted by name.
+    """
     p = Path(path)
     if p.is_file():
         return [p]
+    if not (p / MANIFEST).exists():
+        return sorted(p.glob("*.parquet"))
     try:
         doc = json.loads((p / MANIFEST).read_text())
         return [p / s["file"] for s in doc["shards"]]

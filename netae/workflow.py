@@ -127,7 +127,13 @@ def train_captures(
     )
     threshold = fit_threshold(val_scores, settings.threshold)
     history = [
-        {"epoch": e.epoch, "train_loss": e.train_loss, "val_loss": e.val_loss, "seconds": round(e.seconds, 3)}
+        {
+            "epoch": e.epoch,
+            "train_loss": e.train_loss,
+            "val_loss": e.val_loss,
+            "seconds": round(e.seconds, 3),
+            "packets_per_s": round(e.packets_per_s),
+        }
         for e in result.history
     ]
     meta: dict[str, Any] = {
