@@ -91,6 +91,10 @@ def test_dataset_larger_than_the_shard_buffer(tmp_path, config):
     s_small, auc_small = _auc(tmp_path / "small.netae")
     assert np.corrcoef(np.log(s_whole), np.log(s_small))[0, 1] > 0.95
     assert auc_small > auc_whole - 0.05
+    # Shards made by separate jobs: a directory without a manifest reads its *.parquet by name.
+    (tmp_path / "ds" / "manifest.json").unlink()
+    train_captures([ds], output=tmp_path / "loose.netae", settings=settings)
+    _same_model(tmp_path / "whole.netae", tmp_path / "loose.netae")
 
 
 def _gloo_available() -> bool:
