@@ -335,7 +335,8 @@ def use_compiled(flag: bool) -> None:
 
 
 # Per-flow state columns of the kernel.
-_S_FIRST, _S_LAST_ROW, _S_START, _S_LAST, _S_N, _S_FWD_N, _S_FWD_B, _S_B = range(8)
+_S_FIRST, _S_LAST_ROW, _S_START, _S_LAST, _S_N, _S_FWD_N, _S_FWD_B, _S_B, _S_SRC_HI, _S_SRC_LO, _S_PORT = range(11)
+_S_WIDTH = 16  # two cache lines per flow
 
 
 def _assemble_compiled(packets: PacketTable, *, idle_timeout_s: float, active_timeout_s: float) -> FlowTable:
@@ -418,11 +419,11 @@ else:
         n = len(ts)
         use_perm = len(perm) > 0
         cap = 1 << 12
-        table = np.zeros((cap, 8), np.uint64)  # h, a_hi, a_lo, b_hi, b_lo, ports, meta, flow + 1
+        table = np.zeros(cap, np.int32)  # latest flow of the key in this slot, + 1 (0: empty)
         n_keys = 0
         fcap = 1 << 10
-        state = np.empty((fcap, 8), np.int64)
-        fh = np.empty(fcap, np.uint64)
+        state = np.empty((fcap, _S_WIDTH), np.int64)
+        keys = np.empty((fcap, 8), np.uint64)  # h, a_hi, a_lo, b_hi, b_lo, ports, meta (full key)
         nf = 0
         zero = np.uint64(0)
         for j in range(n):
@@ -458,19 +459,19 @@ else:
             h = _mix(h ^ b_lo)
             h = _mix(h ^ ports)
             h = _mix(h ^ meta)
-            mask = np.uint64(cap - 1)
-            i = np.int64(h & mask)
+            i = np.int64(h & np.uint64(cap - 1))
             t = ts[r]
             fid = -1
             while True:
-                slot = table[i]
-                if slot[7] == zero:
+                f1 = table[i]
+                if f1 == 0:
                     break
+                k = keys[f1 - 1]
                 if (
-                    slot[0] == h and slot[1] == a_hi and slot[2] == a_lo and slot[3] == b_hi
-                    and slot[4] == b_lo and slot[5] == ports and slot[6] == meta
+                    k[0] == h and k[1] == a_hi and k[2] == a_lo and k[3] == b_hi
+                    and k[4] == b_lo and k[5] == ports and k[6] == meta
                 ):  # fmt: skip
-                    fid = np.int64(slot[7]) - 1
+                    fid = np.int64(f1) - 1
                     break
                 i = (i + 1) & (cap - 1)
             new_key = fid < 0
@@ -479,12 +480,12 @@ else:
             if fid < 0:
                 if nf == fcap:
                     fcap *= 2
-                    grown = np.empty((fcap, 8), np.int64)
+                    grown = np.empty((fcap, _S_WIDTH), np.int64)
                     grown[:nf] = state[:nf]
                     state = grown
-                    fh2 = np.empty(fcap, np.uint64)
-                    fh2[:nf] = fh[:nf]
-                    fh = fh2
+                    grown_keys = np.empty((fcap, 8), np.uint64)
+                    grown_keys[:nf] = keys[:nf]
+                    keys = grown_keys
                 fid = nf
                 nf += 1
                 state[fid, _S_FIRST] = r
@@ -493,32 +494,35 @@ else:
                 state[fid, _S_FWD_N] = 0
                 state[fid, _S_FWD_B] = 0
                 state[fid, _S_B] = 0
-                fh[fid] = h
+                state[fid, _S_SRC_HI] = np.int64(s_hi)
+                state[fid, _S_SRC_LO] = np.int64(s_lo)
+                # the source port decides direction only when both ends are one host (-1: never)
+                same_host = not icmp and s_hi == d_hi and s_lo == d_lo
+                state[fid, _S_PORT] = np.int64(sport[r]) if same_host else -1
+                keys[fid, 0] = h
+                keys[fid, 1] = a_hi
+                keys[fid, 2] = a_lo
+                keys[fid, 3] = b_hi
+                keys[fid, 4] = b_lo
+                keys[fid, 5] = ports
+                keys[fid, 6] = meta
+                table[i] = fid + 1
                 if new_key:
-                    table[i, 0] = h
-                    table[i, 1] = a_hi
-                    table[i, 2] = a_lo
-                    table[i, 3] = b_hi
-                    table[i, 4] = b_lo
-                    table[i, 5] = ports
-                    table[i, 6] = meta
                     n_keys += 1
-                table[i, 7] = np.uint64(fid + 1)
-                if n_keys * 2 > cap:  # grow: re-insert every key by its stored hash
-                    old = table
-                    cap *= 2
-                    table = np.zeros((cap, 8), np.uint64)
-                    for k in range(len(old)):
-                        if old[k, 7] != zero:
-                            q = np.int64(old[k, 0] & np.uint64(cap - 1))
-                            while table[q, 7] != zero:
-                                q = (q + 1) & (cap - 1)
-                            table[q] = old[k]
+                    if n_keys * 2 > cap:  # grow: re-insert every key's latest flow by its hash
+                        old = table
+                        cap *= 2
+                        table = np.zeros(cap, np.int32)
+                        for q0 in range(len(old)):
+                            if old[q0] != 0:
+                                q = np.int64(keys[old[q0] - 1, 0] & np.uint64(cap - 1))
+                                while table[q] != 0:
+                                    q = (q + 1) & (cap - 1)
+                                table[q] = old[q0]
             # Direction: same source as the flow's first packet (and same port on one host).
-            f0 = state[fid, _S_FIRST]
-            fwd = s_hi == src_hi[f0] and s_lo == src_lo[f0]
-            if fwd and not icmp and src_hi[f0] == dst_hi[f0] and src_lo[f0] == dst_lo[f0]:
-                fwd = sport[r] == sport[f0]
+            fwd = np.int64(s_hi) == state[fid, _S_SRC_HI] and np.int64(s_lo) == state[fid, _S_SRC_LO]
+            if fwd and state[fid, _S_PORT] >= 0:
+                fwd = np.int64(sport[r]) == state[fid, _S_PORT]
             length = np.int64(ip_len[r])
             state[fid, _S_LAST] = t
             state[fid, _S_LAST_ROW] = r
@@ -529,7 +533,7 @@ else:
                 state[fid, _S_FWD_B] += length
             flow_of[r] = fid
             is_fwd[r] = fwd
-        return state, fh, nf
+        return state, keys[:, 0], nf
 
     @njit(cache=True, nogil=True)
     def _layout_kernel_nb(perm, flow_of, is_fwd_row, rank, offsets, order, is_fwd):  # type: ignore[no-untyped-def]  # pragma: no cover
