@@ -81,6 +81,7 @@ table.flows .key { font-weight:600; font-family:ui-monospace,"SFMono-Regular",Me
 .file { color:var(--muted); font-size:11.5px; font-family:inherit; }
 .score { font-weight:600; color:var(--red); }
 .why { font-size:12.5px; }
+td.flow { max-width:300px; }
 td.when { white-space:nowrap; }
 .lab { display:inline-block; padding:0 6px; border-radius:3px; font-size:11.5px; color:#fff; }
 .lab.attack { background:#e0453a; } .lab.benign { background:#4c78a8; } .lab.none { background:#a8a8a8; }
@@ -185,7 +186,7 @@ class _Frame:
     """A plot area inside an SVG: data ranges mapped to pixels, plus axes drawing."""
 
     def __init__(
-        self, *, width: int, height: int, left: int = 56, right: int = 16, top: int = 14, bottom: int = 40
+        self, *, width: int, height: int, left: int = 56, right: int = 28, top: int = 14, bottom: int = 40
     ) -> None:
         self.width, self.height = width, height
         self.x0, self.x1 = left, width - right
@@ -458,7 +459,7 @@ def _packet_strip(
     threshold: float,
     *,
     first_index: int,
-    width: int = 340,
+    width: int = 300,
     height: int = 64,
 ) -> str:
     """Per-packet bars: colour = reconstruction error, up/down = fwd/bwd, height = size (log), x = gaps (log)."""
@@ -476,7 +477,7 @@ def _packet_strip(
     parts = [f'<line x1="0" x2="{width}" y1="{mid}" y2="{mid}" stroke="#b0b6bf" stroke-width="0.8"/>']
     for j in range(n):
         size = int(ip_len[j])
-        h = min(max(half * math.log(max(size, 21) / 20) / log_max, 2.0), half)
+        h = min(max(half * math.log(max(size, 21) / 20) / log_max, 4.0), half)
         y = mid - h if is_fwd[j] else mid
         err = float(error[j])
         ratio = err / threshold if threshold > 0 else 1.0
@@ -693,7 +694,7 @@ def _top_flows_section(run: ScoreRun, labels: Labels | None, top_n: int) -> str:
         top = ", ".join(t.feature_names[int(k)] for k in t.top_features[i] if 0 <= k < len(t.feature_names))
         file_name = t.files[int(f.file_id[i])] if t.files else ""
         out.append(
-            f'<tr><td class="num">{rank}</td><td><div class="key">{_e(_flow_key(t, i))}</div>'
+            f'<tr><td class="num">{rank}</td><td class="flow"><div class="key">{_e(_flow_key(t, i))}</div>'
             + (f'<div class="why">{_e(why)}</div>' if why else "")
             + f'<div class="file">{_e(file_name)} · worst features: {_e(top)}</div></td>'
             f'<td class="when">{_e(_utc(int(f.first_ns[i])))}'
