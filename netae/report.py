@@ -840,7 +840,7 @@ def render_training_report(run: TrainRun, *, model_id: str = "", title: str = "n
     section = (
         '<section id="distribution"><h2>Validation score distribution</h2>'
         f'<p class="note">Scores of the {_int(len(val))} held-out normal flows the threshold was fitted on; '
-        f"{_int(int(above.sum()))} of them lie above it.</p>"
+        f"{_int(int(above.sum()))} of them {'lies' if int(above.sum()) == 1 else 'lie'} above it.</p>"
         + _legend([("below threshold", C_BELOW), ("above threshold", C_ABOVE), ("threshold (dashed)", C_THRESHOLD)])
         + (_score_histogram(val, threshold, _label_groups(len(val), None, above=above)) if len(val) else "")
         + "</section>"
