@@ -8,9 +8,11 @@ timestamps and shifted ephemeral ports, so every copy holds different flows. It 
 read+decode rate (numba and struct record walkers), the end-to-end featurize rate when the flow
 and feature stages are importable, then scapy (PcapReader with dissection, RawPcapReader with
 struct unpacking) and dpkt on a 100k-packet prefix, and peak RSS. ``--big`` also makes a ~2 GB
-capture and reads it, to show that peak RSS is bounded by the chunk size, not the file size.
-The machine is shared: expect +-20 % noise between runs; the baselines run in the same process
-right after netae, so ratios are steadier than absolute figures.
+capture, reads it (peak RSS bounded by the chunk size) and featurizes it (peak RSS beside the size
+of the features produced). The machine is shared: expect +-20 % noise between runs; the baselines
+run in the same process right after netae, so ratios are steadier than absolute figures. Every
+rate is printed from wall time (the figure of record, best of two for netae) and, in brackets,
+from the process's CPU time, which a loaded machine inflates less.
 """
 
 from __future__ import annotations
@@ -84,13 +86,22 @@ def make_capture(dest: Path, n_packets: int) -> Path:
     return dest
 
 
-def _best(fn: Any, repeat: int = 2) -> tuple[float, Any]:
-    best, out = float("inf"), None
+CPU: dict[str, float] = {}  # best CPU seconds of the last _best call per label
+
+
+def _best(fn: Any, repeat: int = 2, label: str = "") -> tuple[float, Any]:
+    best, best_cpu, out = float("inf"), float("inf"), None
     for _ in range(repeat):
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         out = fn()
         best = min(best, time.perf_counter() - t)
+        best_cpu = min(best_cpu, time.process_time() - c)
+    CPU[label] = best_cpu
     return best, out
+
+
+def _cpu_rate(n: int, label: str) -> str:
+    return f"[cpu: {n / max(CPU[label], 1e-9):,.0f} pkt/s]"
 
 
 def netae_read(path: Path) -> int:
@@ -101,17 +112,16 @@ def netae_read(path: Path) -> int:
     return n
 
 
-def netae_featurize(path: Path) -> tuple[str, int] | None:
-    """End to end through the lead's stages, when they exist in this checkout."""
+def netae_featurize(path: Path) -> tuple[str, int, int] | None:
+    """End to end through the lead's stages: (label, packets in flows, feature bytes)."""
     try:
-        from netae.pipeline import featurize_files
-
         from netae.config import Settings
+        from netae.pipeline import featurize_files
     except ImportError:
         featurize_files = None
     if featurize_files is not None:
         out = featurize_files([str(path)], settings=Settings())
-        return "netae.pipeline.featurize_files", int(out.packets.n_packets)
+        return "netae.pipeline.featurize_files", len(out.flows.order), int(out.features.values.nbytes)
     try:
         from netae.features import compute_features
         from netae.flows import assemble_flows
@@ -119,8 +129,8 @@ def netae_featurize(path: Path) -> tuple[str, int] | None:
         return None
     packets = PacketTable.concat(list(read_packets(path)))
     flows = assemble_flows(packets, idle_timeout_s=120.0, active_timeout_s=1800.0)
-    compute_features(packets, flows)
-    return "read_packets + assemble_flows + compute_features", packets.n_packets
+    feats = compute_features(packets, flows)
+    return "read_packets + assemble_flows + compute_features", packets.n_packets, int(feats.values.nbytes)
 
 
 def scapy_dissect(path: Path) -> int:
@@ -221,51 +231,62 @@ def main() -> None:
     size_mib = path.stat().st_size / 2**20
 
     netae_read(path)  # warm up: numba's cached compile, page cache
-    dt, n = _best(lambda: netae_read(path))
+    dt, n = _best(lambda: netae_read(path), label="read")
     rate_read = n / dt
     print(
-        f"netae read+decode (numba walker={HAVE_NUMBA}): {n} packets, {size_mib:.0f} MiB in {dt:.2f} s: "
-        f"{rate_read:,.0f} pkt/s"
+        f"netae read+decode (numba walker and decode kernel={HAVE_NUMBA}): {n} packets, {size_mib:.0f} MiB "
+        f"in {dt:.2f} s: {rate_read:,.0f} pkt/s {_cpu_rate(n, 'read')}"
     )
     reader_mod._set_walkers(use_numba=False)
-    dt_py, _ = _best(lambda: netae_read(path), repeat=1)
+    dt_py, _ = _best(lambda: netae_read(path), repeat=1, label="read_py")
     reader_mod._set_walkers(use_numba=True)
-    print(f"netae read+decode (struct walker fallback): {n / dt_py:,.0f} pkt/s ({dt_py / dt:.1f}x slower)")
+    print(
+        f"netae read+decode (struct walker + numpy decode, the path without numba): {n / dt_py:,.0f} pkt/s "
+        f"({dt_py / dt:.1f}x slower) {_cpu_rate(n, 'read_py')}"
+    )
     rss_read = peak_rss_mib()
     print(f"peak RSS after read+decode: {rss_read:.0f} MiB")
 
     rate_feat = rate_read
     feat_label = "read+decode only (flows/features not importable)"
-    t = time.perf_counter()
-    res = netae_featurize(path)
+    dt_f, res = _best(lambda: netae_featurize(path), label="featurize")  # the first run also warms up
     if res is not None:
-        feat_label, n_feat = res
-        rate_feat = n_feat / (time.perf_counter() - t)
-        print(f"netae featurize end to end ({feat_label}): {n_feat} packets: {rate_feat:,.0f} pkt/s")
+        feat_label, n_feat, _nbytes = res
+        rate_feat = n_feat / dt_f
+        print(
+            f"netae featurize end to end ({feat_label}): {n_feat} packets in {dt_f:.2f} s: "
+            f"{rate_feat:,.0f} pkt/s {_cpu_rate(n_feat, 'featurize')}"
+        )
         print(f"peak RSS after featurize: {peak_rss_mib():.0f} MiB")
     else:
         print(f"netae featurize: {feat_label}")
 
     small = prefix(path, PREFIX_PACKETS)
-    dt_s, n_s = _best(lambda: scapy_dissect(small), repeat=1)
+    dt_s, n_s = _best(lambda: scapy_dissect(small), repeat=1, label="scapy")
     rate_scapy = n_s / dt_s
-    print(f"scapy PcapReader + dissection ({n_s} pkts): {rate_scapy:,.0f} pkt/s")
-    dt_r, n_r = _best(lambda: scapy_raw_struct(small), repeat=1)
+    print(f"scapy PcapReader + dissection ({n_s} pkts): {rate_scapy:,.0f} pkt/s {_cpu_rate(n_s, 'scapy')}")
+    dt_r, n_r = _best(lambda: scapy_raw_struct(small), repeat=1, label="raw")
     rate_raw = n_r / dt_r
-    print(f"scapy RawPcapReader + struct loop ({n_r} pkts): {rate_raw:,.0f} pkt/s")
-    dt_d, n_d = _best(lambda: dpkt_loop(small), repeat=1)
-    print(f"dpkt Reader + Ethernet parse ({n_d} pkts): {n_d / dt_d:,.0f} pkt/s")
+    print(f"scapy RawPcapReader + struct loop ({n_r} pkts): {rate_raw:,.0f} pkt/s {_cpu_rate(n_r, 'raw')}")
+    dt_d, n_d = _best(lambda: dpkt_loop(small), repeat=1, label="dpkt")
+    print(f"dpkt Reader + Ethernet parse ({n_d} pkts): {n_d / dt_d:,.0f} pkt/s {_cpu_rate(n_d, 'dpkt')}")
 
     if args.big:
         big = DATA / "big_2g.pcap"
         if not big.exists():
             make_capture(big, int(2 * 2**30 / (size_mib * 2**20 / n)))
         before = peak_rss_mib()
-        dt_b, n_b = _best(lambda: netae_read(big), repeat=1)
+        dt_b, n_b = _best(lambda: netae_read(big), repeat=1, label="big")
         print(
-            f"--big: {n_b} packets, {big.stat().st_size / 2**30:.2f} GiB in {dt_b:.1f} s ({n_b / dt_b:,.0f} pkt/s); "
-            f"peak RSS {max(before, peak_rss_mib()):.0f} MiB (before: {before:.0f} MiB)"
+            f"--big read: {n_b} packets, {big.stat().st_size / 2**30:.2f} GiB in {dt_b:.1f} s "
+            f"({n_b / dt_b:,.0f} pkt/s); peak RSS {max(before, peak_rss_mib()):.0f} MiB (before: {before:.0f} MiB)"
         )
+        dt_bf, res_b = _best(lambda: netae_featurize(big), repeat=1, label="big_featurize")
+        if res_b is not None:
+            print(
+                f"--big featurize: {res_b[1]} packets in {dt_bf:.1f} s ({res_b[1] / dt_bf:,.0f} pkt/s); "
+                f"features {res_b[2] / 2**20:.0f} MiB; peak RSS {peak_rss_mib():.0f} MiB"
+            )
 
     print(
         f"featurize: {rate_feat:,.0f} pkt/s; {rate_feat / rate_raw:.1f}x RawPcapReader loop; "

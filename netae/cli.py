@@ -107,6 +107,13 @@ def _quiet_broken_pipe() -> None:
         pass
 
 
+def _write_report(path: Path, text: str) -> None:
+    from netae.output import atomic_write
+
+    with atomic_write(path) as fh:
+        fh.write(text)
+
+
 def _version(value: bool) -> None:
     if value:
         typer.echo(f"netae {__version__}")
@@ -174,6 +181,9 @@ def train(
     threshold_strategy: Annotated[
         str | None, typer.Option("--threshold-strategy", help="quantile, meanstd or spot.")
     ] = None,
+    report: Annotated[
+        Path | None, typer.Option("--report", help="Also write an HTML model card with loss curves here.")
+    ] = None,
     shard_buffer_mb: Annotated[
         float | None,
         typer.Option(
@@ -234,6 +244,11 @@ def train(
         stop()
         epoch_bar.stop()
     tr = run.meta["training"]
+    if report is not None and is_main:
+        from netae.modelfile import load_model
+        from netae.report import render_training_report
+
+        _write_report(report, render_training_report(run, model_id=load_model(output).model_id))
     for name, message in run.data.failures if is_main else ():
         err_console.print(f"[yellow]warning:[/] skipped {name}: {message}", markup=True, soft_wrap=True)
     if not quiet:
@@ -246,7 +261,7 @@ def train(
             + f", best epoch {tr['best_epoch']} "
             f"(train loss {best.get('train_loss', math.nan):.4f}, val loss {best.get('val_loss', math.nan):.4f}); "
             f"threshold {run.threshold.value_:.4g} ({run.threshold.strategy}, {tr['val_flows']} validation flows); "
-            f"wrote {output}",
+            f"wrote {output}" + (f" and {report}" if report else ""),
             soft_wrap=True,
         )
     if run.data.failures:
@@ -265,6 +280,7 @@ def score(
     limit: Annotated[int, typer.Option(help="Rows shown by --format table (0: all).")] = 50,
     append: Annotated[bool, typer.Option(help="Append to --output (jsonl/csv), whole lines only.")] = False,
     device: Annotated[Device, typer.Option(help="Where to run the model.")] = Device.auto,
+    report: Annotated[Path | None, typer.Option("--report", help="Also write an HTML report here.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing on stderr on success.")] = False,
 ) -> None:
     from netae.output import atomic_write, render, select_rows
@@ -294,18 +310,67 @@ def score(
             text = text.split("\n", 1)[1] if "\n" in text else ""
         with atomic_write(output, append=append) as fh:
             fh.write(text)
+    if report is not None:
+        from netae.report import render_report
+
+        _write_report(report, render_report(run, title=_report_title(sources)))
+    _finish_scoring(run, quiet, [p for p in (output, report) if p is not None])
+
+
+def _report_title(sources: list[str]) -> str:
+    names = [Path(s).name if s != "-" else "stdin" for s in sources]
+    return "netae report: " + ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+
+
+def _finish_scoring(run: Any, quiet: bool, written: list[Path]) -> None:
+    """Warn about skipped inputs, say what was found, and exit with the scoring status."""
+    table = run.table
     n_anom = int(table.is_anomaly.sum())
     for name, message in run.data.failures:
         err_console.print(f"[yellow]warning:[/] skipped {name}: {message}", markup=True, soft_wrap=True)
     if not quiet:
         err_console.print(
             f"{n_anom} of {table.n_flows} flows anomalous (threshold {table.threshold:.4g})"
-            + (f"; wrote {output}" if output else ""),
+            + (f"; wrote {' and '.join(str(p) for p in written)}" if written else ""),
             soft_wrap=True,
         )
     if run.data.failures:
         raise typer.Exit(EXIT_PARTIAL)
     raise typer.Exit(EXIT_ANOMALIES if n_anom else EXIT_OK)
+
+
+@app.command(help="Score captures and write one self-contained HTML report to read in a browser.\n\n" + EXIT_HELP)
+@handle_errors
+def report(
+    paths: Annotated[list[str], typer.Argument(help="Capture files or directories; - reads standard input.")],
+    model: Annotated[Path, typer.Option("--model", "-m", help="Model file from `netae train`.")] = Path("model.netae"),
+    output: Annotated[Path, typer.Option("--output", "-o", help="HTML file to write (atomically).")] = Path(
+        "report.html"
+    ),
+    labels: Annotated[
+        Path | None, typer.Option("--labels", "-l", help="Labels CSV: colour benign and attack flows.")
+    ] = None,
+    top: Annotated[int, typer.Option("--top", min=0, help="Anomalous flows shown in the table.")] = 25,
+    threshold: Annotated[float | None, typer.Option(help="Override the model's threshold.")] = None,
+    device: Annotated[Device, typer.Option(help="Where to run the model.")] = Device.auto,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing on stderr on success.")] = False,
+) -> None:
+    from netae.evaluate import match_labels, read_labels
+    from netae.pipeline import expand_inputs
+    from netae.report import render_report
+    from netae.workflow import score_captures
+
+    _quiet(quiet)
+    label_table = read_labels(labels) if labels is not None else None
+    sources = expand_inputs(paths)
+    on_file, stop = _file_progress(sources, quiet)
+    try:
+        run = score_captures(sources, model_path=model, threshold=threshold, device=device.value, on_file=on_file)
+    finally:
+        stop()
+    matched = match_labels(run.table, label_table) if label_table is not None else None
+    _write_report(output, render_report(run, labels=matched, top_n=top, title=_report_title(sources)))
+    _finish_scoring(run, quiet, [output])
 
 
 @app.command()

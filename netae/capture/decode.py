@@ -14,6 +14,8 @@ their original size; their missing fields are zero with ``has_ports`` false.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import numpy.typing as npt
 
@@ -28,7 +30,7 @@ from netae.capture.linktypes import (
 )
 from netae.tables import PacketTable, RecordBatch, SkipCounts
 
-__all__ = ["MAX_IPV6_EXT", "PAD_BYTES", "decode_records"]
+__all__ = ["HAVE_KERNEL", "MAX_IPV6_EXT", "PAD_BYTES", "decode_records", "use_compiled"]
 
 PAD_BYTES = 128  # zero bytes after the last record of a batch (NOTE [captured bytes])
 MAX_IPV6_EXT = 8  # extension headers followed before giving up on the transport header
@@ -83,6 +85,18 @@ class _Buf:
 
     def u64(self, base: _I64, k: int = 0) -> npt.NDArray[np.uint64]:
         return self.v64[self._at(base, k)].astype(np.uint64)
+
+
+class _Path:
+    compiled = True  # the numba kernel (NOTE [decode kernel]) when numba imports
+
+
+_PATH = _Path()
+
+
+def use_compiled(flag: bool) -> None:
+    """Decode with the numba kernel (default) or the vectorised numpy code (tests compare both)."""
+    _PATH.compiled = flag
 
 
 class _Skips:
@@ -240,6 +254,8 @@ def decode_records(batch: RecordBatch, *, file_id: int = 0, counts: SkipCounts |
     buf = batch.data
     if len(buf) < int(end.max()) + PAD_BYTES:
         buf = np.concatenate([buf, np.zeros(int(end.max()) + PAD_BYTES - len(buf), np.uint8)])
+    if _PATH.compiled and HAVE_KERNEL:
+        return _decode_compiled(batch, buf, file_id, counts)
     skips = _Skips()
     b = _Buf(buf)
     l3, ver = _link_layer(batch, b, off, end, skips)
@@ -407,3 +423,379 @@ def decode_records(batch: RecordBatch, *, file_id: int = 0, counts: SkipCounts |
         has_ports=has_ports,
         file_id=np.full(m, file_id, np.int32),
     )
+
+
+# --- compiled path ------------------------------------------------------------------------------
+# NOTE [decode kernel]: ``_decode_kernel`` walks every record once and writes every PacketTable
+# column at the packet's output row, with the same rules as the vectorised code above (which stays
+# as the path without numba, and which tests compare with scapy like this one). A skipped record
+# gets a reason code (``_R_*``) and a value; the caller turns them into the reason strings.
+
+_K_UNSUPPORTED, _K_ETHERNET, _K_ETHERTYPE, _K_NULL, _K_LOOP, _K_RAW, _K_IPV4, _K_IPV6 = range(8)
+_KIND_CODES = {"ethernet": _K_ETHERNET, "ethertype": _K_ETHERTYPE, "null": _K_NULL, "loop": _K_LOOP,
+               "raw": _K_RAW, "ipv4": _K_IPV4, "ipv6": _K_IPV6}  # fmt: skip
+(_R_KEPT, _R_ETH_SHORT, _R_VLAN, _R_LLC, _R_ETHERTYPE, _R_LINK_SHORT, _R_AF, _R_RAW_EMPTY, _R_RAW_VER,
+ _R_UNSUPPORTED, _R_V4_SHORT, _R_V4_VER, _R_V4_IHL, _R_V4_TOT, _R_V6_SHORT, _R_V6_VER) = range(16)  # fmt: skip
+
+
+def _link_tables() -> tuple[npt.NDArray[np.int8], npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    kind = np.zeros(1 << 16, np.int8)
+    hlen = np.zeros(1 << 16, np.int64)
+    et_at = np.zeros(1 << 16, np.int64)
+    for dlt, info in LINK_TYPES.items():
+        kind[dlt] = _KIND_CODES[info.kind]
+        hlen[dlt] = info.header_len
+        et_at[dlt] = info.ethertype_at
+    return kind, hlen, et_at
+
+
+_LT_KIND, _LT_HLEN, _LT_ET_AT = _link_tables()
+
+
+def _reason_text(code: int, value: int, dlt: int) -> str:
+    name = LINK_TYPES[dlt].name if dlt in LINK_TYPES else link_type_name(dlt)
+    return {
+        _R_ETH_SHORT: "truncated Ethernet header",
+        _R_VLAN: "more than 3 VLAN tags",
+        _R_LLC: "802.3 frame without EtherType (LLC)",
+        _R_ETHERTYPE: f"non-IP ethertype 0x{value:04x}",
+        _R_LINK_SHORT: f"truncated {name} header",
+        _R_AF: f"address family {value} on link type {name}",
+        _R_RAW_EMPTY: "empty raw IP packet",
+        _R_RAW_VER: f"raw IP packet with IP version {value}",
+        _R_UNSUPPORTED: f"link type {dlt} ({name}) unsupported",
+        _R_V4_SHORT: "truncated IPv4 header",
+        _R_V4_VER: f"IP version {value} where IPv4 was expected",
+        _R_V4_IHL: "IPv4 header length < 20",
+        _R_V4_TOT: "IPv4 total length < header length",
+        _R_V6_SHORT: "truncated IPv6 header",
+        _R_V6_VER: f"IP version {value} where IPv6 was expected",
+    }[code]
+
+
+def _decode_compiled(batch: RecordBatch, buf: _U8, file_id: int, counts: SkipCounts | None) -> PacketTable:
+    n = batch.n_records
+    cols = {name: np.empty(n, dt) for name, dt in _KERNEL_COLUMNS}
+    reason = np.empty(n, np.int8)
+    value = np.empty(n, np.int64)
+    m, tso = _decode_kernel(
+        buf, batch.offsets, batch.caplen, batch.origlen, batch.linktype, batch.ts_ns,
+        _LT_KIND, _LT_HLEN, _LT_ET_AT, reason, value, *cols.values(),
+    )  # fmt: skip
+    m = int(m)
+    if counts is not None:
+        counts.packets += m
+        if tso:
+            _warn_once(counts, "IPv4 total length 0 (segmentation offload): length taken from the frame")
+        if m < n:
+            skipped = np.flatnonzero(reason != _R_KEPT)
+            key = np.stack([reason[skipped].astype(np.int64), value[skipped], batch.linktype[skipped].astype(np.int64)])
+            uniq, k = np.unique(key, axis=1, return_counts=True)
+            for (code, val, dlt), c in zip(uniq.T.tolist(), k.tolist(), strict=True):
+                counts.add(_reason_text(code, val, dlt), c)
+    out = {name: arr[:m] for name, arr in cols.items()}
+    return PacketTable(**out, file_id=np.full(m, file_id, np.int32))
+
+
+_KERNEL_COLUMNS: tuple[tuple[str, type], ...] = (
+    ("ts_ns", np.int64),
+    ("src_hi", np.uint64),
+    ("src_lo", np.uint64),
+    ("dst_hi", np.uint64),
+    ("dst_lo", np.uint64),
+    ("src_port", np.uint16),
+    ("dst_port", np.uint16),
+    ("proto", np.uint8),
+    ("ip_version", np.uint8),
+    ("ip_len", np.uint32),
+    ("payload_len", np.uint32),
+    ("tcp_flags", np.uint8),
+    ("tcp_window", np.uint16),
+    ("icmp_type", np.uint8),
+    ("icmp_code", np.uint8),
+    ("ttl", np.uint8),
+    ("ip_id", np.uint32),
+    ("frag_offset", np.uint16),
+    ("more_fragments", np.bool_),
+    ("has_ports", np.bool_),
+)
+
+HAVE_KERNEL = False
+_decode_kernel: Any = None
+
+try:  # numba is a dependency; without it the vectorised path above gives the same tables
+    from numba import njit
+except ImportError:  # pragma: no cover - exercised only without numba
+    pass
+else:
+
+    @njit(cache=True, nogil=True)
+    def _r8(buf: Any, p: int) -> int:  # pragma: no cover - compiled
+        if p < 0 or p >= len(buf):
+            return 0
+        return np.int64(buf[p])
+
+    @njit(cache=True, nogil=True)
+    def _r16(buf: Any, p: int) -> int:  # pragma: no cover - compiled
+        if p < 0 or p + 2 > len(buf):
+            return 0
+        return (np.int64(buf[p]) << 8) | np.int64(buf[p + 1])
+
+    @njit(cache=True, nogil=True)
+    def _r32(buf: Any, p: int) -> int:  # pragma: no cover - compiled
+        if p < 0 or p + 4 > len(buf):
+            return 0
+        return (
+            (np.int64(buf[p]) << 24) | (np.int64(buf[p + 1]) << 16) | (np.int64(buf[p + 2]) << 8) | np.int64(buf[p + 3])
+        )
+
+    @njit(cache=True, nogil=True)
+    def _r64(buf: Any, p: int) -> Any:  # pragma: no cover - compiled
+        return (np.uint64(_r32(buf, p)) << np.uint64(32)) | np.uint64(_r32(buf, p + 4))
+
+    @njit(cache=True, nogil=True)
+    def _is_vlan(et: int) -> bool:  # pragma: no cover - compiled
+        return et == ETHERTYPE_8021Q or et == ETHERTYPE_8021AD or et == ETHERTYPE_QINQ  # noqa: SIM109 - numba
+
+    @njit(cache=True, nogil=True)
+    def _is_ext(p: int) -> bool:  # pragma: no cover - compiled
+        hop_or_dst = p == IPPROTO_HOPOPTS or p == IPPROTO_DSTOPTS  # noqa: SIM109 - numba
+        return hop_or_dst or p == IPPROTO_ROUTING or p == IPPROTO_FRAGMENT or p == IPPROTO_AH  # noqa: SIM109
+
+    @njit(cache=True, nogil=True)
+    def _decode_kernel_nb(  # type: ignore[no-untyped-def]  # pragma: no cover - compiled
+        buf, offsets, caplen, origlen, linktype, ts_in, lt_kind, lt_hlen, lt_et_at, reason, value,
+        ts_ns, src_hi, src_lo, dst_hi, dst_lo, src_port, dst_port, proto_o, ip_version, ip_len_o,
+        payload_len, tcp_flags, tcp_window, icmp_type_o, icmp_code_o, ttl_o, ip_id_o, frag_offset_o,
+        more_fragments, has_ports_o,
+    ):  # fmt: skip
+        n = len(offsets)
+        m = 0
+        tso_seen = False
+        v4_tag = np.uint64(0xFFFF << 32)
+        for i in range(n):
+            off = offsets[i]
+            end = off + np.int64(caplen[i])
+            dlt = np.int64(linktype[i])
+            kind = lt_kind[dlt]
+            code = _R_KEPT
+            val = 0
+            ver = 0
+            l3 = off
+            proto = 0
+            ip_len = 0
+            hdr_len = 0
+            frag_off = 0
+            l4 = off
+            no_l4 = False
+            icmp_proto = 1
+            # --- link layer ---------------------------------------------------------------------
+            if kind == _K_ETHERNET:
+                et = _r16(buf, off + 12)
+                l3 = off + 14
+                too_many = False
+                depth = 0
+                while _is_vlan(et):
+                    if depth == 3:
+                        too_many = True
+                        break
+                    l3 += 4
+                    et = _r16(buf, l3 - 2)
+                    depth += 1
+                if l3 > end:
+                    code = _R_ETH_SHORT
+                elif too_many:
+                    code = _R_VLAN
+                elif et == ETHERTYPE_IP:
+                    ver = 4
+                elif et == ETHERTYPE_IPV6:
+                    ver = 6
+                elif et < 0x0600:
+                    code = _R_LLC
+                else:
+                    code, val = _R_ETHERTYPE, et
+            elif kind == _K_ETHERTYPE:
+                l3 = off + lt_hlen[dlt]
+                if l3 > end:
+                    code = _R_LINK_SHORT
+                else:
+                    et = _r16(buf, off + lt_et_at[dlt])
+                    if et == ETHERTYPE_IP:
+                        ver = 4
+                    elif et == ETHERTYPE_IPV6:
+                        ver = 6
+                    elif et < 0x0600:
+                        code = _R_LLC
+                    else:
+                        code, val = _R_ETHERTYPE, et
+            elif kind == _K_NULL or kind == _K_LOOP:  # noqa: SIM109 - numba
+                l3 = off + 4
+                if l3 > end:
+                    code = _R_LINK_SHORT
+                else:
+                    af = _r32(buf, off)
+                    if kind == _K_NULL:
+                        sw = ((af & 0xFF) << 24) | ((af & 0xFF00) << 8) | ((af >> 8) & 0xFF00) | (af >> 24)
+                        if sw < 256:
+                            af = sw
+                    if af == 2:
+                        ver = 4
+                    elif af == 24 or af == 28 or af == 30:
+                        ver = 6
+                    else:
+                        code, val = _R_AF, af
+            elif kind == _K_RAW:
+                if off >= end:
+                    code = _R_RAW_EMPTY
+                else:
+                    nib = _r8(buf, off) >> 4
+                    if nib == 4 or nib == 6:
+                        ver = nib
+                    else:
+                        code, val = _R_RAW_VER, nib
+            elif kind == _K_IPV4:
+                ver = 4
+            elif kind == _K_IPV6:
+                ver = 6
+            else:
+                code = _R_UNSUPPORTED
+            # --- IP -----------------------------------------------------------------------------
+            if ver == 4:
+                if l3 + 20 > end:
+                    code = _R_V4_SHORT
+                else:
+                    w0 = _r32(buf, l3)
+                    vihl = w0 >> 24
+                    ihl = (vihl & 15) * 4
+                    tot = w0 & 0xFFFF
+                    if vihl >> 4 != 4:
+                        code, val = _R_V4_VER, vihl >> 4
+                    elif ihl < 20:
+                        code = _R_V4_IHL
+                    else:
+                        if tot == 0:
+                            tot = max(np.int64(origlen[i]) - (l3 - off), ihl)
+                            tso_seen = True
+                        if tot < ihl:
+                            code = _R_V4_TOT
+                if code == _R_KEPT:
+                    w1 = _r32(buf, l3 + 4)
+                    w2 = _r32(buf, l3 + 8)
+                    frag = w1 & 0xFFFF
+                    src_hi[m] = 0
+                    dst_hi[m] = 0
+                    src_lo[m] = np.uint64(_r32(buf, l3 + 12)) | v4_tag
+                    dst_lo[m] = np.uint64(_r32(buf, l3 + 16)) | v4_tag
+                    proto = (w2 >> 16) & 255
+                    ip_len = tot
+                    hdr_len = ihl
+                    ttl_o[m] = w2 >> 24
+                    ip_id_o[m] = w1 >> 16
+                    frag_off = (frag & 0x1FFF) * 8
+                    more_fragments[m] = (frag & 0x2000) != 0
+                    l4 = l3 + ihl
+                    no_l4 = False
+                    icmp_proto = 1
+            elif ver == 6:
+                if l3 + 40 > end:
+                    code = _R_V6_SHORT
+                else:
+                    nib = _r8(buf, l3) >> 4
+                    if nib != 6:
+                        code, val = _R_V6_VER, nib
+                if code == _R_KEPT:
+                    nh = _r8(buf, l3 + 6)
+                    cur = l3 + 40
+                    frag_off = 0
+                    mf = False
+                    id6 = 0
+                    stopped = False
+                    for _ in range(MAX_IPV6_EXT):
+                        if not _is_ext(nh) or stopped:
+                            break
+                        if cur + 8 > end:
+                            stopped = True
+                            break
+                        hl = _r8(buf, cur + 1)
+                        if nh == IPPROTO_FRAGMENT:
+                            ln = 8
+                            fo = _r16(buf, cur + 2)
+                            frag_off = fo & 0xFFF8
+                            mf = (fo & 1) != 0
+                            id6 = _r32(buf, cur + 4)
+                        elif nh == IPPROTO_AH:
+                            ln = (hl + 2) * 4
+                        else:
+                            ln = (hl + 1) * 8
+                        was_frag = nh == IPPROTO_FRAGMENT
+                        nh = _r8(buf, cur)
+                        cur += ln
+                        if was_frag and frag_off != 0:
+                            stopped = True
+                    if _is_ext(nh):
+                        stopped = True
+                    src_hi[m] = _r64(buf, l3 + 8)
+                    src_lo[m] = _r64(buf, l3 + 16)
+                    dst_hi[m] = _r64(buf, l3 + 24)
+                    dst_lo[m] = _r64(buf, l3 + 32)
+                    proto = nh
+                    ip_len = _r16(buf, l3 + 4) + 40
+                    hdr_len = cur - l3
+                    ttl_o[m] = _r8(buf, l3 + 7)
+                    ip_id_o[m] = id6
+                    more_fragments[m] = mf
+                    l4 = cur
+                    no_l4 = stopped
+                    icmp_proto = 58
+            else:
+                pass
+            if code != _R_KEPT or ver == 0:
+                reason[i] = code
+                value[i] = val
+                continue
+            reason[i] = _R_KEPT
+            # --- transport ----------------------------------------------------------------------
+            avail = end - l4
+            first = frag_off == 0 and not no_l4
+            is_tcp = first and proto == IPPROTO_TCP
+            is_udp = first and proto == IPPROTO_UDP
+            is_icmp = first and proto == icmp_proto
+            tu = is_tcp or is_udp
+            ports = _r32(buf, l4)
+            type_code = ports >> 16
+            it = 0
+            ic = 0
+            if is_icmp and avail >= 2:
+                it = type_code >> 8
+                ic = type_code & 255
+            if tu and avail >= 4:
+                src_port[m] = type_code
+                dst_port[m] = ports & 0xFFFF
+                has_ports_o[m] = True
+            else:
+                src_port[m] = it
+                dst_port[m] = ic
+                has_ports_o[m] = is_icmp and avail >= 2
+            icmp_type_o[m] = it
+            icmp_code_o[m] = ic
+            w3 = _r32(buf, l4 + 12)
+            doff_flags = w3 >> 16
+            tcp_flags[m] = doff_flags & 255 if is_tcp and avail >= 14 else 0
+            tcp_window[m] = w3 & 0xFFFF if is_tcp and avail >= 16 else 0
+            if is_tcp:
+                l4_hdr = (doff_flags >> 12) * 4 if avail >= 13 else 20
+            elif is_udp or is_icmp:
+                l4_hdr = 8
+            else:
+                l4_hdr = 0
+            ts_ns[m] = ts_in[i]
+            proto_o[m] = proto
+            ip_version[m] = ver
+            ip_len_o[m] = ip_len
+            payload_len[m] = max(ip_len - hdr_len - l4_hdr, 0)
+            frag_offset_o[m] = frag_off
+            m += 1
+        return m, tso_seen
+
+    _decode_kernel = _decode_kernel_nb
+    HAVE_KERNEL = True

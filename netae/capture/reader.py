@@ -31,7 +31,7 @@ import numpy as np
 import numpy.typing as npt
 
 from netae.capture import _walk
-from netae.capture.decode import PAD_BYTES, decode_records
+from netae.capture.decode import PAD_BYTES, decode_records, use_compiled
 from netae.errors import InputError, NotACapture
 from netae.tables import PacketTable, RecordBatch, SkipCounts
 
@@ -85,8 +85,12 @@ _WALKERS = _Walkers(*_walk.walkers(use_numba=True))
 
 
 def _set_walkers(*, use_numba: bool) -> None:
-    """Switch between the numba and struct walkers (tests and the benchmark compare both)."""
+    """Switch between the numba walkers and decode kernel and the struct walkers and numpy decoder.
+
+    Tests and the benchmark compare both paths.
+    """
     _WALKERS.pcap, _WALKERS.pcapng = _walk.walkers(use_numba=use_numba)
+    use_compiled(use_numba)
 
 
 class _Damage(OSError):
