@@ -109,6 +109,13 @@ def _quiet_broken_pipe() -> None:
         pass
 
 
+def _write_report(path: Path, text: str) -> None:
+    from netae.output import atomic_write
+
+    with atomic_write(path) as fh:
+        fh.write(text)
+
+
 def _version(value: bool) -> None:
     if value:
         typer.echo(f"netae {__version__}")
@@ -179,19 +186,35 @@ def train(
     threshold_strategy: Annotated[
         str | None, typer.Option("--threshold-strategy", help="quantile, meanstd or spot.")
     ] = None,
+    report: Annotated[
+        Path | None, typer.Option("--report", help="Also write an HTML model card with loss curves here.")
+    ] = None,
+    shard_buffer_mb: Annotated[
+        float | None,
+        typer.Option(
+            "--shard-buffer-mb",
+            min=1,
+            help="Feature datasets: hold at most this many MB of shards in memory (default: all).",
+        ),
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing on success.")] = False,
 ) -> None:
     from netae.config import load_settings
+    from netae.dataset import is_dataset
     from netae.pipeline import expand_inputs
+    from netae.train import dist_info
     from netae.workflow import train_captures
 
+    is_main = dist_info().is_main  # under torchrun only rank 0 reports; errors show on every rank
+    quiet = quiet or not is_main
     _quiet(quiet)
     settings = load_settings(config)
     settings = settings.replace("train", epochs=epochs, seed=seed, device=device.value if device else None)
     settings = settings.replace("train", batch_size=batch_size)
     settings = settings.replace("model", hidden_size=hidden_size, num_layers=layers)
     settings = settings.replace("threshold", strategy=threshold_strategy)
-    sources = expand_inputs(paths)
+    # Feature datasets (directories of shards) are read as they are, captures searched for.
+    sources = [s for p in paths for s in ([p] if p != "-" and is_dataset(p) else expand_inputs([p]))]
     on_file, stop = _file_progress(sources, quiet)
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -214,22 +237,36 @@ def train(
         log.info("epoch %d/%d loss %.5f val %.5f%s", e.epoch, e.n_epochs, e.train_loss, e.val_loss, " *" * e.is_best)
 
     try:
-        run = train_captures(sources, output=output, settings=settings, on_file=on_file, on_epoch=on_epoch)
+        run = train_captures(
+            sources,
+            output=output,
+            settings=settings,
+            on_file=on_file,
+            on_epoch=on_epoch,
+            shard_buffer_mb=shard_buffer_mb,
+        )
     finally:
         stop()
         epoch_bar.stop()
     tr = run.meta["training"]
-    for name, message in run.data.failures:
+    if report is not None and is_main:
+        from netae.modelfile import load_model
+        from netae.report import render_training_report
+
+        _write_report(report, render_training_report(run, model_id=load_model(output).model_id))
+    for name, message in run.data.failures if is_main else ():
         err_console.print(f"[yellow]warning:[/] skipped {escape(name)}: {escape(message)}", markup=True, soft_wrap=True)
     if not quiet:
         hist = tr["history"]
         best = hist[tr["best_epoch"] - 1] if hist else {}
         err_console.print(
             f"trained on {tr['flows']} flows ({tr['packets']} packets) from {len(tr['inputs'])} file(s): "
-            f"{tr['epochs']} epochs on {tr['device']}, best epoch {tr['best_epoch']} "
+            f"{tr['epochs']} epochs on {tr['device']}"
+            + (f" x {tr['ranks']} ranks" if tr.get("ranks", 1) > 1 else "")
+            + f", best epoch {tr['best_epoch']} "
             f"(train loss {best.get('train_loss', math.nan):.4f}, val loss {best.get('val_loss', math.nan):.4f}); "
             f"threshold {run.threshold.value_:.4g} ({run.threshold.strategy}, {tr['val_flows']} validation flows); "
-            f"wrote {output}",
+            f"wrote {output}" + (f" and {report}" if report else ""),
             soft_wrap=True,
         )
     if run.data.failures:
@@ -253,9 +290,10 @@ def score(
         typer.Option(
             "--stream/--no-stream",
             help="Score flows as they expire, in bounded memory, writing each batch at once "
-            "(default: on for - and for inputs of 1 GiB or more).",
+            "(default: on for - and for inputs of 1 GiB or more, unless --report is given).",
         ),
     ] = None,
+    report: Annotated[Path | None, typer.Option("--report", help="Also write an HTML report here.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing on stderr on success.")] = False,
 ) -> None:
     from netae.output import atomic_write, render, select_rows
@@ -269,9 +307,9 @@ def score(
     if append and fmt is OutputFormat.table:
         raise typer.BadParameter("--append works with --format jsonl or csv")
     sources = expand_inputs(paths)
-    if stream is False and "-" in sources:
-        raise typer.BadParameter("standard input (-) is always streamed; drop --no-stream")
-    if stream or (stream is None and wants_stream(sources)):
+    if stream and report is not None:
+        raise typer.BadParameter("--report needs the whole capture; use it without --stream")
+    if stream or (stream is None and report is None and wants_stream(sources)):
         _score_stream(sources, model=model, fmt=fmt, output=output, all_flows=all_flows, threshold=threshold,
                       limit=limit, append=append, device=device, quiet=quiet)  # fmt: skip
     on_file, stop = _file_progress(sources, quiet)
@@ -291,13 +329,28 @@ def score(
             text = text.split("\n", 1)[1] if "\n" in text else ""
         with atomic_write(output, append=append) as fh:
             fh.write(text)
+    if report is not None:
+        from netae.report import render_report
+
+        _write_report(report, render_report(run, title=_report_title(sources)))
+    _finish_scoring(run, quiet, [p for p in (output, report) if p is not None])
+
+
+def _report_title(sources: list[str]) -> str:
+    names = [Path(s).name if s != "-" else "stdin" for s in sources]
+    return "netae report: " + ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+
+
+def _finish_scoring(run: Any, quiet: bool, written: list[Path]) -> None:
+    """Warn about skipped inputs, say what was found, and exit with the scoring status."""
+    table = run.table
     n_anom = int(table.is_anomaly.sum())
     for name, message in run.data.failures:
         err_console.print(f"[yellow]warning:[/] skipped {escape(name)}: {escape(message)}", markup=True, soft_wrap=True)
     if not quiet:
         err_console.print(
             f"{n_anom} of {table.n_flows} flows anomalous (threshold {table.threshold:.4g})"
-            + (f"; wrote {output}" if output else ""),
+            + (f"; wrote {' and '.join(str(p) for p in written)}" if written else ""),
             soft_wrap=True,
         )
     if run.data.failures:
@@ -371,6 +424,40 @@ def _score_stream(
     if totals.failures:
         raise typer.Exit(EXIT_PARTIAL)
     raise typer.Exit(EXIT_ANOMALIES if totals.n_anomalies else EXIT_OK)
+
+
+@app.command(help="Score captures and write one self-contained HTML report to read in a browser.\n\n" + EXIT_HELP)
+@handle_errors
+def report(
+    paths: Annotated[list[str], typer.Argument(help="Capture files or directories; - reads standard input.")],
+    model: Annotated[Path, typer.Option("--model", "-m", help="Model file from `netae train`.")] = Path("model.netae"),
+    output: Annotated[Path, typer.Option("--output", "-o", help="HTML file to write (atomically).")] = Path(
+        "report.html"
+    ),
+    labels: Annotated[
+        Path | None, typer.Option("--labels", "-l", help="Labels CSV: colour benign and attack flows.")
+    ] = None,
+    top: Annotated[int, typer.Option("--top", min=0, help="Anomalous flows shown in the table.")] = 25,
+    threshold: Annotated[float | None, typer.Option(help="Override the model's threshold.")] = None,
+    device: Annotated[Device, typer.Option(help="Where to run the model.")] = Device.auto,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing on stderr on success.")] = False,
+) -> None:
+    from netae.evaluate import match_labels, read_labels
+    from netae.pipeline import expand_inputs
+    from netae.report import render_report
+    from netae.workflow import score_captures
+
+    _quiet(quiet)
+    label_table = read_labels(labels) if labels is not None else None
+    sources = expand_inputs(paths)
+    on_file, stop = _file_progress(sources, quiet)
+    try:
+        run = score_captures(sources, model_path=model, threshold=threshold, device=device.value, on_file=on_file)
+    finally:
+        stop()
+    matched = match_labels(run.table, label_table) if label_table is not None else None
+    _write_report(output, render_report(run, labels=matched, top_n=top, title=_report_title(sources)))
+    _finish_scoring(run, quiet, [output])
 
 
 @app.command()

@@ -33,6 +33,7 @@ __all__ = [
     "is_dataset",
     "read_dataset",
     "read_parquet",
+    "read_shard",
     "settings_key",
     "write_manifest",
     "write_parquet",
@@ -144,9 +145,11 @@ def read_parquet(path: Path) -> Shard:
 
 
 def is_dataset(path: str | os.PathLike[str]) -> bool:
-    """A Parquet feature file, or a directory holding a dataset manifest."""
+    """A Parquet feature file, or a directory holding a dataset manifest or ``*.parquet`` shards."""
     p = Path(path)
-    return (p.is_file() and p.suffix == ".parquet") or (p.is_dir() and (p / MANIFEST).is_file())
+    if p.is_file():
+        return p.suffix == ".parquet"
+    return p.is_dir() and ((p / MANIFEST).is_file() or any(p.glob("*.parquet")))
 
 
 def write_manifest(
@@ -161,10 +164,16 @@ def write_manifest(
 
 
 def dataset_files(path: str | os.PathLike[str]) -> list[Path]:
-    """The Parquet files of a feature file or dataset directory, in manifest order."""
+    """The Parquet files of a feature file or dataset directory, in manifest order.
+
+    A directory without a manifest (shards written by separate jobs) gives its ``*.parquet``
+    files sorted by name.
+    """
     p = Path(path)
     if p.is_file():
         return [p]
+    if not (p / MANIFEST).exists():
+        return sorted(p.glob("*.parquet"))
     try:
         doc = json.loads((p / MANIFEST).read_text())
         return [p / s["file"] for s in doc["shards"]]
@@ -172,15 +181,20 @@ def dataset_files(path: str | os.PathLike[str]) -> list[Path]:
         raise InputError(f"{p}: unreadable dataset manifest ({exc})") from exc
 
 
+def read_shard(path: Path, *, settings: Settings) -> Shard:
+    """One feature file, refused when it was featurized with other flow/context settings."""
+    shard = read_parquet(path)
+    want = settings_key(settings)
+    if shard.settings != want:
+        raise ConfigError(
+            f"{path} was featurized with other flow/context settings than this training run "
+            f"({json.dumps(shard.settings, sort_keys=True)}); featurize again or pass the same --config"
+        )
+    return shard
+
+
 def read_dataset(paths: list[str], *, settings: Settings) -> Iterator[Shard]:
     """Stream the shards of feature files / dataset directories, checking their settings."""
-    want = settings_key(settings)
     for path in paths:
         for f in dataset_files(path):
-            shard = read_parquet(f)
-            if shard.settings != want:
-                raise ConfigError(
-                    f"{f} was featurized with other flow/context settings than this training run "
-                    f"({json.dumps(shard.settings, sort_keys=True)}); featurize again or pass the same --config"
-                )
-            yield shard
+            yield read_shard(f, settings=settings)

@@ -8,7 +8,7 @@ between the two is a bug.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
@@ -16,7 +16,7 @@ import numpy.typing as npt
 from netae.errors import IncompatibleModel
 from netae.tables import Features, FlowTable, PacketTable
 
-__all__ = ["PACKET_FEATURES", "Scaler", "compute_features", "fit_scaler"]
+__all__ = ["PACKET_FEATURES", "Scaler", "ScalerAccumulator", "compute_features", "fit_scaler"]
 
 TCP_FIN, TCP_SYN, TCP_RST, TCP_PSH, TCP_ACK, TCP_URG = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20
 
@@ -180,3 +180,56 @@ def fit_scaler(features: Features, rows: npt.NDArray[np.bool_] | None = None) ->
         std = x.std(axis=0, dtype=np.float64)
     std = np.where(std < 1e-6, 1.0, std)
     return Scaler(names=features.names, mean_=mean.astype(np.float32), scale_=std.astype(np.float32))
+
+
+@dataclass(slots=True)
+class ScalerAccumulator:
+    """``fit_scaler`` in one streaming pass: ``update`` shard by shard, then ``finish``.
+
+    Each update computes its chunk's mean and sum of squared deviations exactly as ``np.std``
+    does, and chunks are merged with Chan et al.'s pairwise formula (count, mean, M2), which
+    stays accurate where raw sums of squares would cancel. One update gives exactly
+    ``fit_scaler``; several agree with it to float64 rounding (then cast to float32).
+    """
+
+    names: tuple[str, ...]
+    n_rows: int = 0
+    mean: npt.NDArray[np.float64] = field(default_factory=lambda: np.zeros(0))
+    m2: npt.NDArray[np.float64] = field(default_factory=lambda: np.zeros(0))
+
+    def __post_init__(self) -> None:
+        if len(self.mean) != len(self.names):
+            self.mean = np.zeros(len(self.names), dtype=np.float64)
+            self.m2 = np.zeros(len(self.names), dtype=np.float64)
+
+    def update(self, features: Features, rows: npt.NDArray[np.bool_] | None = None) -> ScalerAccumulator:
+        """Add the given packet rows of ``features`` (default: all); returns self."""
+        if features.names != self.names:
+            raise ValueError(f"feature names differ: {features.names} vs {self.names}")
+        x = features.values if rows is None else features.values[rows]
+        n_b = len(x)
+        if n_b == 0:
+            return self
+        mean_b = x.mean(axis=0, dtype=np.float64)
+        d = x - mean_b
+        m2_b = np.multiply(d, d).sum(axis=0, dtype=np.float64)
+        if self.n_rows == 0:
+            self.mean, self.m2 = mean_b, m2_b
+        else:
+            n_a, n = self.n_rows, self.n_rows + n_b
+            delta = mean_b - self.mean
+            self.mean = self.mean + delta * (n_b / n)
+            self.m2 = self.m2 + m2_b + delta * delta * (n_a * n_b / n)
+        self.n_rows += n_b
+        return self
+
+    def finish(self) -> Scaler:
+        """The scaler of every row seen (mean 0, scale 1 when none was)."""
+        if self.n_rows == 0:
+            mean = np.zeros(len(self.names), dtype=np.float64)
+            std = np.ones(len(self.names), dtype=np.float64)
+        else:
+            mean = self.mean
+            std = np.sqrt(self.m2 / self.n_rows)
+        std = np.where(std < 1e-6, 1.0, std)
+        return Scaler(names=self.names, mean_=mean.astype(np.float32), scale_=std.astype(np.float32))

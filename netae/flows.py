@@ -16,13 +16,14 @@ one-pass assembly give identical flows.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from netae.tables import FlowTable, PacketTable
 
-__all__ = ["FlowAssembler", "assemble_flows", "flow_key_hash", "splitmix64"]
+__all__ = ["HAVE_KERNEL", "FlowAssembler", "assemble_flows", "flow_key_hash", "splitmix64", "use_compiled"]
 
 PROTO_ICMP = 1
 PROTO_TCP = 6
@@ -178,9 +179,20 @@ def _group(packets: PacketTable, *, idle_timeout_s: float, active_timeout_s: flo
 
 
 def assemble_flows(packets: PacketTable, *, idle_timeout_s: float, active_timeout_s: float) -> FlowTable:
-    """Group packets into bidirectional flows (module docstring); no loop per packet or flow."""
+    """Group packets into bidirectional flows (module docstring).
+
+    Flows are ordered by first packet time, then key hash; packets within a flow by time, then
+    row. With numba, one compiled pass in time order (NOTE [flow kernel]); without it, the
+    sort-and-group numpy code, which gives the same table.
+    """
     if packets.n_packets == 0:
         return FlowTable.empty()
+    if _PATH.compiled and HAVE_KERNEL:
+        return _assemble_compiled(packets, idle_timeout_s=idle_timeout_s, active_timeout_s=active_timeout_s)
+    return _assemble_numpy(packets, idle_timeout_s=idle_timeout_s, active_timeout_s=active_timeout_s)
+
+
+def _assemble_numpy(packets: PacketTable, *, idle_timeout_s: float, active_timeout_s: float) -> FlowTable:
     keyed = _group(packets, idle_timeout_s=idle_timeout_s, active_timeout_s=active_timeout_s)
     order, n_flows = keyed.order, keyed.n_flows
     flow_id = keyed.flow_id
@@ -298,3 +310,243 @@ def _select_flows(flows: FlowTable, keep: npt.NDArray[np.bool_]) -> FlowTable:
     np.cumsum(new_lengths, out=offsets[1:])
     cols = {name: arr[keep] for name, arr in flows.column_dict().items()}
     return FlowTable(**cols, order=flows.order[pkt_keep], offsets=offsets, is_fwd=flows.is_fwd[pkt_keep])
+
+
+# --- compiled path ------------------------------------------------------------------------------
+# NOTE [flow kernel]: packets are visited once in time order (rows as given when the table is
+# time-ordered, as captures nearly always are; else a stable argsort of the times). An
+# open-addressing table maps each canonical key (compared in full, so hash collisions cannot merge
+# flows) to its current flow; a packet starts a new flow when its key is new, when the gap to the
+# flow's last packet exceeds the idle timeout, or when the flow has lasted the active timeout:
+# exactly the boundaries of the sort-and-group code. Direction and counts are updated on the way;
+# a second pass lays the packet rows out by flow (a counting sort, so time order is kept).
+
+
+class _Path:
+    compiled = True
+
+
+_PATH = _Path()
+
+
+def use_compiled(flag: bool) -> None:
+    """Assemble with the numba kernel (default) or the numpy sort-and-group code (tests compare both)."""
+    _PATH.compiled = flag
+
+
+# Per-flow state columns of the kernel.
+_S_FIRST, _S_LAST_ROW, _S_START, _S_LAST, _S_N, _S_FWD_N, _S_FWD_B, _S_B, _S_SRC_HI, _S_SRC_LO, _S_PORT = range(11)
+_S_WIDTH = 16  # two cache lines per flow
+
+
+def _assemble_compiled(packets: PacketTable, *, idle_timeout_s: float, active_timeout_s: float) -> FlowTable:
+    n = packets.n_packets
+    ts = packets.ts_ns
+    perm = np.empty(0, np.int64)
+    if not bool(np.all(ts[1:] >= ts[:-1])):
+        perm = np.argsort(ts, kind="stable")
+    sport, dport = _join_fragments(packets)
+    flow_of = np.empty(n, np.int64)
+    is_fwd_row = np.empty(n, np.bool_)
+    state, fh, n_flows = _flows_kernel(
+        perm, packets.src_hi, packets.src_lo, packets.dst_hi, packets.dst_lo, sport, dport, packets.proto,
+        packets.icmp_type, packets.icmp_code, packets.file_id, ts, packets.ip_len, _ICMP4_CANON, _ICMP6_CANON,
+        int(idle_timeout_s * 1e9), int(active_timeout_s * 1e9), flow_of, is_fwd_row,
+    )  # fmt: skip
+    n_flows = int(n_flows)
+    state = state[:n_flows]
+    first = state[:, _S_FIRST]
+    start = state[:, _S_START]
+    sorted_flows = np.lexsort((fh[:n_flows], start))
+    state = state[sorted_flows]
+    first = state[:, _S_FIRST]
+    lengths = state[:, _S_N]
+    offsets = np.zeros(n_flows + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    rank = np.empty(n_flows, np.int64)
+    rank[sorted_flows] = np.arange(n_flows)
+    order = np.empty(n, np.int64)
+    is_fwd = np.empty(n, np.bool_)
+    _layout_kernel(perm, flow_of, is_fwd_row, rank, offsets, order, is_fwd)
+    proto = packets.proto[first]
+    is_icmp = (proto == PROTO_ICMP) | (proto == PROTO_ICMPV6)
+    fwd_pkts = state[:, _S_FWD_N].copy()
+    fwd_bytes = state[:, _S_FWD_B].copy()
+    return FlowTable(
+        src_hi=packets.src_hi[first],
+        src_lo=packets.src_lo[first],
+        dst_hi=packets.dst_hi[first],
+        dst_lo=packets.dst_lo[first],
+        src_port=np.where(is_icmp, packets.icmp_type[first].astype(np.uint16), sport[first]).astype(np.uint16),
+        dst_port=np.where(is_icmp, packets.icmp_code[first].astype(np.uint16), dport[first]).astype(np.uint16),
+        proto=proto,
+        ip_version=packets.ip_version[first],
+        first_ns=state[:, _S_START].copy(),
+        last_ns=state[:, _S_LAST].copy(),
+        fwd_pkts=fwd_pkts,
+        bwd_pkts=lengths - fwd_pkts,
+        fwd_bytes=fwd_bytes,
+        bwd_bytes=state[:, _S_B] - fwd_bytes,
+        file_id=packets.file_id[first],
+        order=order,
+        offsets=offsets,
+        is_fwd=is_fwd,
+    )
+
+
+HAVE_KERNEL = False
+_flows_kernel: Any = None
+_layout_kernel: Any = None
+
+try:  # numba is a dependency; without it the numpy sort-and-group code gives the same flows
+    from numba import njit
+except ImportError:  # pragma: no cover - exercised only without numba
+    pass
+else:
+
+    @njit(cache=True, nogil=True)
+    def _mix(z: Any) -> Any:  # pragma: no cover - compiled; splitmix64 on one value
+        z = z + _GOLDEN
+        z = (z ^ (z >> np.uint64(30))) * _M1
+        z = (z ^ (z >> np.uint64(27))) * _M2
+        return z ^ (z >> np.uint64(31))
+
+    @njit(cache=True, nogil=True)
+    def _flows_kernel_nb(  # type: ignore[no-untyped-def]  # pragma: no cover - compiled
+        perm, src_hi, src_lo, dst_hi, dst_lo, sport, dport, proto, icmp_type, icmp_code, file_id, ts, ip_len,
+        canon4, canon6, idle_ns, active_ns, flow_of, is_fwd,
+    ):  # fmt: skip
+        n = len(ts)
+        use_perm = len(perm) > 0
+        cap = 1 << 12
+        table = np.zeros(cap, np.int32)  # latest flow of the key in this slot, + 1 (0: empty)
+        n_keys = 0
+        fcap = 1 << 10
+        state = np.empty((fcap, _S_WIDTH), np.int64)
+        keys = np.empty((fcap, 8), np.uint64)  # h, a_hi, a_lo, b_hi, b_lo, ports, meta (full key)
+        nf = 0
+        zero = np.uint64(0)
+        for j in range(n):
+            r = perm[j] if use_perm else j
+            s_hi = src_hi[r]
+            s_lo = src_lo[r]
+            d_hi = dst_hi[r]
+            d_lo = dst_lo[r]
+            p = np.int64(proto[r])
+            icmp = p == PROTO_ICMP or p == PROTO_ICMPV6  # noqa: SIM109 - numba
+            if p == PROTO_ICMP:
+                ks = np.int64(canon4[icmp_type[r]])
+                kd = np.int64(icmp_code[r])
+            elif p == PROTO_ICMPV6:
+                ks = np.int64(canon6[icmp_type[r]])
+                kd = np.int64(icmp_code[r])
+            else:
+                ks = np.int64(sport[r])
+                kd = np.int64(dport[r])
+            swap = s_hi > d_hi or (s_hi == d_hi and (s_lo > d_lo or (s_lo == d_lo and not icmp and ks > kd)))
+            if swap:
+                a_hi, a_lo, b_hi, b_lo = d_hi, d_lo, s_hi, s_lo
+            else:
+                a_hi, a_lo, b_hi, b_lo = s_hi, s_lo, d_hi, d_lo
+            if swap and not icmp:
+                ports = (np.uint64(kd) << np.uint64(16)) | np.uint64(ks)
+            else:
+                ports = (np.uint64(ks) << np.uint64(16)) | np.uint64(kd)
+            meta = (np.uint64(p) << np.uint64(32)) | np.uint64(file_id[r])
+            h = _mix(zero ^ a_hi)
+            h = _mix(h ^ a_lo)
+            h = _mix(h ^ b_hi)
+            h = _mix(h ^ b_lo)
+            h = _mix(h ^ ports)
+            h = _mix(h ^ meta)
+            i = np.int64(h & np.uint64(cap - 1))
+            t = ts[r]
+            fid = -1
+            while True:
+                f1 = table[i]
+                if f1 == 0:
+                    break
+                k = keys[f1 - 1]
+                if (
+                    k[0] == h and k[1] == a_hi and k[2] == a_lo and k[3] == b_hi
+                    and k[4] == b_lo and k[5] == ports and k[6] == meta
+                ):  # fmt: skip
+                    fid = np.int64(f1) - 1
+                    break
+                i = (i + 1) & (cap - 1)
+            new_key = fid < 0
+            if fid >= 0 and (t - state[fid, _S_LAST] > idle_ns or t - state[fid, _S_START] > active_ns):
+                fid = -1
+            if fid < 0:
+                if nf == fcap:
+                    fcap *= 2
+                    grown = np.empty((fcap, _S_WIDTH), np.int64)
+                    grown[:nf] = state[:nf]
+                    state = grown
+                    grown_keys = np.empty((fcap, 8), np.uint64)
+                    grown_keys[:nf] = keys[:nf]
+                    keys = grown_keys
+                fid = nf
+                nf += 1
+                state[fid, _S_FIRST] = r
+                state[fid, _S_START] = t
+                state[fid, _S_N] = 0
+                state[fid, _S_FWD_N] = 0
+                state[fid, _S_FWD_B] = 0
+                state[fid, _S_B] = 0
+                state[fid, _S_SRC_HI] = np.int64(s_hi)
+                state[fid, _S_SRC_LO] = np.int64(s_lo)
+                # the source port decides direction only when both ends are one host (-1: never)
+                same_host = not icmp and s_hi == d_hi and s_lo == d_lo
+                state[fid, _S_PORT] = np.int64(sport[r]) if same_host else -1
+                keys[fid, 0] = h
+                keys[fid, 1] = a_hi
+                keys[fid, 2] = a_lo
+                keys[fid, 3] = b_hi
+                keys[fid, 4] = b_lo
+                keys[fid, 5] = ports
+                keys[fid, 6] = meta
+                table[i] = fid + 1
+                if new_key:
+                    n_keys += 1
+                    if n_keys * 2 > cap:  # grow: re-insert every key's latest flow by its hash
+                        old = table
+                        cap *= 2
+                        table = np.zeros(cap, np.int32)
+                        for q0 in range(len(old)):
+                            if old[q0] != 0:
+                                q = np.int64(keys[old[q0] - 1, 0] & np.uint64(cap - 1))
+                                while table[q] != 0:
+                                    q = (q + 1) & (cap - 1)
+                                table[q] = old[q0]
+            # Direction: same source as the flow's first packet (and same port on one host).
+            fwd = np.int64(s_hi) == state[fid, _S_SRC_HI] and np.int64(s_lo) == state[fid, _S_SRC_LO]
+            if fwd and state[fid, _S_PORT] >= 0:
+                fwd = np.int64(sport[r]) == state[fid, _S_PORT]
+            length = np.int64(ip_len[r])
+            state[fid, _S_LAST] = t
+            state[fid, _S_LAST_ROW] = r
+            state[fid, _S_N] += 1
+            state[fid, _S_B] += length
+            if fwd:
+                state[fid, _S_FWD_N] += 1
+                state[fid, _S_FWD_B] += length
+            flow_of[r] = fid
+            is_fwd[r] = fwd
+        return state, keys[:, 0], nf
+
+    @njit(cache=True, nogil=True)
+    def _layout_kernel_nb(perm, flow_of, is_fwd_row, rank, offsets, order, is_fwd):  # type: ignore[no-untyped-def]  # pragma: no cover
+        pos = offsets[:-1].copy()
+        use_perm = len(perm) > 0
+        for j in range(len(flow_of)):
+            r = perm[j] if use_perm else j
+            k = rank[flow_of[r]]
+            q = pos[k]
+            order[q] = r
+            is_fwd[q] = is_fwd_row[r]
+            pos[k] = q + 1
+
+    _flows_kernel = _flows_kernel_nb
+    _layout_kernel = _layout_kernel_nb
+    HAVE_KERNEL = True

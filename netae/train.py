@@ -6,14 +6,31 @@ with a seeded ``np.random.default_rng``. Adam, gradient clipping, a per-step cos
 schedule, and early stopping that keeps the best weights. On CUDA the forward pass runs under
 bf16 autocast when a probe shows it works (loss in float32); batches are copied from pinned
 memory without blocking.
+
+NOTE [streaming]: the training set is a ``PartSource``, pieces (dataset shards) loaded one at a
+time. While the scaled values of all of them fit in ``buffer_bytes`` (or there is no cap) they
+are loaded once, in order, and training is exactly the in-memory algorithm: same seed, same
+weights. Otherwise each epoch visits the shards in a seeded random order, fills the buffer with
+as many as fit (at least one), and draws length-bucketed batches from the buffer only; the
+validation flows are then scored shard by shard. Results are then close to, not equal to, the
+in-memory run: batches mix only the flows of one buffer load.
+
+NOTE [distributed]: under torchrun (WORLD_SIZE > 1) every rank builds the same batch plan from
+the same seed and takes a slice of every batch; its loss is its slice's squared error over the
+whole batch's count, times the world size, so DistributedDataParallel's gradient mean is the
+gradient of the whole batch: one step per batch on every rank (no rank waits on another), the
+same updates as one process up to float summation order. Validation errors are summed over
+ranks (all_reduce) and the validation scores gathered (all_gather), so every rank takes the same
+early-stopping decisions and sees the same threshold input. gloo on CPU, NCCL on CUDA.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,13 +48,25 @@ from netae.model import (
     make_windows,
     masked_mse,
     resolve_input_path,
+    squared_error,
     step_mask,
     weights_to_numpy,
 )
-from netae.score import padded_values, resolve_device, score_windows, set_threads, to_device
+from netae.score import padded_values, resolve_device, score_features, score_windows, set_threads, to_device
 from netae.tables import Features
 
-__all__ = ["EpochStats", "TrainResult", "train_model"]
+__all__ = [
+    "DistInfo",
+    "EpochStats",
+    "PartSource",
+    "TrainPart",
+    "TrainResult",
+    "dist_info",
+    "finish_distributed",
+    "train_model",
+    "train_parts",
+    "validation_scores",
+]
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +98,8 @@ class TrainResult:
     best_epoch: int
     device: str
     input_path: str
+    world_size: int = 1
+    max_buffer_bytes: int = 0
 
 
 def _probe_autocast(
@@ -92,6 +123,178 @@ def _probe_autocast(
     return torch.bfloat16
 
 
+@dataclass(frozen=True, slots=True)
+class DistInfo:
+    """This process's place in a torchrun job (rank 0 of 1 outside torchrun)."""
+
+    rank: int
+    world_size: int
+    local_rank: int
+    local_world_size: int
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def dist_info() -> DistInfo:
+    """Rank and world size from torchrun's environment (RANK, WORLD_SIZE, LOCAL_RANK, ...)."""
+    env = os.environ
+    world = int(env.get("WORLD_SIZE", "1"))
+    return DistInfo(
+        rank=int(env.get("RANK", "0")),
+        world_size=world,
+        local_rank=int(env.get("LOCAL_RANK", "0")),
+        local_world_size=int(env.get("LOCAL_WORLD_SIZE", str(world))),
+    )
+
+
+def _init_distributed(device: str) -> DistInfo:
+    """Join the process group once (NCCL on CUDA, gloo on CPU); a no-op in a single process."""
+    info = dist_info()
+    if info.world_size <= 1:
+        return info
+    import torch.distributed as dist
+
+    if device == "cuda":
+        torch.cuda.set_device(info.local_rank)
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device == "cuda" else "gloo")
+    return info
+
+
+def finish_distributed() -> None:
+    """Wait for every rank (rank 0 has written the model), then leave the process group."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
+def _threads_per_rank(threads: int, info: DistInfo) -> int:
+    """``threads``, or with 0 this machine's cores shared among its ranks."""
+    if threads > 0 or info.local_world_size <= 1:
+        return threads
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, cores // info.local_world_size)
+
+
+def _all_sum(values: list[float], device: str, info: DistInfo) -> list[float]:
+    if info.world_size <= 1:
+        return values
+    import torch.distributed as dist
+
+    t = torch.tensor(values, dtype=torch.float64, device=device)
+    dist.all_reduce(t)
+    return [float(v) for v in t.cpu().tolist()]
+
+
+@dataclass(frozen=True, slots=True)
+class TrainPart:
+    """One loaded piece of the training set: scaled features and each flow's validation flag."""
+
+    features: Features
+    is_val: npt.NDArray[np.bool_]
+
+
+@dataclass(frozen=True, slots=True)
+class PartSource:
+    """A training set in pieces loaded one at a time (NOTE [streaming]).
+
+    ``n_bytes[i]`` is what piece ``i``'s scaled values take in memory; ``load(i)`` reads it.
+    The counts describe the whole set (they size the learning-rate schedule and the logs).
+    """
+
+    n_bytes: tuple[int, ...]
+    n_features: int
+    n_fit_windows: int
+    n_fit_packets: int
+    n_val_windows: int
+    load: Callable[[int], TrainPart]
+
+    @classmethod
+    def in_memory(cls, features: Features, is_val: npt.NDArray[np.bool_], *, max_packets: int) -> PartSource:
+        windows = make_windows(features.offsets, max_packets)
+        win_val = is_val[windows.flow]
+        part = TrainPart(features, is_val)
+        return cls(
+            n_bytes=(features.values.nbytes,),
+            n_features=features.values.shape[1],
+            n_fit_windows=int((~win_val).sum()),
+            n_fit_packets=int(windows.length[~win_val].sum()),
+            n_val_windows=int(win_val.sum()),
+            load=lambda _i: part,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class _Loaded:
+    """A buffer load: the padded values of its pieces, their windows and validation flags."""
+
+    values_z: npt.NDArray[np.float32]
+    offsets: npt.NDArray[np.int64]
+    is_val: npt.NDArray[np.bool_]
+    names: tuple[str, ...]
+
+    @property
+    def n_bytes(self) -> int:
+        """The loaded pieces' values (as ``PartSource.n_bytes`` counts them), not the padding row."""
+        return int(self.values_z[:-1].nbytes)
+
+
+def _load_group(source: PartSource, group: list[int]) -> _Loaded:
+    """Load the pieces of ``group`` into one padded values buffer (NOTE [streaming])."""
+    if len(group) == 1:
+        part = source.load(group[0])
+        return _Loaded(padded_values(part.features.values), part.features.offsets, part.is_val, part.features.names)
+    n_rows = sum(source.n_bytes[i] for i in group) // (4 * source.n_features)
+    values_z = np.empty((n_rows + 1, source.n_features), np.float32)
+    offsets = [np.zeros(1, np.int64)]
+    flags = []
+    names: tuple[str, ...] = ()
+    row = 0
+    for i in group:
+        part = source.load(i)
+        n = len(part.features.values)
+        if row + n > n_rows:
+            raise ValueError(f"piece {i} holds more rows than its size says")
+        values_z[row : row + n] = part.features.values
+        offsets.append(part.features.offsets[1:] + row)
+        flags.append(part.is_val)
+        names = part.features.names
+        row += n
+    values_z[row] = 0.0
+    return _Loaded(values_z[: row + 1], np.concatenate(offsets), np.concatenate(flags), names)
+
+
+def _plan_groups(
+    n_bytes: tuple[int, ...], buffer_bytes: int | None, rng: np.random.Generator | None
+) -> list[list[int]]:
+    """Pieces grouped into buffer loads of at most ``buffer_bytes`` (at least one piece each).
+
+    With no cap, or when everything fits, one group in the given order; otherwise the order
+    is shuffled with ``rng`` (none: kept) and cut greedily.
+    """
+    n = len(n_bytes)
+    if buffer_bytes is None or sum(n_bytes) <= buffer_bytes:
+        return [list(range(n))]
+    order = rng.permutation(n).tolist() if rng is not None else list(range(n))
+    groups: list[list[int]] = []
+    used = 0
+    for i in order:
+        if groups and used + n_bytes[i] <= buffer_bytes:
+            groups[-1].append(i)
+            used += n_bytes[i]
+        else:
+            groups.append([i])
+            used = n_bytes[i]
+    return groups
+
+
 def train_model(
     features: Features,
     *,
@@ -105,75 +308,133 @@ def train_model(
     fixes initial weights and batch order: on the CPU the same seed (and thread count) gives
     the same weights.
     """
-    ts = settings.train
     is_val = np.asarray(is_val, dtype=np.bool_)
     if is_val.shape != (features.n_flows,):
         raise ValueError(f"is_val must have shape ({features.n_flows},), got {is_val.shape}")
-    device = resolve_device(ts.device)
-    if device == "cpu":
-        set_threads(ts.threads)
-    input_path = resolve_input_path(settings.model.input_path, device)
+    source = PartSource.in_memory(features, is_val, max_packets=settings.flows.max_packets)
+    return train_parts(source, settings=settings, on_epoch=on_epoch)
 
-    windows = make_windows(features.offsets, settings.flows.max_packets)
-    win_val = is_val[windows.flow]
-    fit_idx = np.flatnonzero(~win_val)
-    val_windows_idx = np.flatnonzero(win_val)
-    if len(fit_idx) == 0:
+
+def train_parts(
+    source: PartSource,
+    *,
+    settings: Settings,
+    buffer_bytes: int | None = None,
+    on_epoch: Callable[[EpochStats], None] | None = None,
+) -> TrainResult:
+    """``train_model`` over a training set loaded piece by piece within ``buffer_bytes``.
+
+    See NOTE [streaming] for when the result equals the in-memory one, and NOTE [distributed]
+    for torchrun. ``on_epoch`` is called on rank 0 only.
+    """
+    ts = settings.train
+    device = resolve_device(ts.device)
+    info = _init_distributed(device)
+    if device == "cpu":
+        set_threads(_threads_per_rank(ts.threads, info))
+    input_path = resolve_input_path(settings.model.input_path, device)
+    if source.n_fit_windows == 0:
         raise InputError("no training flows to fit the model on (every flow is empty or held out for validation)")
-    fit_start, fit_len = windows.start[fit_idx], windows.length[fit_idx]
-    n_fit_packets = int(fit_len.sum())
-    val_windows = _subset(windows, val_windows_idx)
-    values_z = padded_values(features.values)
+    world, rank = info.world_size, info.rank
 
     rng = np.random.default_rng(ts.seed)
+    shard_rng = np.random.default_rng([ts.seed, 1])
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(ts.seed)
-        model = build_model(features.values.shape[1], settings.model)
+        model = build_model(source.n_features, settings.model)
     model.to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=ts.learning_rate)
-    n_batches = math.ceil(len(fit_idx) / ts.batch_size)
+    n_batches = math.ceil(source.n_fit_windows / ts.batch_size)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
         optimizer, T_max=max(1, ts.epochs * n_batches), eta_min=ts.learning_rate * FINAL_LR_FRACTION
     )
-    autocast_dtype = _probe_autocast(model, values_z, device, input_path)
-    log.info(
-        "training on %s (%s path%s): %d fit windows (%d packets), %d validation windows",
-        device,
-        input_path,
-        ", bf16 autocast" if autocast_dtype is not None else "",
-        len(fit_idx),
-        n_fit_packets,
-        val_windows.n_windows,
-    )
+    probe_values = np.zeros((3, source.n_features), np.float32)
+    autocast_dtype = _probe_autocast(model, probe_values, device, input_path)
+    net: torch.nn.Module = model
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        net = DistributedDataParallel(model, device_ids=[info.local_rank] if device == "cuda" else None)
+    if info.is_main:
+        log.info(
+            "training on %s (%s path%s%s): %d fit windows (%d packets), %d validation windows, %d piece(s)",
+            device,
+            input_path,
+            ", bf16 autocast" if autocast_dtype is not None else "",
+            f", {world} ranks" if world > 1 else "",
+            source.n_fit_windows,
+            source.n_fit_packets,
+            source.n_val_windows,
+            len(source.n_bytes),
+        )
+    cached = _load_group(source, list(range(len(source.n_bytes)))) if len(_plan_groups(
+        source.n_bytes, buffer_bytes, None)) == 1 else None  # fmt: skip
+    max_buffer = cached.n_bytes if cached is not None else 0
+
+    def loads(groups: list[list[int]]) -> Iterator[_Loaded]:
+        nonlocal max_buffer
+        if cached is not None:
+            yield cached
+            return
+        for group in groups:
+            loaded = _load_group(source, group)
+            max_buffer = max(max_buffer, loaded.n_bytes)
+            yield loaded
+            del loaded
 
     history: list[EpochStats] = []
     best_loss = math.inf
     best_epoch = 0
     best_state: dict[str, torch.Tensor] = {}
+    n_fit_packets = source.n_fit_packets
     for epoch in range(1, ts.epochs + 1):
         t0 = time.perf_counter()
         lr = optimizer.param_groups[0]["lr"]
-        order, bounds = length_batches(fit_len, batch_size=ts.batch_size, rng=rng)
-        model.train()
+        net.train()
         loss_sum = torch.zeros((), device=device)
-        for b in range(len(bounds) - 1):
-            sel = order[bounds[b] : bounds[b + 1]]
-            lengths = fit_len[sel]
-            x = to_device(gather_batch(values_z, fit_start[sel], lengths), device)
-            lengths_dev = to_device(lengths, device)
-            with torch.autocast(device, dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None):
-                recon = model(x, torch.from_numpy(lengths), lengths_dev, input_path=input_path)
-            loss = masked_mse(x, recon, step_mask(lengths_dev, x.shape[1]))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()  # type: ignore[no-untyped-call]
-            torch.nn.utils.clip_grad_norm_(model.parameters(), ts.grad_clip)
-            optimizer.step()
-            scheduler.step()
-            loss_sum += loss.detach() * float(lengths.sum())
-        train_loss = float(loss_sum) / n_fit_packets
+        groups = _plan_groups(source.n_bytes, buffer_bytes, shard_rng) if cached is None else [[]]
+        for loaded in loads(groups):
+            windows = make_windows(loaded.offsets, settings.flows.max_packets)
+            fit_idx = np.flatnonzero(~loaded.is_val[windows.flow])
+            fit_start, fit_len = windows.start[fit_idx], windows.length[fit_idx]
+            order, bounds = length_batches(fit_len, batch_size=ts.batch_size, rng=rng)
+            for b in range(len(bounds) - 1):
+                sel = order[bounds[b] : bounds[b + 1]]
+                n_batch_packets = float(fit_len[sel].sum())
+                weight = 1.0
+                if world > 1:
+                    mine = sel[rank::world]
+                    # More ranks than windows in this batch: run one window with weight 0, so
+                    # that this rank still joins the step's all-reduce.
+                    sel, weight = (mine, float(world)) if len(mine) else (sel[:1], 0.0)
+                lengths = fit_len[sel]
+                x = to_device(gather_batch(loaded.values_z, fit_start[sel], lengths), device)
+                lengths_dev = to_device(lengths, device)
+                with torch.autocast(device, dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None):
+                    recon = net(x, torch.from_numpy(lengths), lengths_dev, input_path=input_path)
+                mask = step_mask(lengths_dev, x.shape[1])
+                if world > 1:
+                    loss = squared_error(x, recon, mask).sum() * (weight / (n_batch_packets * x.shape[2]))
+                else:
+                    loss = masked_mse(x, recon, mask)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()  # type: ignore[no-untyped-call]
+                torch.nn.utils.clip_grad_norm_(model.parameters(), ts.grad_clip)
+                optimizer.step()
+                scheduler.step()
+                loss_sum += loss.detach() * (n_batch_packets / world)
+        train_loss = _all_sum([float(loss_sum)], device, info)[0] / n_fit_packets
         fit_seconds = time.perf_counter() - t0
-        val_loss = evaluate_loss(model, values_z, val_windows, device=device, input_path=input_path)
-        watched = val_loss if val_windows.n_windows else train_loss
+        val_sum, val_n = 0.0, 0.0
+        if source.n_val_windows:
+            for loaded in loads(_plan_groups(source.n_bytes, buffer_bytes, None)):
+                windows = make_windows(loaded.offsets, settings.flows.max_packets)
+                val_windows = windows.take(np.flatnonzero(loaded.is_val[windows.flow])[rank::world])
+                s, n = _window_error_sums(model, loaded.values_z, val_windows, device=device, input_path=input_path)
+                val_sum, val_n = val_sum + s, val_n + n
+            val_sum, val_n = _all_sum([val_sum, val_n], device, info)
+        val_loss = val_sum / val_n if val_n else math.nan
+        watched = val_loss if source.n_val_windows else train_loss
         is_best = watched < best_loss
         if is_best:
             best_loss, best_epoch = watched, epoch
@@ -189,13 +450,15 @@ def train_model(
             is_best=is_best,
         )
         history.append(stats)
-        if on_epoch is not None:
+        if on_epoch is not None and info.is_main:
             on_epoch(stats)
         if not math.isfinite(train_loss):
-            log.warning("training loss is not finite at epoch %d; stopping", epoch)
+            if info.is_main:
+                log.warning("training loss is not finite at epoch %d; stopping", epoch)
             break
         if epoch - best_epoch >= ts.patience:
-            log.info("no improvement for %d epochs; stopping at epoch %d", ts.patience, epoch)
+            if info.is_main:
+                log.info("no improvement for %d epochs; stopping at epoch %d", ts.patience, epoch)
             break
     if best_state:
         model.load_state_dict(best_state)
@@ -205,7 +468,72 @@ def train_model(
         best_epoch=best_epoch,
         device=device,
         input_path=input_path,
+        world_size=world,
+        max_buffer_bytes=max_buffer,
     )
+
+
+def validation_scores(
+    weights: dict[str, np.ndarray],
+    source: PartSource,
+    *,
+    settings: Settings,
+    device: str,
+    buffer_bytes: int | None = None,
+) -> npt.NDArray[np.float32]:
+    """Scores of every validation flow, piece by piece in order, gathered from all ranks.
+
+    Each rank scores every ``world_size``-th validation flow of a buffer load; all_gather puts
+    the scores back in flow order, so every rank returns the same array (the threshold's input).
+    """
+    info = dist_info()
+    out: list[npt.NDArray[np.float32]] = []
+    for group in _plan_groups(source.n_bytes, buffer_bytes, None):
+        if len(group) == 1:
+            part = source.load(group[0])
+            features, is_val = part.features, part.is_val
+        else:
+            loaded = _load_group(source, group)
+            features = Features(loaded.values_z[:-1], loaded.offsets, loaded.names)
+            is_val = loaded.is_val
+        val_idx = np.flatnonzero(is_val)
+        mine = val_idx[info.rank :: info.world_size]
+        local = score_features(weights, _take_flows(features, mine), settings=settings, device=device).score
+        if info.world_size > 1:
+            import torch.distributed as dist
+
+            gathered: list[npt.NDArray[np.float32] | None] = [None] * info.world_size
+            dist.all_gather_object(gathered, local)
+            scores = np.empty(len(val_idx), np.float32)
+            for r, part_scores in enumerate(gathered):
+                assert part_scores is not None
+                scores[r :: info.world_size] = part_scores
+            out.append(scores)
+        else:
+            out.append(local)
+    return np.concatenate(out) if out else np.zeros(0, np.float32)
+
+
+def _take_flows(features: Features, idx: npt.NDArray[np.int64]) -> Features:
+    """The flows ``idx`` (increasing) of ``features``, in that order."""
+    lengths = features.lengths
+    keep = np.zeros(features.n_flows, dtype=bool)
+    keep[idx] = True
+    new_lengths = lengths[keep]
+    offsets = np.zeros(len(new_lengths) + 1, dtype=np.int64)
+    np.cumsum(new_lengths, out=offsets[1:])
+    return Features(values=features.values[np.repeat(keep, lengths)], offsets=offsets, names=features.names)
+
+
+def _window_error_sums(
+    model: FlowAutoencoder, values_z: npt.NDArray[np.float32], windows: Windows, *, device: str, input_path: str
+) -> tuple[float, float]:
+    """(sum of window error x packets, packets) over ``windows``: the parts of ``evaluate_loss``."""
+    if windows.n_windows == 0:
+        return 0.0, 0.0
+    errors = score_windows(model, values_z, windows, device=device, input_path=input_path, per_packet=False)
+    weights = windows.length.astype(np.float64)
+    return float(np.dot(errors.score.astype(np.float64), weights)), float(weights.sum())
 
 
 def evaluate_loss(
@@ -217,13 +545,3 @@ def evaluate_loss(
     errors = score_windows(model, values_z, windows, device=device, input_path=input_path, per_packet=False)
     weights = windows.length.astype(np.float64)
     return float(np.dot(errors.score.astype(np.float64), weights) / weights.sum())
-
-
-def _subset(windows: Windows, idx: npt.NDArray[np.int64]) -> Windows:
-    return Windows(
-        start=windows.start[idx],
-        local_start=windows.local_start[idx],
-        length=windows.length[idx],
-        skip=windows.skip[idx],
-        flow=windows.flow[idx],
-    )

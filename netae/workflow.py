@@ -28,7 +28,7 @@ from netae.threshold import Threshold, fit_threshold
 
 if TYPE_CHECKING:
     from netae.score import FlowScores
-    from netae.train import EpochStats
+    from netae.train import EpochStats, PartSource
 
 __all__ = ["ScoreRun", "TrainRun", "build_score_table", "score_captures", "train_captures"]
 
@@ -46,6 +46,8 @@ class TrainRun:
     data: Featurized
     threshold: Threshold
     val_scores: npt.NDArray[np.float32]
+    shard_bytes: tuple[int, ...] = ()
+    max_buffer_bytes: int = 0
 
 
 def _describe_skips(counts: SkipCounts) -> str:
@@ -94,50 +96,74 @@ def train_captures(
     settings: Settings,
     on_file: Callable[[str, SkipCounts], None] | None = None,
     on_epoch: Callable[[EpochStats], None] | None = None,
+    shard_buffer_mb: float | None = None,
 ) -> TrainRun:
-    """Featurize, split, fit scaler and weights on the fit part, threshold on validation, save."""
-    from netae.score import score_features
-    from netae.train import train_model
+    """Featurize, split, fit scaler and weights on the fit part, threshold on validation, save.
+
+    When every source is a feature file or sharded dataset, shards are streamed (NOTE
+    [streaming] in train.py): one pass fits the scaler, then training holds at most
+    ``shard_buffer_mb`` of scaled shards at a time (no cap: all of them). Under torchrun every
+    rank runs this and only rank 0 writes ``output``.
+    """
+    from netae.dataset import is_dataset
+    from netae.train import PartSource, dist_info, finish_distributed, train_parts, validation_scores
 
     t0 = time.perf_counter()
-    data = load_training_data(sources, settings=settings, on_file=on_file)
-    require_flows(data)
-    flows, features = data.flows, data.features
-    is_val = validation_mask(flows, settings.train.val_fraction)
-    if is_val.all() or not is_val.any():
-        # Too few flows for a hash split: fall back to every fifth flow.
-        is_val = np.zeros(flows.n_flows, dtype=bool)
-        is_val[::5] = True
-        if flows.n_flows < 2:
-            raise InputError("training needs at least 2 flows; give more traffic")
-    fit_rows = np.repeat(~is_val, features.lengths)
-    scaler = fit_scaler(features, fit_rows)
-    x = scaler.transform(features)
-    result = train_model(x, is_val=is_val, settings=settings, on_epoch=on_epoch)
-    val_x = _subset(x, is_val)
-    val_scores = score_features(result.weights, val_x, settings=settings, device=result.device).score
+    buffer_bytes = None if shard_buffer_mb is None else max(1, int(shard_buffer_mb * 2**20))
+    if sources and all(s != "-" and is_dataset(s) for s in sources):
+        source, scaler, summary = dataset_source(sources, settings=settings)
+        data = Featurized(
+            packets=PacketTable.empty(),
+            flows=FlowTable.empty(),
+            features=Features(np.zeros((0, len(scaler.names)), np.float32), np.zeros(1, np.int64), scaler.names),
+            files=summary.files,
+            counts=(),
+        )
+    else:
+        data = load_training_data(sources, settings=settings, on_file=on_file)
+        require_flows(data)
+        is_val = _split(data.flows, settings.train.val_fraction)
+        scaler = fit_scaler(data.features, np.repeat(~is_val, data.features.lengths))
+        source = PartSource.in_memory(scaler.transform(data.features), is_val, max_packets=settings.flows.max_packets)
+        summary = _DatasetSummary(
+            files=data.files,
+            n_flows=data.flows.n_flows,
+            n_packets=len(data.flows.order),
+            n_val_flows=int(is_val.sum()),
+        )
+    result = train_parts(source, settings=settings, buffer_bytes=buffer_bytes, on_epoch=on_epoch)
+    val_scores = validation_scores(
+        result.weights, source, settings=settings, device=result.device, buffer_bytes=buffer_bytes
+    )
     threshold = fit_threshold(val_scores, settings.threshold)
     history = [
-        {"epoch": e.epoch, "train_loss": e.train_loss, "val_loss": e.val_loss, "seconds": round(e.seconds, 3)}
+        {
+            "epoch": e.epoch,
+            "train_loss": e.train_loss,
+            "val_loss": e.val_loss,
+            "seconds": round(e.seconds, 3),
+            "packets_per_s": round(e.packets_per_s),
+        }
         for e in result.history
     ]
     meta: dict[str, Any] = {
         "netae_version": __version__,
         "created": datetime.now(tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "feature_names": list(features.names),
+        "feature_names": list(scaler.names),
         "settings": settings.to_dict(),
         "threshold": threshold.to_dict(),
         "training": {
             "inputs": [str(Path(s).name) if s != "-" else "-" for s in data.files],
             "failed_inputs": [name for name, _ in data.failures],
-            "flows": int(flows.n_flows),
-            "packets": int(len(flows.order)),
-            "fit_flows": int((~is_val).sum()),
-            "val_flows": int(is_val.sum()),
+            "flows": summary.n_flows,
+            "packets": summary.n_packets,
+            "fit_flows": summary.n_flows - summary.n_val_flows,
+            "val_flows": summary.n_val_flows,
             "epochs": len(result.history),
             "best_epoch": result.best_epoch,
             "device": result.device,
             "input_path": result.input_path,
+            "ranks": result.world_size,
             "history": history,
             "val_score_quantiles": {
                 str(q): float(np.quantile(val_scores, q)) for q in (0.5, 0.9, 0.99, 0.999) if len(val_scores)
@@ -145,8 +171,111 @@ def train_captures(
             "seconds": round(time.perf_counter() - t0, 2),
         },
     }
-    dump_model(output, weights=result.weights, scaler_mean=scaler.mean_, scaler_scale=scaler.scale_, meta=meta)
-    return TrainRun(path=output, meta=meta, data=data, threshold=threshold, val_scores=val_scores)
+    if dist_info().is_main:
+        dump_model(output, weights=result.weights, scaler_mean=scaler.mean_, scaler_scale=scaler.scale_, meta=meta)
+    finish_distributed()
+    return TrainRun(
+        path=output,
+        meta=meta,
+        data=data,
+        threshold=threshold,
+        val_scores=val_scores,
+        shard_bytes=source.n_bytes,
+        max_buffer_bytes=result.max_buffer_bytes,
+    )
+
+
+def _split(flows: FlowTable, fraction: float) -> npt.NDArray[np.bool_]:
+    """The hash split; with too few flows for it, every fifth flow is held out."""
+    is_val = validation_mask(flows, fraction)
+    if is_val.all() or not is_val.any():
+        is_val = np.zeros(flows.n_flows, dtype=bool)
+        is_val[::5] = True
+        if flows.n_flows < 2:
+            raise InputError("training needs at least 2 flows; give more traffic")
+    return is_val
+
+
+@dataclass(frozen=True, slots=True)
+class _DatasetSummary:
+    files: tuple[str, ...]
+    n_flows: int
+    n_packets: int
+    n_val_flows: int
+
+
+def dataset_source(sources: list[str], *, settings: Settings) -> tuple[PartSource, Scaler, _DatasetSummary]:
+    """One streaming pass over the shards of feature files / datasets: split, scaler, sizes.
+
+    Shards are read again, one at a time, by the returned source's ``load`` (NOTE [streaming]).
+    The split is the per-flow hash, as in memory; when it holds out all or none of the flows,
+    every fifth flow (counted across shards) is held out instead.
+    """
+    from netae.dataset import dataset_files, read_shard
+    from netae.features import ScalerAccumulator
+    from netae.train import PartSource, TrainPart
+
+    files = [f for s in sources for f in dataset_files(s)]
+    masks: list[npt.NDArray[np.bool_]] = []
+    lengths_all: list[npt.NDArray[np.int64]] = []
+    n_bytes: list[int] = []
+    inputs: list[str] = []
+    names: tuple[str, ...] | None = None
+    acc = ScalerAccumulator(names=())
+    for f in files:
+        shard = read_shard(f, settings=settings)
+        if names is None:
+            names = shard.features.names
+            acc = ScalerAccumulator(names=names)
+        elif shard.features.names != names:
+            raise ConfigError(f"{f}: feature files disagree on the feature list")
+        masks.append(validation_mask(shard.flows, settings.train.val_fraction))
+        lengths_all.append(shard.features.lengths)
+        n_bytes.append(int(shard.features.values.nbytes))
+        acc.update(shard.features, np.repeat(~masks[-1], shard.features.lengths))
+        inputs.extend(shard.source_files)
+    n_flows = sum(len(m) for m in masks)
+    if names is None or n_flows == 0:
+        raise InputError(f"{', '.join(sources[:3])}: the dataset holds no flows")
+    n_val = sum(int(m.sum()) for m in masks)
+    if n_val in (0, n_flows):
+        if n_flows < 2:
+            raise InputError("training needs at least 2 flows; give more traffic")
+        first = np.cumsum([0] + [len(m) for m in masks[:-1]])
+        masks = [(np.arange(len(m)) + b) % 5 == 0 for m, b in zip(masks, first, strict=True)]
+    if n_val in (0, n_flows):
+        acc = ScalerAccumulator(names=names)
+        for f, m in zip(files, masks, strict=True):
+            shard = read_shard(f, settings=settings)
+            acc.update(shard.features, np.repeat(~m, shard.features.lengths))
+    scaler = acc.finish()
+    width = settings.flows.max_packets
+    n_fit_windows = n_fit_packets = n_val_windows = 0
+    for lengths, m in zip(lengths_all, masks, strict=True):
+        n_win = (lengths + width - 1) // width
+        covered = np.where(lengths <= width, lengths, n_win * width)  # the last window overlaps
+        n_fit_windows += int(n_win[~m].sum())
+        n_fit_packets += int(covered[~m].sum())
+        n_val_windows += int(n_win[m].sum())
+
+    def load(i: int) -> TrainPart:
+        return TrainPart(scaler.transform(read_shard(files[i], settings=settings).features), masks[i])
+
+    source = PartSource(
+        n_bytes=tuple(n_bytes),
+        n_features=len(names),
+        n_fit_windows=n_fit_windows,
+        n_fit_packets=n_fit_packets,
+        n_val_windows=n_val_windows,
+        load=load,
+    )
+    summary = _DatasetSummary(
+        files=tuple(dict.fromkeys(inputs)),
+        n_flows=n_flows,
+        n_packets=int(sum(int(x.sum()) for x in lengths_all)),
+        n_val_flows=int(sum(int(m.sum()) for m in masks)),
+    )
+    return source, scaler, summary
 
 
 def load_training_data(
@@ -206,15 +335,6 @@ def merge_flow_features(
     values = np.concatenate([x.values for _, x, _ in parts])
     files = tuple(name for _, _, fs in parts for name in fs)
     return flows, Features(values=values, offsets=offsets, names=names), files
-
-
-def _subset(features: Features, keep: npt.NDArray[np.bool_]) -> Features:
-    lengths = features.lengths
-    rows = np.repeat(keep, lengths)
-    new_lengths = lengths[keep]
-    offsets = np.zeros(len(new_lengths) + 1, dtype=np.int64)
-    np.cumsum(new_lengths, out=offsets[1:])
-    return Features(values=features.values[rows], offsets=offsets, names=features.names)
 
 
 def model_settings(model: ModelFile) -> Settings:

@@ -6,6 +6,7 @@ import pytest
 from netae.errors import IncompatibleModel
 from netae.features import PACKET_FEATURES, compute_features, fit_scaler
 from netae.flows import assemble_flows
+from netae.tables import Features
 from tests.helpers.packets import make_packets, tcp_session
 
 
@@ -65,3 +66,26 @@ def test_scaler_fits_on_given_rows_and_refuses_other_features():
     _, _, y = featurize(tcp_session(0.0), context={"ctx_a": np.array([1.0], np.float32)})
     with pytest.raises(IncompatibleModel):
         s.transform(y)
+
+
+@pytest.mark.parametrize("n_chunks", [1, 2, 7])
+def test_scaler_accumulator_matches_fit_scaler(n_chunks):
+    from netae.features import ScalerAccumulator
+
+    rng = np.random.default_rng(3)
+    values = (rng.normal(size=(500, 4)) * [1.0, 1e3, 1e-9, 5.0] + [0.0, 1e4, 2.0, -3.0]).astype(np.float32)
+    offsets = np.arange(0, 501, 5, dtype=np.int64)
+    feats = Features(values=values, offsets=offsets, names=("a", "b", "c", "d"))
+    rows = rng.random(500) < 0.8
+    want = fit_scaler(feats, rows)
+    acc = ScalerAccumulator(names=feats.names)
+    for part in np.array_split(np.arange(500), n_chunks):
+        sub = Features(values=values[part], offsets=np.array([0, len(part)], np.int64), names=feats.names)
+        acc.update(sub, rows[part])
+    got = acc.finish()
+    if n_chunks == 1:
+        assert np.array_equal(got.mean_, want.mean_)
+        assert np.array_equal(got.scale_, want.scale_)
+    np.testing.assert_allclose(got.mean_, want.mean_, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(got.scale_, want.scale_, rtol=1e-6)
+    assert ScalerAccumulator(names=("a",)).finish().scale_.tolist() == [1.0]

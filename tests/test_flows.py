@@ -164,3 +164,22 @@ def test_chunked_assembly_equals_one_pass(rows, cuts):
     table, f = asm.finish()
     got |= flow_set(table, f)
     assert got == whole
+
+
+@settings(max_examples=60, deadline=None)
+@given(rows=packet_rows, seed=st.integers(0, 1000))
+def test_compiled_and_numpy_assembly_give_the_same_table(rows, seed):
+    import netae.flows as flows_mod
+
+    p = make_packets(rows)
+    p = p.take(np.random.default_rng(seed).permutation(p.n_packets))  # not in time order either
+    tables = []
+    for compiled in (True, False):
+        flows_mod.use_compiled(compiled)
+        try:
+            tables.append(flows_of(p, idle=30.0, active=100.0))
+        finally:
+            flows_mod.use_compiled(True)
+    a, b = tables
+    for name in [*a.column_dict(), "order", "offsets", "is_fwd"]:
+        assert np.array_equal(getattr(a, name), getattr(b, name)), name

@@ -18,7 +18,7 @@ PANDAS_OK = {"output.py", "evaluate.py", "report.py", "dataset.py"}
 def test_cli_and_numpy_stages_do_not_import_torch():
     code = (
         "import netae.cli, netae.flows, netae.features, netae.context, netae.modelfile, netae.workflow, "
-        "netae.pipeline, netae.capture; import sys; "
+        "netae.pipeline, netae.capture, netae.report; import sys; "
         "assert 'torch' not in sys.modules and 'pandas' not in sys.modules, sorted(sys.modules)"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, env={"PYTHONPATH": str(ROOT), "PATH": ""})

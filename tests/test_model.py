@@ -103,10 +103,18 @@ def test_length_batches_cover_everything_once_and_are_bucketed():
     lengths = rng.integers(1, 50, 1000).astype(np.int64)
     order, bounds = length_batches(lengths, batch_size=64, rng=np.random.default_rng(1))
     assert sorted(order.tolist()) == list(range(1000))
-    spreads = [np.ptp(lengths[order[a:b]]) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
-    assert max(spreads) <= 5  # ~20 per length, 64 per batch
+    batches = [lengths[order[a:b]] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+    # About n / batch_size batches of about equal packet counts (NOTE [batches]) ...
+    assert abs(len(batches) - 1000 / 64) <= 1
+    budget = lengths.sum() / round(1000 / 64)
+    assert all(b.sum() <= budget + 49 for b in batches)
+    # ... with little padding.
+    padded = sum(len(b) * b.max() for b in batches)
+    assert padded <= 1.25 * lengths.sum()
     again, _ = length_batches(lengths, batch_size=64, rng=np.random.default_rng(1))
     assert np.array_equal(order, again)
+    other, _ = length_batches(lengths, batch_size=64, rng=np.random.default_rng(2))
+    assert not np.array_equal(order, other)
 
 
 def test_scoring_batches_have_one_length_and_respect_caps():

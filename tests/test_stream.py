@@ -150,9 +150,17 @@ def test_stream_append_cuts_a_torn_line_first(small_model, tmp_path):
     assert len(lines) > 1
 
 
-def test_no_stream_with_stdin_is_a_usage_error(small_model):
-    r = run("score", "-", "-m", small_model, "--no-stream", input=b"")
+def test_stream_with_report_is_a_usage_error(small_model, tmp_path):
+    r = run("score", MIXED, "-m", small_model, "--stream", "--report", tmp_path / "r.html")
     assert r.exit_code == 2
+    assert "--report" in r.stderr
+
+
+def test_no_stream_reads_stdin_whole(small_model, batch_mixed):
+    r = run("score", "-", "-m", small_model, "--no-stream", "-f", "csv", "--all", input=MIXED.read_bytes())
+    assert r.exit_code == 1
+    assert "streamed" not in r.stderr
+    assert len(list(csv.DictReader(io.StringIO(r.stdout)))) == batch_mixed.n_flows
 
 
 def test_empty_stdin_exits_2_with_one_line(small_model):

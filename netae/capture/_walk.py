@@ -149,13 +149,13 @@ except ImportError:  # pragma: no cover - exercised only without numba
 else:
 
     @njit(cache=True, nogil=True)
-    def _u32(buf: Any, p: int, big: bool) -> int:  # pragma: no cover - compiled
+    def _u32(buf: Any, p: int, big: bool) -> Any:  # pragma: no cover - compiled
         if big:
             return (np.int64(buf[p]) << 24) | (np.int64(buf[p + 1]) << 16) | (np.int64(buf[p + 2]) << 8) | buf[p + 3]
         return (np.int64(buf[p + 3]) << 24) | (np.int64(buf[p + 2]) << 16) | (np.int64(buf[p + 1]) << 8) | buf[p]
 
     @njit(cache=True, nogil=True)
-    def _u16(buf: Any, p: int, big: bool) -> int:  # pragma: no cover - compiled
+    def _u16(buf: Any, p: int, big: bool) -> Any:  # pragma: no cover - compiled
         if big:
             return (np.int64(buf[p]) << 8) | buf[p + 1]
         return (np.int64(buf[p + 1]) << 8) | buf[p]
@@ -198,7 +198,7 @@ else:
                 return k, pos, BAD, blen
             if btype == _BT_IDB:
                 return k, pos, SPECIAL, 0
-            if btype == _BT_EPB or btype == _BT_PB or btype == _BT_SPB:
+            if btype == _BT_EPB or btype == _BT_PB or btype == _BT_SPB:  # noqa: SIM109 - numba
                 if k >= n_out:
                     return k, pos, NEED, blen
                 if btype == _BT_SPB:
@@ -215,10 +215,7 @@ else:
                 else:
                     if blen < 32:
                         return k, pos, BAD, blen
-                    if btype == _BT_EPB:
-                        iface = _u32(buf, pos + 8, big)
-                    else:
-                        iface = _u16(buf, pos + 8, big)
+                    iface = _u32(buf, pos + 8, big) if btype == _BT_EPB else _u16(buf, pos + 8, big)
                     hi = _u32(buf, pos + 12, big)
                     lo = _u32(buf, pos + 16, big)
                     cap = _u32(buf, pos + 20, big)

@@ -14,6 +14,8 @@ their original size; their missing fields are zero with ``has_ports`` false.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import numpy.typing as npt
 
@@ -28,7 +30,7 @@ from netae.capture.linktypes import (
 )
 from netae.tables import PacketTable, RecordBatch, SkipCounts
 
-__all__ = ["MAX_IPV6_EXT", "PAD_BYTES", "decode_records"]
+__all__ = ["HAVE_KERNEL", "MAX_IPV6_EXT", "PAD_BYTES", "decode_records", "use_compiled"]
 
 PAD_BYTES = 128  # zero bytes after the last record of a batch (NOTE [captured bytes])
 MAX_IPV6_EXT = 8  # extension headers followed before giving up on the transport header
@@ -50,24 +52,51 @@ _I64 = npt.NDArray[np.int64]
 _U8 = npt.NDArray[np.uint8]
 
 
-def _gather(buf: _U8, base: _I64, width: int) -> _U8:
-    """Bytes ``buf[base[i] : base[i] + width]`` as an ``(n, width)`` matrix (base clipped in range)."""
-    start = np.minimum(base, len(buf) - width)
-    out: _U8 = buf[start[:, None] + _ARANGE[:width]]
-    return out
+class _Buf:
+    """Big-endian fields at arbitrary byte offsets of one buffer: one 1-D gather per field.
+
+    Byte-strided views (``strides=(1,)``) of the buffer as ``>u2``/``>u4``/``>u8`` read a whole
+    field at any (unaligned) offset in one fancy-indexing pass. Offsets are clipped into the
+    buffer; whether a field was captured is decided by the caller (NOTE [captured bytes]).
+    """
+
+    def __init__(self, buf: _U8) -> None:
+        n = len(buf)
+        self.v8 = buf
+        self.v16 = np.ndarray((n - 1,), ">u2", buf, 0, (1,))
+        self.v32 = np.ndarray((n - 3,), ">u4", buf, 0, (1,))
+        self.v64 = np.ndarray((n - 7,), ">u8", buf, 0, (1,))
+        self.last = n - 8
+
+    def _at(self, base: _I64, k: int) -> _I64:
+        at = base + k if k else base
+        if len(at) and int(at.max()) > self.last:  # only hostile lengths get here
+            at = np.minimum(at, self.last)
+        return at
+
+    def u8(self, base: _I64, k: int = 0) -> _I64:
+        return self.v8[self._at(base, k)].astype(np.int64)
+
+    def u16(self, base: _I64, k: int = 0) -> _I64:
+        return self.v16[self._at(base, k)].astype(np.int64)
+
+    def u32(self, base: _I64, k: int = 0) -> _I64:
+        return self.v32[self._at(base, k)].astype(np.int64)
+
+    def u64(self, base: _I64, k: int = 0) -> npt.NDArray[np.uint64]:
+        return self.v64[self._at(base, k)].astype(np.uint64)
 
 
-def _be16(g: _U8, k: int) -> npt.NDArray[np.int64]:
-    return (g[:, k].astype(np.int64) << 8) | g[:, k + 1]
+class _Path:
+    compiled = True  # the numba kernel (NOTE [decode kernel]) when numba imports
 
 
-def _be32(g: _U8, k: int) -> npt.NDArray[np.int64]:
-    return (_be16(g, k) << 16) | _be16(g, k + 2)
+_PATH = _Path()
 
 
-def _be64(g: _U8, k: int) -> npt.NDArray[np.uint64]:
-    out: npt.NDArray[np.uint64] = np.ascontiguousarray(g[:, k : k + 8]).view(">u8").ravel().astype(np.uint64)
-    return out
+def use_compiled(flag: bool) -> None:
+    """Decode with the numba kernel (default) or the vectorised numpy code (tests compare both)."""
+    _PATH.compiled = flag
 
 
 class _Skips:
@@ -98,54 +127,56 @@ def _ethertype_version(et: npt.NDArray[np.int64], skips: _Skips) -> npt.NDArray[
     return ver
 
 
-def _link_ethernet(buf: _U8, off: _I64, end: _I64, skips: _Skips) -> tuple[_I64, npt.NDArray[np.uint8]]:
-    g = _gather(buf, off, 26)
-    et0, et1, et2, et3 = (_be16(g, k) for k in (12, 16, 20, 24))
-
+def _link_ethernet(b: _Buf, off: _I64, end: _I64, skips: _Skips) -> tuple[_I64, npt.NDArray[np.uint8]]:
     def is_tag(et: npt.NDArray[np.int64]) -> npt.NDArray[np.bool_]:
-        return (et == ETHERTYPE_8021Q) | (et == ETHERTYPE_8021AD) | (et == ETHERTYPE_QINQ)
+        return np.isin(et, (ETHERTYPE_8021Q, ETHERTYPE_8021AD, ETHERTYPE_QINQ))
 
-    t0 = is_tag(et0)
-    t1 = t0 & is_tag(et1)
-    t2 = t1 & is_tag(et2)
-    et = np.where(t2, et3, np.where(t1, et2, np.where(t0, et1, et0)))
-    l3 = off + 14 + 4 * (t0.astype(np.int64) + t1 + t2)
+    et = b.u16(off, 12)
+    l3 = off + 14
+    too_many = np.zeros(len(off), np.bool_)
+    tagged = np.flatnonzero(is_tag(et))
+    for depth in range(4):  # up to 3 tags (QinQ and one more); rows leave as soon as untagged
+        if len(tagged) == 0:
+            break
+        if depth == 3:
+            too_many[tagged] = True
+            break
+        l3[tagged] += 4
+        et[tagged] = b.u16(l3[tagged], -2)
+        tagged = tagged[is_tag(et[tagged])]
     short = l3 > end
-    too_many = ~short & t2 & is_tag(et3)
+    too_many &= ~short
     skips.add("truncated Ethernet header", int(np.count_nonzero(short)))
     skips.add("more than 3 VLAN tags", int(np.count_nonzero(too_many)))
-    et = np.where(short | too_many, -1, et)
+    ok = ~(short | too_many)
     ver = np.zeros(len(off), np.uint8)
-    ok = et >= 0
     ver[ok] = _ethertype_version(et[ok], skips)
     return l3, ver
 
 
 def _link_fixed(
-    buf: _U8, off: _I64, end: _I64, skips: _Skips, *, header_len: int, ethertype_at: int, name: str
+    b: _Buf, off: _I64, end: _I64, skips: _Skips, *, header_len: int, ethertype_at: int, name: str
 ) -> tuple[_I64, npt.NDArray[np.uint8]]:
     l3 = off + header_len
     short = l3 > end
     skips.add(f"truncated {name} header", int(np.count_nonzero(short)))
     ver = np.zeros(len(off), np.uint8)
     ok = ~short
-    et = _be16(_gather(buf, off[ok], ethertype_at + 2), ethertype_at)
+    et = b.u16(off[ok], ethertype_at)
     ver[ok] = _ethertype_version(et, skips)
     return l3, ver
 
 
 def _link_af(
-    buf: _U8, off: _I64, end: _I64, skips: _Skips, *, either_order: bool, name: str
+    b: _Buf, off: _I64, end: _I64, skips: _Skips, *, either_order: bool, name: str
 ) -> tuple[_I64, npt.NDArray[np.uint8]]:
     l3 = off + 4
     short = l3 > end
     skips.add(f"truncated {name} header", int(np.count_nonzero(short)))
-    g = _gather(buf, off, 4)
-    af = _be32(g, 0)
-    if either_order:
-        g64 = g.astype(np.int64)
-        le = g64[:, 0] | (g64[:, 1] << 8) | (g64[:, 2] << 16) | (g64[:, 3] << 24)
-        af = np.where(le < 256, le, af)
+    af = b.u32(off)
+    if either_order:  # the capturing host's byte order: a small value in one of the two
+        swapped = ((af & 0xFF) << 24) | ((af & 0xFF00) << 8) | ((af >> 8) & 0xFF00) | (af >> 24)
+        af = np.where(swapped < 256, swapped, af)
     ver = np.zeros(len(off), np.uint8)
     ver[af == 2] = 4
     ver[(af == 24) | (af == 28) | (af == 30)] = 6
@@ -154,19 +185,17 @@ def _link_af(
     return l3, ver
 
 
-def _link_raw(buf: _U8, off: _I64, end: _I64, skips: _Skips) -> tuple[_I64, npt.NDArray[np.uint8]]:
+def _link_raw(b: _Buf, off: _I64, end: _I64, skips: _Skips) -> tuple[_I64, npt.NDArray[np.uint8]]:
     short = off >= end
     skips.add("empty raw IP packet", int(np.count_nonzero(short)))
-    nib = (buf[np.minimum(off, len(buf) - 1)] >> 4).astype(np.int64)
+    nib = b.u8(off) >> 4
     ver = np.where((nib == 4) | (nib == 6), nib, 0).astype(np.uint8)
     skips.add_by_value("raw IP packet with IP version {}", nib[(ver == 0) & ~short])
     ver[short] = 0
     return off.copy(), ver
 
 
-def _link_layer(
-    batch: RecordBatch, buf: _U8, off: _I64, end: _I64, skips: _Skips
-) -> tuple[_I64, npt.NDArray[np.uint8]]:
+def _link_layer(batch: RecordBatch, b: _Buf, off: _I64, end: _I64, skips: _Skips) -> tuple[_I64, npt.NDArray[np.uint8]]:
     """Absolute offset of the IP header and the IP version the link layer announces (0: skip)."""
     lt = batch.linktype
     n = len(lt)
@@ -184,15 +213,15 @@ def _link_layer(
             skips.add(f"link type {dlt} ({link_type_name(dlt)}) unsupported", len(o))
             continue
         if info.kind == "ethernet":
-            l3_g, ver_g = _link_ethernet(buf, o, e, skips)
+            l3_g, ver_g = _link_ethernet(b, o, e, skips)
         elif info.kind == "ethertype":
             l3_g, ver_g = _link_fixed(
-                buf, o, e, skips, header_len=info.header_len, ethertype_at=info.ethertype_at, name=info.name
+                b, o, e, skips, header_len=info.header_len, ethertype_at=info.ethertype_at, name=info.name
             )
         elif info.kind in ("null", "loop"):
-            l3_g, ver_g = _link_af(buf, o, e, skips, either_order=info.kind == "null", name=info.name)
+            l3_g, ver_g = _link_af(b, o, e, skips, either_order=info.kind == "null", name=info.name)
         elif info.kind == "raw":
-            l3_g, ver_g = _link_raw(buf, o, e, skips)
+            l3_g, ver_g = _link_raw(b, o, e, skips)
         else:
             l3_g = o.copy()
             ver_g = np.full(len(o), 4 if info.kind == "ipv4" else 6, np.uint8)
@@ -225,22 +254,27 @@ def decode_records(batch: RecordBatch, *, file_id: int = 0, counts: SkipCounts |
     buf = batch.data
     if len(buf) < int(end.max()) + PAD_BYTES:
         buf = np.concatenate([buf, np.zeros(int(end.max()) + PAD_BYTES - len(buf), np.uint8)])
+    if _PATH.compiled and HAVE_KERNEL:
+        return _decode_compiled(batch, buf, file_id, counts)
     skips = _Skips()
-    l3, ver = _link_layer(batch, buf, off, end, skips)
+    b = _Buf(buf)
+    l3, ver = _link_layer(batch, b, off, end, skips)
 
     # --- IPv4 -------------------------------------------------------------------------------
     r4 = np.flatnonzero(ver == 4)
     short4 = l3[r4] + 20 > end[r4]
     skips.add("truncated IPv4 header", int(np.count_nonzero(short4)))
     r4 = r4[~short4]
-    g4 = _gather(buf, l3[r4], 20)
-    nib4 = (g4[:, 0] >> 4).astype(np.int64)
+    a4 = l3[r4]
+    w0 = b.u32(a4)  # version, IHL, TOS, total length
+    vihl = w0 >> 24
+    nib4 = vihl >> 4
     bad_ver = nib4 != 4
     skips.add_by_value("IP version {} where IPv4 was expected", nib4[bad_ver])
-    ihl = (g4[:, 0] & 15).astype(np.int64) * 4
+    ihl = (vihl & 15) * 4
     bad_ihl = ~bad_ver & (ihl < 20)
     skips.add("IPv4 header length < 20", int(np.count_nonzero(bad_ihl)))
-    tot = _be16(g4, 2)
+    tot = w0 & 0xFFFF
     tso = ~bad_ver & ~bad_ihl & (tot == 0)
     if tso.any():
         # TCP segmentation offload: the capturing host saw the segment before the NIC split it.
@@ -251,25 +285,26 @@ def decode_records(batch: RecordBatch, *, file_id: int = 0, counts: SkipCounts |
     skips.add("IPv4 total length < header length", int(np.count_nonzero(bad_tot)))
     ok4 = ~(bad_ver | bad_ihl | bad_tot)
     r4 = r4[ok4]
-    g4 = g4[ok4]
+    a4 = a4[ok4]
     ihl = ihl[ok4]
     tot = tot[ok4]
-    frag4 = _be16(g4, 6)
+    w1 = b.u32(a4, 4)  # identification, flags, fragment offset
+    w2 = b.u32(a4, 8)  # TTL, protocol, checksum
+    frag4 = w1 & 0xFFFF
 
     # --- IPv6 -------------------------------------------------------------------------------
     r6 = np.flatnonzero(ver == 6)
     short6 = l3[r6] + 40 > end[r6]
     skips.add("truncated IPv6 header", int(np.count_nonzero(short6)))
     r6 = r6[~short6]
-    g6 = _gather(buf, l3[r6], 40)
-    nib6 = (g6[:, 0] >> 4).astype(np.int64)
+    nib6 = b.u8(l3[r6]) >> 4
     bad6 = nib6 != 6
     skips.add_by_value("IP version {} where IPv6 was expected", nib6[bad6])
     r6 = r6[~bad6]
-    g6 = g6[~bad6]
-    plen6 = _be16(g6, 4)
-    nh = g6[:, 6].astype(np.int64)
-    cur = l3[r6] + 40
+    a6 = l3[r6]
+    plen6 = b.u16(a6, 4)
+    nh = b.u8(a6, 6)
+    cur = a6 + 40
     end6 = end[r6]
     frag_off6 = np.zeros(len(r6), np.int64)
     mf6 = np.zeros(len(r6), np.bool_)
@@ -277,13 +312,7 @@ def decode_records(batch: RecordBatch, *, file_id: int = 0, counts: SkipCounts |
     stopped = np.zeros(len(r6), np.bool_)  # chain left before a transport header
 
     def is_ext(p: npt.NDArray[np.int64]) -> npt.NDArray[np.bool_]:
-        return (
-            (p == IPPROTO_HOPOPTS)
-            | (p == IPPROTO_ROUTING)
-            | (p == IPPROTO_FRAGMENT)
-            | (p == IPPROTO_DSTOPTS)
-            | (p == IPPROTO_AH)
-        )
+        return np.isin(p, (IPPROTO_HOPOPTS, IPPROTO_ROUTING, IPPROTO_FRAGMENT, IPPROTO_DSTOPTS, IPPROTO_AH))
 
     for _ in range(MAX_IPV6_EXT):
         act = np.flatnonzero(is_ext(nh) & ~stopped)
@@ -293,20 +322,16 @@ def decode_records(batch: RecordBatch, *, file_id: int = 0, counts: SkipCounts |
         cut = c + 8 > end6[act]
         stopped[act[cut]] = True
         act, c = act[~cut], c[~cut]
-        e = _gather(buf, c, 8)
         kind = nh[act]
         is_frag = kind == IPPROTO_FRAGMENT
-        ln = np.where(
-            is_frag,
-            8,
-            np.where(kind == IPPROTO_AH, (e[:, 1].astype(np.int64) + 2) * 4, (e[:, 1].astype(np.int64) + 1) * 8),
-        )
+        hlen = b.u8(c, 1)
+        ln = np.where(is_frag, 8, np.where(kind == IPPROTO_AH, (hlen + 2) * 4, (hlen + 1) * 8))
         fr = act[is_frag]
-        fo = _be16(e[is_frag], 2)
+        fo = b.u16(c[is_frag], 2)
         frag_off6[fr] = fo & 0xFFF8
         mf6[fr] = (fo & 1).astype(np.bool_)
-        id6[fr] = _be32(e[is_frag], 4)
-        nh[act] = e[:, 0]
+        id6[fr] = b.u32(c[is_frag], 4)
+        nh[act] = b.u8(c)
         cur[act] = c + ln
         stopped[fr[frag_off6[fr] != 0]] = True  # a non-first fragment carries no transport header
     stopped |= is_ext(nh)
@@ -323,7 +348,7 @@ def decode_records(batch: RecordBatch, *, file_id: int = 0, counts: SkipCounts |
     p6 = rank[r6]
 
     def scatter(dtype: type, v4: np.ndarray | int, v6: np.ndarray | int) -> np.ndarray:
-        out = np.empty(m, dtype)
+        out: np.ndarray = np.empty(m, dtype)
         if all4:
             out[:] = v4
             return out
@@ -331,40 +356,43 @@ def decode_records(batch: RecordBatch, *, file_id: int = 0, counts: SkipCounts |
         out[p6] = v6
         return out
 
-    src_hi = scatter(np.uint64, 0, _be64(g6, 8))
-    dst_hi = scatter(np.uint64, 0, _be64(g6, 24))
-    src_lo = scatter(np.uint64, _be32(g4, 12).astype(np.uint64) | _V4_LO_TAG, _be64(g6, 16))
-    dst_lo = scatter(np.uint64, _be32(g4, 16).astype(np.uint64) | _V4_LO_TAG, _be64(g6, 32))
-    proto = scatter(np.int64, g4[:, 9], nh)
+    src_hi = scatter(np.uint64, 0, b.u64(a6, 8))
+    dst_hi = scatter(np.uint64, 0, b.u64(a6, 24))
+    src_lo = scatter(np.uint64, b.u32(a4, 12).astype(np.uint64) | _V4_LO_TAG, b.u64(a6, 16))
+    dst_lo = scatter(np.uint64, b.u32(a4, 16).astype(np.uint64) | _V4_LO_TAG, b.u64(a6, 32))
+    proto = scatter(np.int64, (w2 >> 16) & 255, nh)
     ip_version = scatter(np.uint8, 4, 6)
     ip_len = scatter(np.int64, tot, plen6 + 40)
-    hdr_len = scatter(np.int64, ihl, cur - l3[r6])
-    ttl = scatter(np.uint8, g4[:, 8], g6[:, 7])
-    ip_id = scatter(np.uint32, _be16(g4, 4), id6)
+    hdr_len = scatter(np.int64, ihl, cur - a6)
+    ttl = scatter(np.uint8, w2 >> 24, b.u8(a6, 7))
+    ip_id = scatter(np.uint32, w1 >> 16, id6)
     frag_offset = scatter(np.int64, (frag4 & 0x1FFF) * 8, frag_off6)
     more_fragments = scatter(np.bool_, (frag4 & 0x2000) != 0, mf6)
-    l4 = scatter(np.int64, l3[r4] + ihl, cur)
+    l4 = scatter(np.int64, a4 + ihl, cur)
     no_l4 = scatter(np.bool_, False, stopped)
     is_v6 = scatter(np.bool_, False, True)
 
     # --- transport ----------------------------------------------------------------------------
     avail = end[rows] - l4
     first = (frag_offset == 0) & ~no_l4
-    t = _gather(buf, np.maximum(l4, 0), 16)
     is_tcp = first & (proto == IPPROTO_TCP)
     is_udp = first & (proto == IPPROTO_UDP)
     is_icmp = first & np.where(is_v6, proto == IPPROTO_ICMPV6, proto == IPPROTO_ICMP)
     tu = is_tcp | is_udp
     has_ports = (tu & (avail >= 4)) | (is_icmp & (avail >= 2))
     has_icmp = is_icmp & (avail >= 2)
-    icmp_type = np.where(has_icmp, t[:, 0], 0).astype(np.uint8)
-    icmp_code = np.where(has_icmp, t[:, 1], 0).astype(np.uint8)
+    ports = b.u32(l4)
+    type_code = ports >> 16
+    icmp_type = np.where(has_icmp, type_code >> 8, 0).astype(np.uint8)
+    icmp_code = np.where(has_icmp, type_code & 255, 0).astype(np.uint8)
     tu_ports = tu & (avail >= 4)
-    src_port = np.where(tu_ports, _be16(t, 0), icmp_type).astype(np.uint16)
-    dst_port = np.where(tu_ports, _be16(t, 2), icmp_code).astype(np.uint16)
-    tcp_flags = np.where(is_tcp & (avail >= 14), t[:, 13], 0).astype(np.uint8)
-    tcp_window = np.where(is_tcp & (avail >= 16), _be16(t, 14), 0).astype(np.uint16)
-    tcp_hdr = np.where(avail >= 13, (t[:, 12] >> 4).astype(np.int64) * 4, 20)
+    src_port = np.where(tu_ports, type_code, icmp_type).astype(np.uint16)
+    dst_port = np.where(tu_ports, ports & 0xFFFF, icmp_code).astype(np.uint16)
+    w3 = b.u32(l4, 12)  # TCP data offset, flags, window
+    doff_flags = w3 >> 16
+    tcp_flags = np.where(is_tcp & (avail >= 14), doff_flags & 255, 0).astype(np.uint8)
+    tcp_window = np.where(is_tcp & (avail >= 16), w3 & 0xFFFF, 0).astype(np.uint16)
+    tcp_hdr = np.where(avail >= 13, (doff_flags >> 12) * 4, 20)
     l4_hdr = np.where(is_tcp, tcp_hdr, np.where(is_udp | is_icmp, 8, 0))
     payload_len = np.clip(ip_len - hdr_len - l4_hdr, 0, None)
 
@@ -395,3 +423,379 @@ def decode_records(batch: RecordBatch, *, file_id: int = 0, counts: SkipCounts |
         has_ports=has_ports,
         file_id=np.full(m, file_id, np.int32),
     )
+
+
+# --- compiled path ------------------------------------------------------------------------------
+# NOTE [decode kernel]: ``_decode_kernel`` walks every record once and writes every PacketTable
+# column at the packet's output row, with the same rules as the vectorised code above (which stays
+# as the path without numba, and which tests compare with scapy like this one). A skipped record
+# gets a reason code (``_R_*``) and a value; the caller turns them into the reason strings.
+
+_K_UNSUPPORTED, _K_ETHERNET, _K_ETHERTYPE, _K_NULL, _K_LOOP, _K_RAW, _K_IPV4, _K_IPV6 = range(8)
+_KIND_CODES = {"ethernet": _K_ETHERNET, "ethertype": _K_ETHERTYPE, "null": _K_NULL, "loop": _K_LOOP,
+               "raw": _K_RAW, "ipv4": _K_IPV4, "ipv6": _K_IPV6}  # fmt: skip
+(_R_KEPT, _R_ETH_SHORT, _R_VLAN, _R_LLC, _R_ETHERTYPE, _R_LINK_SHORT, _R_AF, _R_RAW_EMPTY, _R_RAW_VER,
+ _R_UNSUPPORTED, _R_V4_SHORT, _R_V4_VER, _R_V4_IHL, _R_V4_TOT, _R_V6_SHORT, _R_V6_VER) = range(16)  # fmt: skip
+
+
+def _link_tables() -> tuple[npt.NDArray[np.int8], npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    kind = np.zeros(1 << 16, np.int8)
+    hlen = np.zeros(1 << 16, np.int64)
+    et_at = np.zeros(1 << 16, np.int64)
+    for dlt, info in LINK_TYPES.items():
+        kind[dlt] = _KIND_CODES[info.kind]
+        hlen[dlt] = info.header_len
+        et_at[dlt] = info.ethertype_at
+    return kind, hlen, et_at
+
+
+_LT_KIND, _LT_HLEN, _LT_ET_AT = _link_tables()
+
+
+def _reason_text(code: int, value: int, dlt: int) -> str:
+    name = LINK_TYPES[dlt].name if dlt in LINK_TYPES else link_type_name(dlt)
+    return {
+        _R_ETH_SHORT: "truncated Ethernet header",
+        _R_VLAN: "more than 3 VLAN tags",
+        _R_LLC: "802.3 frame without EtherType (LLC)",
+        _R_ETHERTYPE: f"non-IP ethertype 0x{value:04x}",
+        _R_LINK_SHORT: f"truncated {name} header",
+        _R_AF: f"address family {value} on link type {name}",
+        _R_RAW_EMPTY: "empty raw IP packet",
+        _R_RAW_VER: f"raw IP packet with IP version {value}",
+        _R_UNSUPPORTED: f"link type {dlt} ({name}) unsupported",
+        _R_V4_SHORT: "truncated IPv4 header",
+        _R_V4_VER: f"IP version {value} where IPv4 was expected",
+        _R_V4_IHL: "IPv4 header length < 20",
+        _R_V4_TOT: "IPv4 total length < header length",
+        _R_V6_SHORT: "truncated IPv6 header",
+        _R_V6_VER: f"IP version {value} where IPv6 was expected",
+    }[code]
+
+
+def _decode_compiled(batch: RecordBatch, buf: _U8, file_id: int, counts: SkipCounts | None) -> PacketTable:
+    n = batch.n_records
+    cols = {name: np.empty(n, dt) for name, dt in _KERNEL_COLUMNS}
+    reason = np.empty(n, np.int8)
+    value = np.empty(n, np.int64)
+    m, tso = _decode_kernel(
+        buf, batch.offsets, batch.caplen, batch.origlen, batch.linktype, batch.ts_ns,
+        _LT_KIND, _LT_HLEN, _LT_ET_AT, reason, value, *cols.values(),
+    )  # fmt: skip
+    m = int(m)
+    if counts is not None:
+        counts.packets += m
+        if tso:
+            _warn_once(counts, "IPv4 total length 0 (segmentation offload): length taken from the frame")
+        if m < n:
+            skipped = np.flatnonzero(reason != _R_KEPT)
+            key = np.stack([reason[skipped].astype(np.int64), value[skipped], batch.linktype[skipped].astype(np.int64)])
+            uniq, k = np.unique(key, axis=1, return_counts=True)
+            for (code, val, dlt), c in zip(uniq.T.tolist(), k.tolist(), strict=True):
+                counts.add(_reason_text(code, val, dlt), c)
+    out = {name: arr[:m] for name, arr in cols.items()}
+    return PacketTable(**out, file_id=np.full(m, file_id, np.int32))
+
+
+_KERNEL_COLUMNS: tuple[tuple[str, type], ...] = (
+    ("ts_ns", np.int64),
+    ("src_hi", np.uint64),
+    ("src_lo", np.uint64),
+    ("dst_hi", np.uint64),
+    ("dst_lo", np.uint64),
+    ("src_port", np.uint16),
+    ("dst_port", np.uint16),
+    ("proto", np.uint8),
+    ("ip_version", np.uint8),
+    ("ip_len", np.uint32),
+    ("payload_len", np.uint32),
+    ("tcp_flags", np.uint8),
+    ("tcp_window", np.uint16),
+    ("icmp_type", np.uint8),
+    ("icmp_code", np.uint8),
+    ("ttl", np.uint8),
+    ("ip_id", np.uint32),
+    ("frag_offset", np.uint16),
+    ("more_fragments", np.bool_),
+    ("has_ports", np.bool_),
+)
+
+HAVE_KERNEL = False
+_decode_kernel: Any = None
+
+try:  # numba is a dependency; without it the vectorised path above gives the same tables
+    from numba import njit
+except ImportError:  # pragma: no cover - exercised only without numba
+    pass
+else:
+
+    @njit(cache=True, nogil=True)
+    def _r8(buf: Any, p: int) -> int:  # pragma: no cover - compiled
+        if p < 0 or p >= len(buf):
+            return 0
+        return np.int64(buf[p])
+
+    @njit(cache=True, nogil=True)
+    def _r16(buf: Any, p: int) -> int:  # pragma: no cover - compiled
+        if p < 0 or p + 2 > len(buf):
+            return 0
+        return (np.int64(buf[p]) << 8) | np.int64(buf[p + 1])
+
+    @njit(cache=True, nogil=True)
+    def _r32(buf: Any, p: int) -> int:  # pragma: no cover - compiled
+        if p < 0 or p + 4 > len(buf):
+            return 0
+        return (
+            (np.int64(buf[p]) << 24) | (np.int64(buf[p + 1]) << 16) | (np.int64(buf[p + 2]) << 8) | np.int64(buf[p + 3])
+        )
+
+    @njit(cache=True, nogil=True)
+    def _r64(buf: Any, p: int) -> Any:  # pragma: no cover - compiled
+        return (np.uint64(_r32(buf, p)) << np.uint64(32)) | np.uint64(_r32(buf, p + 4))
+
+    @njit(cache=True, nogil=True)
+    def _is_vlan(et: int) -> bool:  # pragma: no cover - compiled
+        return et == ETHERTYPE_8021Q or et == ETHERTYPE_8021AD or et == ETHERTYPE_QINQ  # noqa: SIM109 - numba
+
+    @njit(cache=True, nogil=True)
+    def _is_ext(p: int) -> bool:  # pragma: no cover - compiled
+        hop_or_dst = p == IPPROTO_HOPOPTS or p == IPPROTO_DSTOPTS  # noqa: SIM109 - numba
+        return hop_or_dst or p == IPPROTO_ROUTING or p == IPPROTO_FRAGMENT or p == IPPROTO_AH  # noqa: SIM109
+
+    @njit(cache=True, nogil=True)
+    def _decode_kernel_nb(  # type: ignore[no-untyped-def]  # pragma: no cover - compiled
+        buf, offsets, caplen, origlen, linktype, ts_in, lt_kind, lt_hlen, lt_et_at, reason, value,
+        ts_ns, src_hi, src_lo, dst_hi, dst_lo, src_port, dst_port, proto_o, ip_version, ip_len_o,
+        payload_len, tcp_flags, tcp_window, icmp_type_o, icmp_code_o, ttl_o, ip_id_o, frag_offset_o,
+        more_fragments, has_ports_o,
+    ):  # fmt: skip
+        n = len(offsets)
+        m = 0
+        tso_seen = False
+        v4_tag = np.uint64(0xFFFF << 32)
+        for i in range(n):
+            off = offsets[i]
+            end = off + np.int64(caplen[i])
+            dlt = np.int64(linktype[i])
+            kind = lt_kind[dlt]
+            code = _R_KEPT
+            val = 0
+            ver = 0
+            l3 = off
+            proto = 0
+            ip_len = 0
+            hdr_len = 0
+            frag_off = 0
+            l4 = off
+            no_l4 = False
+            icmp_proto = 1
+            # --- link layer ---------------------------------------------------------------------
+            if kind == _K_ETHERNET:
+                et = _r16(buf, off + 12)
+                l3 = off + 14
+                too_many = False
+                depth = 0
+                while _is_vlan(et):
+                    if depth == 3:
+                        too_many = True
+                        break
+                    l3 += 4
+                    et = _r16(buf, l3 - 2)
+                    depth += 1
+                if l3 > end:
+                    code = _R_ETH_SHORT
+                elif too_many:
+                    code = _R_VLAN
+                elif et == ETHERTYPE_IP:
+                    ver = 4
+                elif et == ETHERTYPE_IPV6:
+                    ver = 6
+                elif et < 0x0600:
+                    code = _R_LLC
+                else:
+                    code, val = _R_ETHERTYPE, et
+            elif kind == _K_ETHERTYPE:
+                l3 = off + lt_hlen[dlt]
+                if l3 > end:
+                    code = _R_LINK_SHORT
+                else:
+                    et = _r16(buf, off + lt_et_at[dlt])
+                    if et == ETHERTYPE_IP:
+                        ver = 4
+                    elif et == ETHERTYPE_IPV6:
+                        ver = 6
+                    elif et < 0x0600:
+                        code = _R_LLC
+                    else:
+                        code, val = _R_ETHERTYPE, et
+            elif kind == _K_NULL or kind == _K_LOOP:  # noqa: SIM109 - numba
+                l3 = off + 4
+                if l3 > end:
+                    code = _R_LINK_SHORT
+                else:
+                    af = _r32(buf, off)
+                    if kind == _K_NULL:
+                        sw = ((af & 0xFF) << 24) | ((af & 0xFF00) << 8) | ((af >> 8) & 0xFF00) | (af >> 24)
+                        if sw < 256:
+                            af = sw
+                    if af == 2:
+                        ver = 4
+                    elif af == 24 or af == 28 or af == 30:
+                        ver = 6
+                    else:
+                        code, val = _R_AF, af
+            elif kind == _K_RAW:
+                if off >= end:
+                    code = _R_RAW_EMPTY
+                else:
+                    nib = _r8(buf, off) >> 4
+                    if nib == 4 or nib == 6:
+                        ver = nib
+                    else:
+                        code, val = _R_RAW_VER, nib
+            elif kind == _K_IPV4:
+                ver = 4
+            elif kind == _K_IPV6:
+                ver = 6
+            else:
+                code = _R_UNSUPPORTED
+            # --- IP -----------------------------------------------------------------------------
+            if ver == 4:
+                if l3 + 20 > end:
+                    code = _R_V4_SHORT
+                else:
+                    w0 = _r32(buf, l3)
+                    vihl = w0 >> 24
+                    ihl = (vihl & 15) * 4
+                    tot = w0 & 0xFFFF
+                    if vihl >> 4 != 4:
+                        code, val = _R_V4_VER, vihl >> 4
+                    elif ihl < 20:
+                        code = _R_V4_IHL
+                    else:
+                        if tot == 0:
+                            tot = max(np.int64(origlen[i]) - (l3 - off), ihl)
+                            tso_seen = True
+                        if tot < ihl:
+                            code = _R_V4_TOT
+                if code == _R_KEPT:
+                    w1 = _r32(buf, l3 + 4)
+                    w2 = _r32(buf, l3 + 8)
+                    frag = w1 & 0xFFFF
+                    src_hi[m] = 0
+                    dst_hi[m] = 0
+                    src_lo[m] = np.uint64(_r32(buf, l3 + 12)) | v4_tag
+                    dst_lo[m] = np.uint64(_r32(buf, l3 + 16)) | v4_tag
+                    proto = (w2 >> 16) & 255
+                    ip_len = tot
+                    hdr_len = ihl
+                    ttl_o[m] = w2 >> 24
+                    ip_id_o[m] = w1 >> 16
+                    frag_off = (frag & 0x1FFF) * 8
+                    more_fragments[m] = (frag & 0x2000) != 0
+                    l4 = l3 + ihl
+                    no_l4 = False
+                    icmp_proto = 1
+            elif ver == 6:
+                if l3 + 40 > end:
+                    code = _R_V6_SHORT
+                else:
+                    nib = _r8(buf, l3) >> 4
+                    if nib != 6:
+                        code, val = _R_V6_VER, nib
+                if code == _R_KEPT:
+                    nh = _r8(buf, l3 + 6)
+                    cur = l3 + 40
+                    frag_off = 0
+                    mf = False
+                    id6 = 0
+                    stopped = False
+                    for _ in range(MAX_IPV6_EXT):
+                        if not _is_ext(nh) or stopped:
+                            break
+                        if cur + 8 > end:
+                            stopped = True
+                            break
+                        hl = _r8(buf, cur + 1)
+                        if nh == IPPROTO_FRAGMENT:
+                            ln = 8
+                            fo = _r16(buf, cur + 2)
+                            frag_off = fo & 0xFFF8
+                            mf = (fo & 1) != 0
+                            id6 = _r32(buf, cur + 4)
+                        elif nh == IPPROTO_AH:
+                            ln = (hl + 2) * 4
+                        else:
+                            ln = (hl + 1) * 8
+                        was_frag = nh == IPPROTO_FRAGMENT
+                        nh = _r8(buf, cur)
+                        cur += ln
+                        if was_frag and frag_off != 0:
+                            stopped = True
+                    if _is_ext(nh):
+                        stopped = True
+                    src_hi[m] = _r64(buf, l3 + 8)
+                    src_lo[m] = _r64(buf, l3 + 16)
+                    dst_hi[m] = _r64(buf, l3 + 24)
+                    dst_lo[m] = _r64(buf, l3 + 32)
+                    proto = nh
+                    ip_len = _r16(buf, l3 + 4) + 40
+                    hdr_len = cur - l3
+                    ttl_o[m] = _r8(buf, l3 + 7)
+                    ip_id_o[m] = id6
+                    more_fragments[m] = mf
+                    l4 = cur
+                    no_l4 = stopped
+                    icmp_proto = 58
+            else:
+                pass
+            if code != _R_KEPT or ver == 0:
+                reason[i] = code
+                value[i] = val
+                continue
+            reason[i] = _R_KEPT
+            # --- transport ----------------------------------------------------------------------
+            avail = end - l4
+            first = frag_off == 0 and not no_l4
+            is_tcp = first and proto == IPPROTO_TCP
+            is_udp = first and proto == IPPROTO_UDP
+            is_icmp = first and proto == icmp_proto
+            tu = is_tcp or is_udp
+            ports = _r32(buf, l4)
+            type_code = ports >> 16
+            it = 0
+            ic = 0
+            if is_icmp and avail >= 2:
+                it = type_code >> 8
+                ic = type_code & 255
+            if tu and avail >= 4:
+                src_port[m] = type_code
+                dst_port[m] = ports & 0xFFFF
+                has_ports_o[m] = True
+            else:
+                src_port[m] = it
+                dst_port[m] = ic
+                has_ports_o[m] = is_icmp and avail >= 2
+            icmp_type_o[m] = it
+            icmp_code_o[m] = ic
+            w3 = _r32(buf, l4 + 12)
+            doff_flags = w3 >> 16
+            tcp_flags[m] = doff_flags & 255 if is_tcp and avail >= 14 else 0
+            tcp_window[m] = w3 & 0xFFFF if is_tcp and avail >= 16 else 0
+            if is_tcp:
+                l4_hdr = (doff_flags >> 12) * 4 if avail >= 13 else 20
+            elif is_udp or is_icmp:
+                l4_hdr = 8
+            else:
+                l4_hdr = 0
+            ts_ns[m] = ts_in[i]
+            proto_o[m] = proto
+            ip_version[m] = ver
+            ip_len_o[m] = ip_len
+            payload_len[m] = max(ip_len - hdr_len - l4_hdr, 0)
+            frag_offset_o[m] = frag_off
+            m += 1
+        return m, tso_seen
+
+    _decode_kernel = _decode_kernel_nb
+    HAVE_KERNEL = True

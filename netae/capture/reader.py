@@ -31,7 +31,7 @@ import numpy as np
 import numpy.typing as npt
 
 from netae.capture import _walk
-from netae.capture.decode import PAD_BYTES, decode_records
+from netae.capture.decode import PAD_BYTES, decode_records, use_compiled
 from netae.errors import InputError, NotACapture
 from netae.tables import PacketTable, RecordBatch, SkipCounts
 
@@ -88,8 +88,12 @@ _WALKERS = _Walkers(*_walk.walkers(use_numba=True))
 
 
 def _set_walkers(*, use_numba: bool) -> None:
-    """Switch between the numba and struct walkers (tests and the benchmark compare both)."""
+    """Switch between the numba walkers and decode kernel and the struct walkers and numpy decoder.
+
+    Tests and the benchmark compare both paths.
+    """
     _WALKERS.pcap, _WALKERS.pcapng = _walk.walkers(use_numba=use_numba)
+    use_compiled(use_numba)
 
 
 class _Damage(OSError):
@@ -130,7 +134,7 @@ class _Stream:
             # read1 makes one decompressor call: when the stream breaks, only that call's output
             # is lost, not a whole buffered read.
             self._readinto, self._piece = None, 64 << 10
-        self._read = getattr(f, "read1", None) if compressed else f.read
+        self._read: Any = getattr(f, "read1", None) if compressed else f.read
 
     def unread(self, data: bytes) -> None:
         self._prefix = data + self._prefix
@@ -191,9 +195,10 @@ def _decompressed(name: str, stream: _Stream) -> tuple[_Stream, str]:
         opener, kind = bz2.BZ2File, "bzip2"
     elif head[:6] == b"\xfd7zXZ\x00":
         opener, kind = lzma.LZMAFile, "xz"
-    raw = _Prefixed(head, stream)
     if opener is None:
-        return _Stream(raw), ""
+        stream.unread(head)
+        return stream, ""
+    raw = _Prefixed(head, stream)
     inner = opener(raw, "rb") if kind != "gzip" else gzip.GzipFile(fileobj=raw, mode="rb")
     return _Stream(inner, compressed=True), kind
 
@@ -290,7 +295,7 @@ class _ChunkReader:
             buf[: len(leftover)] = leftover
             error = ""
             try:
-                got = self.stream.readinto(memoryview(buf)[len(leftover) : len(leftover) + want])
+                got = self.stream.readinto(buf.data[len(leftover) : len(leftover) + want])
             except _Damage as exc:
                 got = exc.args[1]
                 error = exc.args[0]
@@ -436,7 +441,7 @@ class _PcapngReader(_ChunkReader):
         if pos + blen > total:
             self.need = blen
             return 0
-        major, minor = struct.unpack_from((">" if big else "<") + "HH", buf, pos + 12)
+        major, minor = struct.unpack_from((">" if big else "<") + "HH", buf.data, pos + 12)
         if major != 1:
             return self._bad_header(f"unsupported pcapng version {major}.{minor}", pos)
         self.big = big
@@ -457,21 +462,21 @@ class _PcapngReader(_ChunkReader):
 
     def _interface(self, buf: npt.NDArray[np.uint8], pos: int) -> int:
         bo = ">" if self.big else "<"
-        blen, linktype, _res, snaplen = struct.unpack_from(bo + "IHHI", buf, pos + 4)
+        blen, linktype, _res, snaplen = struct.unpack_from(bo + "IHHI", buf.data, pos + 4)
         if blen < 20:
             self.damage(f"interface block with a bad length {blen} at byte {self.base + pos}")
             return -1
         iface = _Iface(linktype=linktype, snaplen=snaplen)
         p, stop = pos + 16, pos + blen - 4
         while p + 4 <= stop:
-            code, length = struct.unpack_from(bo + "HH", buf, p)
+            code, length = struct.unpack_from(bo + "HH", buf.data, p)
             if code == 0 or p + 4 + length > stop:
                 break
             if code == 9 and length >= 1:  # if_tsresol
                 v = int(buf[p + 4])
                 iface.tsresol_binary, iface.tsresol_exp = bool(v & 0x80), v & 0x7F
             elif code == 14 and length >= 8:  # if_tsoffset, seconds
-                offset = struct.unpack_from(bo + "q", buf, p + 4)[0]
+                offset = struct.unpack_from(bo + "q", buf.data, p + 4)[0]
                 iface.tsoffset_s = max(-_MAX_TSOFFSET_S, min(_MAX_TSOFFSET_S, offset))  # NOTE [time range]
             p += 4 + (length + 3) // 4 * 4
         self.ifaces.append(iface)
@@ -504,10 +509,7 @@ class _PcapngReader(_ChunkReader):
                     self.stop = True
                     break
                 btype = int.from_bytes(bytes(buf[pos : pos + 4]), "big" if self.big else "little")
-                if btype == 0x0A0D0D0A:
-                    used = self._section(buf, pos, total)
-                else:
-                    used = self._interface(buf, pos)
+                used = self._section(buf, pos, total) if btype == 0x0A0D0D0A else self._interface(buf, pos)
                 if used < 0:
                     self.stop = True
                     break

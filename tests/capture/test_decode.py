@@ -5,7 +5,6 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 with warnings.catch_warnings():
@@ -49,10 +48,27 @@ bind_layers(Ether, Dot1Q, type=0x9100)  # pre-standard QinQ outer tag, unknown t
 EVAL = Path(__file__).resolve().parents[3] / "shared" / "eval"
 _EXT = (IPv6ExtHdrHopByHop, IPv6ExtHdrRouting, IPv6ExtHdrFragment, IPv6ExtHdrDestOpt, AH)
 
-COLUMNS = (
-    "src_hi src_lo dst_hi dst_lo src_port dst_port proto ip_version ip_len payload_len tcp_flags "
-    "tcp_window icmp_type icmp_code ttl ip_id frag_offset more_fragments has_ports"
-).split()
+COLUMNS = [
+    "src_hi",
+    "src_lo",
+    "dst_hi",
+    "dst_lo",
+    "src_port",
+    "dst_port",
+    "proto",
+    "ip_version",
+    "ip_len",
+    "payload_len",
+    "tcp_flags",
+    "tcp_window",
+    "icmp_type",
+    "icmp_code",
+    "ttl",
+    "ip_id",
+    "frag_offset",
+    "more_fragments",
+    "has_ports",
+]
 
 
 def scapy_expected(frame: bytes, linktype: int, caplen: int | None = None) -> dict[str, int] | None:

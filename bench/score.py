@@ -1,0 +1,90 @@
+"""End-to-end ``netae score`` throughput on a capture of at least a million packets (issue 4).
+
+    python bench/score.py [CAPTURE] [--packets N] [--device cpu|cuda] [--epochs N]
+
+Makes ``bench/data/mixed_<N>.pcap`` (as bench/featurize.py does) unless CAPTURE is given, trains
+a model on ``shared/eval/train_benign.pcap`` with default settings except a short training
+(``--epochs``, default 2: speed of scoring does not depend on how well the model fits), and a
+second model with cross-flow context switched off, then times the whole ``netae score`` command
+(process start, reading, flows, context, features, model, writing CSV of every flow) for each,
+in one run. Prints packets/s for both and the context overhead; the last line reads
+``score: N pkt/s end to end``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from featurize import make_capture  # noqa: E402
+
+from netae.capture import read_records  # noqa: E402
+
+SHARED = ROOT.parent / "shared"
+DATA = ROOT / "bench" / "data"
+
+
+def count_packets(path: Path) -> int:
+    return sum(b.n_records for b in read_records(path))
+
+
+def train(out: Path, *, epochs: int, device: str, context: bool) -> None:
+    cfg = out.with_suffix(".toml")
+    cfg.write_text(f"[train]\nepochs = {epochs}\n[context]\nenabled = {'true' if context else 'false'}\n")
+    subprocess.run(
+        [sys.executable, "-m", "netae", "train", str(SHARED / "eval" / "train_benign.pcap"), "-o", str(out),
+         "--config", str(cfg), "--device", device, "--quiet"],
+        check=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
+
+
+def time_score(capture: Path, model: Path, *, device: str) -> float:
+    out = DATA / "score_out.csv"
+    cmd = [sys.executable, "-m", "netae", "score", str(capture), "-m", str(model), "--all", "--format", "csv",
+           "-o", str(out), "--device", device, "--quiet"]  # fmt: skip
+    t = time.perf_counter()
+    p = subprocess.run(cmd, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True)
+    elapsed = time.perf_counter() - t
+    if p.returncode not in (0, 1):
+        raise SystemExit(f"netae score failed ({p.returncode}): {p.stderr}")
+    return elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("capture", nargs="?", type=Path)
+    parser.add_argument("--packets", type=int, default=1_200_000)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--repeat", type=int, default=2, help="runs per model; the best is reported")
+    args = parser.parse_args()
+    DATA.mkdir(parents=True, exist_ok=True)
+    capture = args.capture or DATA / f"mixed_{args.packets // 1000}k.pcap"
+    if not capture.exists():
+        make_capture(capture, args.packets)
+    n = count_packets(capture)
+    print(f"capture {capture} ({n} packets, {capture.stat().st_size / 2**20:.0f} MiB); load {os.getloadavg()[0]:.1f}")
+    models = {}
+    for name, ctx in (("no context", False), ("context", True)):
+        path = DATA / f"score_model_{'ctx' if ctx else 'noctx'}.netae"
+        train(path, epochs=args.epochs, device=args.device, context=ctx)
+        models[name] = path
+    times = {}
+    for name, path in models.items():
+        times[name] = min(time_score(capture, path, device=args.device) for _ in range(args.repeat))
+        print(f"netae score ({name}, device {args.device}): {times[name]:.2f} s, {n / times[name]:,.0f} pkt/s")
+    overhead = times["context"] / times["no context"] - 1
+    print(f"context overhead: {100 * overhead:+.1f} % (target: within 20 %)")
+    print(f"score: {n / times['context']:,.0f} pkt/s end to end")
+
+
+if __name__ == "__main__":
+    main()
