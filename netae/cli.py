@@ -48,6 +48,11 @@ F = TypeVar("F", bound=Callable[..., Any])
 log = logging.getLogger("netae")
 
 
+class GroupBy(enum.StrEnum):
+    host = "host"
+    pair = "pair"
+
+
 class OutputFormat(enum.StrEnum):
     table = "table"
     csv = "csv"
@@ -243,9 +248,13 @@ def score(
     limit: Annotated[int, typer.Option(help="Rows shown by --format table (0: all).")] = 50,
     append: Annotated[bool, typer.Option(help="Append to --output (jsonl/csv), whole lines only.")] = False,
     device: Annotated[Device, typer.Option(help="Where to run the model.")] = Device.auto,
+    group_by: Annotated[
+        GroupBy | None,
+        typer.Option("--group-by", help="Roll flows up to one alert per source host or host pair."),
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing on stderr on success.")] = False,
 ) -> None:
-    from netae.output import atomic_write, render, select_rows
+    from netae.output import atomic_write, render, render_groups, select_rows
     from netae.pipeline import expand_inputs
     from netae.workflow import score_captures
 
@@ -261,9 +270,12 @@ def score(
     finally:
         stop()
     table = run.table
-    rows = select_rows(table, include_all=all_flows, by_score=fmt is OutputFormat.table)
     kwargs = {"limit": limit or None} if fmt is OutputFormat.table else {}
-    text = render(table, rows, fmt.value, **kwargs)
+    if group_by is not None:
+        text = render_groups(table, group_by.value, fmt.value, include_all=all_flows, **kwargs)
+    else:
+        rows = select_rows(table, include_all=all_flows, by_score=fmt is OutputFormat.table)
+        text = render(table, rows, fmt.value, **kwargs)
     if output is None:
         sys.stdout.write(text)
         sys.stdout.flush()

@@ -246,12 +246,21 @@ def score_featurized(data: Featurized, model: ModelFile, *, threshold: float | N
     x = scaler.transform(data.features)
     scores = score_features(model.weights, x, settings=settings, device=device)
     value = float(threshold) if threshold is not None else float(model.meta["threshold"]["value"])
-    table = build_score_table(data, scores, threshold=value, model_id=model.model_id)
+    table = build_score_table(
+        data, scores, threshold=value, model_id=model.model_id, window_s=settings.context.window_s
+    )
     return ScoreRun(table=table, data=data, scores=scores, model=model)
 
 
-def build_score_table(data: Featurized, scores: FlowScores, *, threshold: float, model_id: str) -> ScoreTable:
-    """Verdicts plus the worst packets and top features of every flow (vectorised)."""
+def build_score_table(
+    data: Featurized, scores: FlowScores, *, threshold: float, model_id: str, window_s: float = 300.0
+) -> ScoreTable:
+    """Verdicts plus the worst packets, top features and explanations of every flow (vectorised).
+
+    Explanations (``explain.py``) are written for the flagged flows only.
+    """
+    from netae.explain import explain_flows
+
     flows = data.flows
     n_flows = flows.n_flows
     lengths = flows.n_packets
@@ -274,10 +283,23 @@ def build_score_table(data: Featurized, scores: FlowScores, *, threshold: float,
     worst_err = np.where(valid, err[pos] if len(err) else 0, 0).astype(np.float32)
     top = np.argsort(-scores.feature_error, axis=1, kind="stable")[:, :k].astype(np.int64)
     score = scores.score.astype(np.float32)
+    is_anomaly = score > threshold
+    first_rows = data.features.values[data.features.offsets[:-1][data.features.lengths > 0]]
+    flow_values = np.zeros((n_flows, data.features.values.shape[1]), np.float32)
+    flow_values[data.features.lengths > 0] = first_rows
+    explanations = explain_flows(
+        flows,
+        scores.feature_error,
+        data.features.names,
+        context=data.context,
+        flow_values=flow_values,
+        window_s=window_s,
+        which=is_anomaly,
+    )
     return ScoreTable(
         flows=flows,
         score=score,
-        is_anomaly=score > threshold,
+        is_anomaly=is_anomaly,
         threshold=threshold,
         files=data.files,
         model_id=model_id,
@@ -288,6 +310,7 @@ def build_score_table(data: Featurized, scores: FlowScores, *, threshold: float,
         worst_error=worst_err,
         top_features=top,
         feature_names=data.features.names,
+        explanations=explanations,
     )
 
 

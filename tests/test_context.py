@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from netae.config import ContextSettings
-from netae.context import CONTEXT_FEATURES, compute_context
+from netae.context import CONTEXT_EXTRAS, CONTEXT_FEATURES, compute_context
 from netae.flows import assemble_flows
 from tests.helpers.packets import make_packets, tcp_session
 
@@ -27,7 +27,7 @@ def test_scan_raises_new_ports_and_failure_share():
     for i, port in enumerate(range(1000, 1020)):
         rows += syn_probe(10.0 + i * 0.5, port)
     f, ctx = context_of(rows)
-    assert set(ctx) == set(CONTEXT_FEATURES)
+    assert set(ctx) == set(CONTEXT_FEATURES + CONTEXT_EXTRAS)
     # The k-th probe (by time) saw k earlier flows, all to new ports, all failed.
     order = np.argsort(f.first_ns)
     k = np.arange(f.n_flows)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
+from netae.capture.dns import DNS_PORT, dns_questions
 from netae.capture.linktypes import (
     ETHERTYPE_8021AD,
     ETHERTYPE_8021Q,
@@ -367,6 +368,19 @@ def decode_records(batch: RecordBatch, *, file_id: int = 0, counts: SkipCounts |
     tcp_hdr = np.where(avail >= 13, (t[:, 12] >> 4).astype(np.int64) * 4, 20)
     l4_hdr = np.where(is_tcp, tcp_hdr, np.where(is_udp | is_icmp, 8, 0))
     payload_len = np.clip(ip_len - hdr_len - l4_hdr, 0, None)
+    # DNS question names (UDP port 53 either way), parsed for those rows only.
+    dns_rows = np.flatnonzero(tu_ports & is_udp & ((src_port == DNS_PORT) | (dst_port == DNS_PORT)))
+    dns = dns_questions(buf, l4[dns_rows] + 8, end[rows][dns_rows])
+    dns_qname_len = np.zeros(m, np.uint8)
+    dns_label_len = np.zeros(m, np.uint8)
+    dns_label_entropy = np.zeros(m, np.float32)
+    dns_name_hash = np.zeros(m, np.uint64)
+    dns_parent_hash = np.zeros(m, np.uint64)
+    dns_qname_len[dns_rows] = dns.qname_len
+    dns_label_len[dns_rows] = dns.label_len
+    dns_label_entropy[dns_rows] = dns.label_entropy
+    dns_name_hash[dns_rows] = dns.name_hash
+    dns_parent_hash[dns_rows] = dns.parent_hash
 
     if counts is not None:
         counts.packets += m
@@ -394,4 +408,9 @@ def decode_records(batch: RecordBatch, *, file_id: int = 0, counts: SkipCounts |
         more_fragments=more_fragments,
         has_ports=has_ports,
         file_id=np.full(m, file_id, np.int32),
+        dns_qname_len=dns_qname_len,
+        dns_label_len=dns_label_len,
+        dns_label_entropy=dns_label_entropy,
+        dns_name_hash=dns_name_hash,
+        dns_parent_hash=dns_parent_hash,
     )
