@@ -84,7 +84,10 @@ def report_standard(ev: Evaluation, long: tuple[int, int] | None, train_s: float
     worst = min(ev.per_attack.items(), key=lambda kv: kv[1]["roc_auc"])
     worst_s = f"{worst[0]} {worst[1]['roc_auc']:.3f}"
     long_s = f"{long[0]}/{long[1]} = {_pct(long[0] / max(long[1], 1))}" if long else "n/a"
-    head = f"{'detector':<26}{'ROC-AUC':>8}{'AP':>8}{'TPR@1%':>8}{'TPR@.1%':>9}{'FPR@thr':>9}  {'lowest per-attack AUC':<22}{'long flagged':>14}"
+    head = (
+        f"{'detector':<26}{'ROC-AUC':>8}{'AP':>8}{'TPR@1%':>8}{'TPR@.1%':>9}{'FPR@thr':>9}  "
+        f"{'lowest per-attack AUC':<22}{'long flagged':>14}"
+    )
     lines = ["== standard set: dev_mixed.pcap (trained on train_benign.pcap) ==", head]
     for p in PEERS_STANDARD:
         lng = _pct(p[7]) if p[7] is not None else "-"
@@ -109,7 +112,10 @@ def report_hard(ev: Evaluation, train_s: float) -> str:
     def flg(a: str) -> str:
         return f"{pa[a]['flagged']}/{pa[a]['flows']}" if a in pa else "-"
 
-    head = f"{'detector':<26}{'ROC-AUC':>8}{'FPR@thr':>9}{'c2 AUC':>8}{'tunnel':>8}{'exfil':>8}{'syn_scan':>9}  flagged c2/tunnel/exfil"
+    head = (
+        f"{'detector':<26}{'ROC-AUC':>8}{'FPR@thr':>9}{'c2 AUC':>8}{'tunnel':>8}{'exfil':>8}{'syn_scan':>9}  "
+        "flagged c2/tunnel/exfil"
+    )
     lines = ["== hard set: hard/dev_mixed.pcap (trained on hard/train_benign.pcap) ==", head]
     for p in PEERS_HARD:
         lines.append(f"{p[0]:<26}{p[1]:>8.3f}{_pct(p[2]):>9}{p[3]:>8.3f}{p[4]:>8.3f}{p[5]:>8.3f}{p[6]:>9.3f}  {p[7]}")

@@ -71,7 +71,7 @@ class TrainSettings:
     """Optimisation: epochs, batches, early stopping, validation split, device and seed."""
 
     epochs: int = 30
-    batch_size: int = 256
+    batch_size: int = 64
     learning_rate: float = 3e-3
     patience: int = 5
     grad_clip: float = 1.0

@@ -18,7 +18,8 @@ bounded by two windows of flows. Groups (flows of different capture files never 
   how many new names it looked up; 0 for flows without a name;
 - pair sizes: spread of the log total bytes of the pair's flows (beacons repeat their sizes);
 - ``ctx_coverage``: how much of the window the capture covered before the flow (the first flows
-  of a capture have little history, and the model must know it).
+  of a capture have little history, and the model must know it), counted from the end of the
+  file's first flow to end.
 
 Everything is computed by sorting and cumulative sums: no loop per flow.
 """
@@ -34,7 +35,15 @@ from netae.config import ContextSettings
 from netae.flows import flow_key_hash
 from netae.tables import FlowTable, PacketTable
 
-__all__ = ["CONTEXT_EXTRAS", "CONTEXT_FEATURES", "ContextTracker", "FlowDns", "compute_context", "flow_dns", "flow_failed"]
+__all__ = [
+    "CONTEXT_EXTRAS",
+    "CONTEXT_FEATURES",
+    "ContextTracker",
+    "FlowDns",
+    "compute_context",
+    "flow_dns",
+    "flow_failed",
+]
 
 CONTEXT_FEATURES: tuple[str, ...] = (
     "ctx_coverage",
@@ -219,7 +228,8 @@ def _window_query(
 class ContextTracker:
     """Streaming context: feed closed flows batch by batch; state is two windows of flows.
 
-    ``update`` returns the context of the new flows (``CONTEXT_FEATURES`` and ``CONTEXT_EXTRAS``). Fed every flow of a capture in batches that
+    ``update`` returns the context of the new flows (``CONTEXT_FEATURES`` and ``CONTEXT_EXTRAS``).
+    Fed every flow of a capture in batches that
     respect closing order (as ``FlowAssembler`` emits them), the result equals ``compute_context``
     on the whole capture. ``horizon_ns`` (the earliest start of a still-open flow, or the newest
     packet time) lets old state go.
@@ -230,10 +240,12 @@ class ContextTracker:
         self._events = _Events.empty()
         self._file_start_us: dict[int, int] = {}
 
-    def _coverage(self, flows: FlowTable, start_us: _I64) -> _F64:
+    def _coverage(self, flows: FlowTable, start_us: _I64, end_us: _I64) -> _F64:
+        # Measured from the earliest flow *end* of the file: flows close in order of their ends
+        # (idle timeout), so the first closed batch holds it and streaming stays exact.
         fid = flows.file_id
         for f in np.unique(fid).tolist():
-            m = int(start_us[fid == f].min())
+            m = int(end_us[fid == f].min())
             self._file_start_us[f] = min(self._file_start_us.get(f, m), m)
         base = np.array([self._file_start_us[f] for f in fid.tolist()], dtype=np.int64) if len(fid) else np.zeros(0)
         return np.clip((start_us - base) / max(self.window_us, 1), 0.0, 1.0)
@@ -307,7 +319,7 @@ class ContextTracker:
         b_mean = b_sum / np.maximum(n_pair, 1)
         b_var = np.where(n_pair > 1, b_sq / np.maximum(n_pair, 1) - b_mean**2, 0.0)
         cols = {
-            "ctx_coverage": self._coverage(flows, q.start_us),
+            "ctx_coverage": self._coverage(flows, q.start_us, q.end_us),
             "ctx_src_flows_log": np.log1p(n_src),
             "ctx_src_new_dsts_log": np.log1p(new_dst),
             "ctx_src_new_dports_log": np.log1p(new_dport),
