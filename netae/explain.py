@@ -104,8 +104,12 @@ def _src(ctx: dict[str, npt.NDArray[np.float32]], i: int, src: str, window: str)
         parts.append(f"{ports} new destination port{'s' * (ports != 1)}")
     if dsts:
         parts.append(f"{dsts} new destination{'s' * (dsts != 1)}")
-    head = " and ".join(parts) if parts else f"{flows} flow{'s' * (flows != 1)}"
-    text = f"{head} from {src} in the last {window}"
+    if parts:
+        text = f"{' and '.join(parts)} from {src} in the last {window}"
+    elif flows:
+        text = f"{flows} earlier flow{'s' * (flows != 1)} from {src} in the last {window}"
+    else:
+        text = f"first flow from {src} in the last {window}"
     if fail > 0:
         text += f", {100 * fail:.0f} % of its TCP connections failed"
     return text
@@ -122,9 +126,12 @@ def _dns(ctx: dict[str, npt.NDArray[np.float32]], raw: dict[str, float], i: int,
     if qlen:
         parts.append(f"DNS name of {qlen} characters (first label {llen}, {ent:.1f} bits of entropy)")
     if names:
-        parts.append(f"{names} new names under its parent domain in the last {window} ({100 * share:.0f} % new)")
+        parts.append(
+            f"{names} new name{'s' * (names != 1)} under its parent domain in the last {window} "
+            f"({100 * share:.0f} % of its lookups)"
+        )
     if src_names:
-        parts.append(f"{src_names} new names looked up by {src}")
+        parts.append(f"{src_names} new name{'s' * (src_names != 1)} looked up by {src}")
     return "; ".join(parts) if parts else "unusual DNS lookup"
 
 

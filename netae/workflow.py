@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from netae.score import FlowScores
     from netae.train import EpochStats
 
-__all__ = ["ScoreRun", "TrainRun", "build_score_table", "score_captures", "train_captures"]
+__all__ = ["ScoreRun", "TrainRun", "build_score_table", "fit_feature_weights", "score_captures", "train_captures"]
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +105,11 @@ def train_captures(
     x = scaler.transform(features)
     result = train_model(x, is_val=is_val, settings=settings, on_epoch=on_epoch)
     val_x = _subset(x, is_val)
-    val_scores = score_features(result.weights, val_x, settings=settings, device=result.device).score
+    unit = score_features(result.weights, val_x, settings=settings, device=result.device)
+    feature_weights = fit_feature_weights(unit.feature_error)
+    val_scores = score_features(
+        result.weights, val_x, settings=settings, device=result.device, feature_weights=feature_weights
+    ).score
     threshold = fit_threshold(val_scores, settings.threshold)
     history = [
         {"epoch": e.epoch, "train_loss": e.train_loss, "val_loss": e.val_loss, "seconds": round(e.seconds, 3)}
@@ -115,6 +119,7 @@ def train_captures(
         "netae_version": __version__,
         "created": datetime.now(tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "feature_names": list(features.names),
+        "feature_weights": [float(w) for w in feature_weights],
         "settings": settings.to_dict(),
         "threshold": threshold.to_dict(),
         "training": {
@@ -137,6 +142,24 @@ def train_captures(
     }
     dump_model(output, weights=result.weights, scaler_mean=scaler.mean_, scaler_scale=scaler.scale_, meta=meta)
     return TrainRun(path=output, meta=meta, data=data, threshold=threshold, val_scores=val_scores)
+
+
+FEATURE_WEIGHT_FLOOR_QUANTILE = 0.75
+
+
+def fit_feature_weights(feature_error: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    """Per-feature error weights from validation flows' errors (n_val_flows, n_features).
+
+    NOTE [feature weights] in score.py: 1 / max(mean error, its 75th percentile over features),
+    normalised to mean 1; all ones without validation flows.
+    """
+    n_features = feature_error.shape[1] if feature_error.ndim == 2 else 0
+    if feature_error.ndim != 2 or len(feature_error) == 0:
+        return np.ones(n_features, np.float32)
+    mean = feature_error.astype(np.float64).mean(axis=0)
+    floor = max(float(np.quantile(mean, FEATURE_WEIGHT_FLOOR_QUANTILE)), 1e-9)
+    w = 1.0 / np.maximum(mean, floor)
+    return (w / w.mean()).astype(np.float32)
 
 
 def load_training_data(
@@ -244,7 +267,13 @@ def score_featurized(data: Featurized, model: ModelFile, *, threshold: float | N
     settings = model_settings(model)
     scaler = Scaler(names=tuple(model.meta["feature_names"]), mean_=model.scaler_mean, scale_=model.scaler_scale)
     x = scaler.transform(data.features)
-    scores = score_features(model.weights, x, settings=settings, device=device)
+    weights = model.meta.get("feature_weights")
+    feature_weights = None if weights is None else np.asarray(weights, np.float32)
+    if feature_weights is not None and len(feature_weights) != x.values.shape[1]:
+        raise IncompatibleModel(
+            f"the model has {len(feature_weights)} feature weights for {x.values.shape[1]} features; retrain it"
+        )
+    scores = score_features(model.weights, x, settings=settings, device=device, feature_weights=feature_weights)
     value = float(threshold) if threshold is not None else float(model.meta["threshold"]["value"])
     table = build_score_table(
         data, scores, threshold=value, model_id=model.model_id, window_s=settings.context.window_s

@@ -183,6 +183,7 @@ def test_score_group_by_host_rolls_flows_up(model):
     docs = [json.loads(line) for line in r.stdout.splitlines()]
     assert docs and all(d["event"]["dataset"] == "netae.group" for d in docs)
     assert all(d["netae"]["group"]["anomalous_flows"] >= 1 for d in docs)
+    assert all(d["netae"]["explanation"] for d in docs)  # every flagged flow says why
     ips = [d["source"]["ip"] for d in docs]
     assert len(ips) == len(set(ips))
     flows = run("score", SAMPLES / "mixed.pcap", "-m", model, "--format", "csv")
