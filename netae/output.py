@@ -482,7 +482,7 @@ def _group_worst(table: ScoreTable, groups: FlowGroups, k: int) -> list[dict[str
 def _group_why(table: ScoreTable, groups: FlowGroups, k: int) -> str:
     for i in groups.worst[k].tolist():
         if i >= 0 and table.explanations and table.explanations[i]:
-            return table.explanations[i]
+            return str(table.explanations[i])
     return ""
 
 

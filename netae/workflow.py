@@ -159,7 +159,8 @@ def fit_feature_weights(feature_error: npt.NDArray[np.float32]) -> npt.NDArray[n
     mean = feature_error.astype(np.float64).mean(axis=0)
     floor = max(float(np.quantile(mean, FEATURE_WEIGHT_FLOOR_QUANTILE)), 1e-9)
     w = 1.0 / np.maximum(mean, floor)
-    return (w / w.mean()).astype(np.float32)
+    out: npt.NDArray[np.float32] = (w / w.mean()).astype(np.float32)
+    return out
 
 
 def load_training_data(

@@ -64,7 +64,8 @@ def _entropy(chars: npt.NDArray[np.uint8], valid: npt.NDArray[np.bool_]) -> npt.
     p = counts / np.maximum(total, 1.0)
     with np.errstate(divide="ignore", invalid="ignore"):
         h = np.abs(np.where(p > 0, p * np.log2(p), 0.0).sum(axis=1))
-    return h.astype(np.float32)
+    out: npt.NDArray[np.float32] = h.astype(np.float32)
+    return out
 
 
 def dns_questions(buf: npt.NDArray[np.uint8], start: _I64, end: _I64) -> DnsQuestions:
