@@ -431,7 +431,9 @@ def calibrate(
     paths: Annotated[list[str], typer.Argument(help="Benign captures to fit the threshold on.")],
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write here instead of MODEL.")] = None,
     strategy: Annotated[str | None, typer.Option(help="quantile, meanstd or spot (default: the model's).")] = None,
-    quantile: Annotated[float | None, typer.Option(help="Quantile for the quantile strategy.")] = None,
+    quantile: Annotated[
+        float | None, typer.Option(help="Quantile for the quantile strategy (implies it without --strategy).")
+    ] = None,
     device: Annotated[Device, typer.Option(help="Where to run the model.")] = Device.auto,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
 ) -> None:

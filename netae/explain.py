@@ -47,6 +47,10 @@ _FLOW_WORDS = {
     "tcp_handshake_done": "TCP handshake",
     "tcp_reset": "TCP resets",
     "tcp_no_answer": "no answer",
+    "ctx_coverage": "little history before it (capture start)",
+    "dns_qname_chars_log": "DNS name length",
+    "dns_label_chars_log": "DNS label length",
+    "dns_label_entropy_bits": "DNS label entropy",
 }
 
 

@@ -357,6 +357,8 @@ def calibrate_model(
     """Score benign captures with a model, refit its threshold on them, write the model again."""
     model = load_model(model_path)
     settings = model_settings(model)
+    if quantile is not None and strategy is None:
+        strategy = "quantile"  # a quantile given alone asks for the quantile strategy
     settings = settings.replace("threshold", strategy=strategy, quantile=quantile)
     data = featurize_files(sources, settings=settings, on_file=on_file)
     require_flows(data)

@@ -38,7 +38,7 @@ def _dns_columns(names: list[str]) -> dict[str, np.ndarray]:
     for name in names:
         wire = b"".join(bytes([len(lab)]) + lab.encode() for lab in name.split(".")) + b"\0" if name else b""
         wires.append(b"\0\1\1\0\0\1\0\0\0\0\0\0" + wire if name else b"")
-    starts = np.cumsum([0] + [len(w) for w in wires[:-1]]).astype(np.int64)
+    starts = np.cumsum([0] + [len(w) for w in wires])[: len(wires)].astype(np.int64)
     buf = np.frombuffer(b"".join(wires) + bytes(300), np.uint8)
     ends = starts + np.array([len(w) for w in wires], np.int64)
     q = dns_questions(buf, starts, ends)
