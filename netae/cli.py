@@ -50,6 +50,11 @@ F = TypeVar("F", bound=Callable[..., Any])
 log = logging.getLogger("netae")
 
 
+class GroupBy(enum.StrEnum):
+    host = "host"
+    pair = "pair"
+
+
 class OutputFormat(enum.StrEnum):
     table = "table"
     csv = "csv"
@@ -294,9 +299,13 @@ def score(
         ),
     ] = None,
     report: Annotated[Path | None, typer.Option("--report", help="Also write an HTML report here.")] = None,
+    group_by: Annotated[
+        GroupBy | None,
+        typer.Option("--group-by", help="Roll flows up to one alert per source host or host pair."),
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing on stderr on success.")] = False,
 ) -> None:
-    from netae.output import atomic_write, render, select_rows
+    from netae.output import atomic_write, render, render_groups, select_rows
     from netae.pipeline import expand_inputs
     from netae.stream import wants_stream
     from netae.workflow import score_captures
@@ -309,7 +318,9 @@ def score(
     sources = expand_inputs(paths)
     if stream and report is not None:
         raise typer.BadParameter("--report needs the whole capture; use it without --stream")
-    if stream or (stream is None and report is None and wants_stream(sources)):
+    if stream and group_by is not None:
+        raise typer.BadParameter("--group-by needs the whole capture; use it without --stream")
+    if stream or (stream is None and report is None and group_by is None and wants_stream(sources)):
         _score_stream(sources, model=model, fmt=fmt, output=output, all_flows=all_flows, threshold=threshold,
                       limit=limit, append=append, device=device, quiet=quiet)  # fmt: skip
     on_file, stop = _file_progress(sources, quiet)
@@ -318,9 +329,12 @@ def score(
     finally:
         stop()
     table = run.table
-    rows = select_rows(table, include_all=all_flows, by_score=fmt is OutputFormat.table)
     kwargs = {"limit": limit or None} if fmt is OutputFormat.table else {}
-    text = render(table, rows, fmt.value, **kwargs)
+    if group_by is not None:
+        text = render_groups(table, group_by.value, fmt.value, include_all=all_flows, **kwargs)
+    else:
+        rows = select_rows(table, include_all=all_flows, by_score=fmt is OutputFormat.table)
+        text = render(table, rows, fmt.value, **kwargs)
     if output is None:
         sys.stdout.write(text)
         sys.stdout.flush()
@@ -593,7 +607,9 @@ def calibrate(
     paths: Annotated[list[str], typer.Argument(help="Benign captures to fit the threshold on.")],
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write here instead of MODEL.")] = None,
     strategy: Annotated[str | None, typer.Option(help="quantile, meanstd or spot (default: the model's).")] = None,
-    quantile: Annotated[float | None, typer.Option(help="Quantile for the quantile strategy.")] = None,
+    quantile: Annotated[
+        float | None, typer.Option(help="Quantile for the quantile strategy (implies it without --strategy).")
+    ] = None,
     device: Annotated[Device, typer.Option(help="Where to run the model.")] = Device.auto,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
 ) -> None:

@@ -97,9 +97,9 @@ class TrainSettings:
 class ThresholdSettings:
     """How the anomaly threshold is fitted on held-out validation scores."""
 
-    strategy: str = "quantile"
+    strategy: str = "meanstd"
     quantile: float = 0.995
-    k: float = 4.0
+    k: float = 3.75
     spot_level: float = 0.98
     spot_q: float = 1e-3
 

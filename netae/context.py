@@ -12,8 +12,14 @@ bounded by two windows of flows. Groups (flows of different capture files never 
 - pair (src, dst, dst port, protocol): flows; time since the last one ended; mean and spread of
   the log gaps between their starts (regular polling has a small spread); bytes each way;
 - service (dst, dst port, protocol): flows; how many were from a source new to it;
+- DNS (flows whose packets carry a question name, ``capture/dns.py``): per parent domain (the
+  name without its first label), how many distinct names were looked up under it and what share
+  of its lookups were new names (a tunnel encodes data in ever new subdomains); per source host,
+  how many new names it looked up; 0 for flows without a name;
+- pair sizes: spread of the log total bytes of the pair's flows (beacons repeat their sizes);
 - ``ctx_coverage``: how much of the window the capture covered before the flow (the first flows
-  of a capture have little history, and the model must know it).
+  of a capture have little history, and the model must know it), counted from the end of the
+  file's first flow to end.
 
 Everything is computed by sorting and cumulative sums: no loop per flow.
 """
@@ -29,7 +35,15 @@ from netae.config import ContextSettings
 from netae.flows import flow_key_hash
 from netae.tables import FlowTable, PacketTable
 
-__all__ = ["CONTEXT_FEATURES", "ContextTracker", "compute_context", "flow_failed"]
+__all__ = [
+    "CONTEXT_EXTRAS",
+    "CONTEXT_FEATURES",
+    "ContextTracker",
+    "FlowDns",
+    "compute_context",
+    "flow_dns",
+    "flow_failed",
+]
 
 CONTEXT_FEATURES: tuple[str, ...] = (
     "ctx_coverage",
@@ -43,9 +57,16 @@ CONTEXT_FEATURES: tuple[str, ...] = (
     "ctx_pair_iat_std_log_s",
     "ctx_pair_fwd_bytes_log",
     "ctx_pair_bwd_bytes_log",
+    "ctx_pair_bytes_std_log",
     "ctx_svc_flows_log",
     "ctx_svc_new_srcs_log",
+    "ctx_src_dns_new_names_log",
+    "ctx_dns_parent_names_log",
+    "ctx_dns_parent_new_share",
 )
+
+# Raw values that explanations quote (not model inputs): the pair's start gaps in seconds.
+CONTEXT_EXTRAS: tuple[str, ...] = ("ctx_pair_gap_mean_s", "ctx_pair_gap_std_s")
 
 TCP_SYN, TCP_ACK, TCP_RST = 0x02, 0x10, 0x04
 _F64 = npt.NDArray[np.float64]
@@ -62,6 +83,42 @@ def flow_failed(packets: PacketTable, flows: FlowTable) -> npt.NDArray[np.bool_]
     synack = np.bincount(rep, weights=((flags & TCP_SYN) != 0) & ((flags & TCP_ACK) != 0) & ~is_fwd, minlength=n)
     rst = np.bincount(rep, weights=(flags & TCP_RST) != 0, minlength=n)
     return (flows.proto == 6) & ((synack == 0) | (rst > 0))
+
+
+@dataclass(frozen=True, slots=True)
+class FlowDns:
+    """Per flow: the DNS question name of its first packet that carries one (zeros if none)."""
+
+    qname_len: _F64
+    label_len: _F64
+    label_entropy: _F64
+    name_hash: _U64
+    parent_hash: _U64
+
+    @property
+    def has_name(self) -> npt.NDArray[np.bool_]:
+        return self.qname_len > 0
+
+
+def flow_dns(packets: PacketTable, flows: FlowTable) -> FlowDns:
+    """The question name facts of each flow's first packet with a DNS name (vectorised)."""
+    n = flows.n_flows
+    out = FlowDns(np.zeros(n), np.zeros(n), np.zeros(n), np.zeros(n, np.uint64), np.zeros(n, np.uint64))
+    if n == 0 or packets.n_packets == 0:
+        return out
+    rows = flows.order
+    idx = np.flatnonzero(packets.dns_qname_len[rows] > 0)
+    if len(idx) == 0:
+        return out
+    flow_of = np.searchsorted(flows.offsets, idx, side="right") - 1
+    fl, first = np.unique(flow_of, return_index=True)
+    pk = rows[idx[first]]
+    out.qname_len[fl] = packets.dns_qname_len[pk]
+    out.label_len[fl] = packets.dns_label_len[pk]
+    out.label_entropy[fl] = packets.dns_label_entropy[pk]
+    out.name_hash[fl] = packets.dns_name_hash[pk]
+    out.parent_hash[fl] = packets.dns_parent_hash[pk]
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,11 +142,19 @@ class _Events:
     new_src: _F64
     pair_gap_log: _F64  # log1p of the start gap to the pair's previous event (0 when none in window)
     has_pair_gap: _F64
+    pair_gap_s: _F64
+    log_bytes: _F64
+    dns_parent: _U64  # hash of (file, parent domain); a per-flow unique key when no name
+    dns_name: _U64  # hash of (file, name)
+    src_dns_name: _U64  # hash of (file, source, name)
+    is_dns: _F64
+    new_dns_name: _F64  # the name was not looked up (by anyone) in the window before
+    src_new_dns_name: _F64  # the source did not look the name up in the window before
 
     @classmethod
     def empty(cls) -> _Events:
         kw = {f.name: np.empty(0, dtype=np.int64 if f.name.endswith("_us") else np.float64) for f in fields(cls)}
-        for name in ("src", "pair", "svc", "src_dst", "src_dport", "svc_src"):
+        for name in ("src", "pair", "svc", "src_dst", "src_dport", "svc_src", "dns_parent", "dns_name", "src_dns_name"):
             kw[name] = np.empty(0, dtype=np.uint64)
         return cls(**kw)
 
@@ -105,13 +170,20 @@ class _Events:
         return len(self.end_us)
 
 
-def _keys(flows: FlowTable) -> dict[str, _U64]:
+def _keys(flows: FlowTable, dns: FlowDns) -> dict[str, _U64]:
     fid = flows.file_id.astype(np.uint64)
     src = flow_key_hash(flows.src_hi, flows.src_lo, fid)
     dst = flow_key_hash(flows.dst_hi, flows.dst_lo, fid)
     svc_port = (flows.dst_port.astype(np.uint64) << np.uint64(8)) | flows.proto.astype(np.uint64)
     svc = flow_key_hash(dst, svc_port)
+    # Flows without a name get keys no other flow shares (their DNS columns are zeroed anyway).
+    no_name = ~dns.has_name
+    salt = np.where(no_name, flow_key_hash(src, dst, flows.first_ns, flows.src_port, flows.dst_port), np.uint64(0))
+    name = flow_key_hash(fid, dns.name_hash, salt)
     return {
+        "dns_parent": flow_key_hash(fid, dns.parent_hash, salt),
+        "dns_name": name,
+        "src_dns_name": flow_key_hash(src, name),
         "src": src,
         "pair": flow_key_hash(src, svc),
         "svc": svc,
@@ -160,7 +232,8 @@ def _window_query(
 class ContextTracker:
     """Streaming context: feed closed flows batch by batch; state is two windows of flows.
 
-    ``update`` returns the context of the new flows. Fed every flow of a capture in batches that
+    ``update`` returns the context of the new flows (``CONTEXT_FEATURES`` and ``CONTEXT_EXTRAS``).
+    Fed every flow of a capture in batches that
     respect closing order (as ``FlowAssembler`` emits them), the result equals ``compute_context``
     on the whole capture. ``horizon_ns`` (the earliest start of a still-open flow, or the newest
     packet time) lets old state go.
@@ -171,25 +244,19 @@ class ContextTracker:
         self._events = _Events.empty()
         self._file_start_us: dict[int, int] = {}
 
-    def observe_start(self, file_id: int, ts_ns: int) -> None:
-        """Note a packet time of ``file_id``: coverage counts from the file's earliest packet.
-
-        In one pass that is the earliest flow start; streamed, a long flow that started first
-        may close after shorter ones, so the stream tells the tracker the times it has read.
-        """
-        us = ts_ns // 1000
-        self._file_start_us[file_id] = min(self._file_start_us.get(file_id, us), us)
-
-    def _coverage(self, flows: FlowTable, start_us: _I64) -> _F64:
+    def _coverage(self, flows: FlowTable, start_us: _I64, end_us: _I64) -> _F64:
+        # Measured from the earliest flow *end* of the file: flows close in order of their ends
+        # (idle timeout), so the first closed batch holds it and streaming stays exact.
         fid = flows.file_id
         for f in np.unique(fid).tolist():
-            m = int(start_us[fid == f].min())
+            m = int(end_us[fid == f].min())
             self._file_start_us[f] = min(self._file_start_us.get(f, m), m)
         base = np.array([self._file_start_us[f] for f in fid.tolist()], dtype=np.int64) if len(fid) else np.zeros(0)
         return np.clip((start_us - base) / max(self.window_us, 1), 0.0, 1.0)
 
     def _new_events(self, packets: PacketTable, flows: FlowTable) -> _Events:
-        keys = _keys(flows)
+        dns = flow_dns(packets, flows)
+        keys = _keys(flows, dns)
         start = flows.first_ns // 1000
         end = flows.last_ns // 1000
         zeros = np.zeros(flows.n_flows)
@@ -199,47 +266,64 @@ class ContextTracker:
             fwd_bytes=flows.fwd_bytes.astype(np.float64), bwd_bytes=flows.bwd_bytes.astype(np.float64),
             is_tcp=(flows.proto == 6).astype(np.float64),
             new_dst=zeros, new_dport=zeros, new_src=zeros, pair_gap_log=zeros, has_pair_gap=zeros,
+            log_bytes=np.log1p((flows.fwd_bytes + flows.bwd_bytes).astype(np.float64)),
+            is_dns=dns.has_name.astype(np.float64), new_dns_name=zeros, src_new_dns_name=zeros, pair_gap_s=zeros,
         )  # fmt: skip
         # Novelty and pair gaps of each new event, against every event that ended before it.
         every = self._events.concat(batch)
         n_old = len(self._events)
         w = self.window_us
         flags = {}
-        for name, key in (("new_dst", "src_dst"), ("new_dport", "src_dport"), ("new_src", "svc_src")):
+        for name, key in (
+            ("new_dst", "src_dst"), ("new_dport", "src_dport"), ("new_src", "svc_src"),
+            ("new_dns_name", "dns_name"), ("src_new_dns_name", "src_dns_name"),
+        ):  # fmt: skip
             k = getattr(every, key)
             cnt, _, _ = _window_query(k, every.end_us, k[n_old:], batch.end_us, w, [])
             flags[name] = (cnt == 0).astype(np.float64)
+        flags["new_dns_name"] *= batch.is_dns
+        flags["src_new_dns_name"] *= batch.is_dns
         _, _, last = _window_query(every.pair, every.end_us, batch.pair, batch.end_us, w, [])
         has = last >= 0
         gap = np.where(has, np.maximum(batch.start_us - every.start_us[np.maximum(last, 0)], 0) / 1e6, 0.0)
         return _Events(**{**{f.name: getattr(batch, f.name) for f in fields(batch)}, **flags,
-                          "pair_gap_log": np.log1p(gap), "has_pair_gap": has.astype(np.float64)})  # fmt: skip
+                          "pair_gap_log": np.log1p(gap), "pair_gap_s": gap,
+                          "has_pair_gap": has.astype(np.float64)})  # fmt: skip
 
     def update(
         self, packets: PacketTable, flows: FlowTable, *, horizon_ns: int | None = None
     ) -> dict[str, npt.NDArray[np.float32]]:
         n = flows.n_flows
         if n == 0:
-            return {name: np.zeros(0, np.float32) for name in CONTEXT_FEATURES}
+            return {name: np.zeros(0, np.float32) for name in CONTEXT_FEATURES + CONTEXT_EXTRAS}
         new = self._new_events(packets, flows)
         ev = self._events.concat(new)
         self._events = ev
         w = self.window_us
         q = new  # queries: the new flows, at their start times
-        n_src, (fail, tcp, new_dst, new_dport), _ = _window_query(
-            ev.src, ev.end_us, q.src, q.start_us, w, [ev.failed, ev.is_tcp, ev.new_dst, ev.new_dport]
-        )
-        n_pair, (fwd, bwd, gap_n, gap_sum, gap_sq), last = _window_query(
-            ev.pair, ev.end_us, q.pair, q.start_us, w,
-            [ev.fwd_bytes, ev.bwd_bytes, ev.has_pair_gap, ev.pair_gap_log, ev.pair_gap_log**2],
+        n_src, (fail, tcp, new_dst, new_dport, src_dns_new), _ = _window_query(
+            ev.src, ev.end_us, q.src, q.start_us, w,
+            [ev.failed, ev.is_tcp, ev.new_dst, ev.new_dport, ev.src_new_dns_name],
         )  # fmt: skip
+        n_pair, (fwd, bwd, gap_n, gap_sum, gap_sq, b_sum, b_sq, lin_sum, lin_sq), last = _window_query(
+            ev.pair, ev.end_us, q.pair, q.start_us, w,
+            [ev.fwd_bytes, ev.bwd_bytes, ev.has_pair_gap, ev.pair_gap_log, ev.pair_gap_log**2,
+             ev.log_bytes, ev.log_bytes**2, ev.pair_gap_s, ev.pair_gap_s**2],
+        )  # fmt: skip
+        n_parent, (parent_new,), _ = _window_query(ev.dns_parent, ev.end_us, q.dns_parent, q.start_us, w,
+                                                   [ev.new_dns_name])  # fmt: skip
+        is_dns = q.is_dns > 0
         n_svc, (new_src,), _ = _window_query(ev.svc, ev.end_us, q.svc, q.start_us, w, [ev.new_src])
         has_last = last >= 0
         since = np.where(has_last, np.maximum(q.start_us - ev.end_us[np.maximum(last, 0)], 0) / 1e6, w / 1e6)
         mean = np.where(gap_n > 0, gap_sum / np.maximum(gap_n, 1), 0.0)
         var = np.where(gap_n > 1, gap_sq / np.maximum(gap_n, 1) - mean**2, 0.0)
+        lin_mean = np.where(gap_n > 0, lin_sum / np.maximum(gap_n, 1), 0.0)
+        lin_var = np.where(gap_n > 1, lin_sq / np.maximum(gap_n, 1) - lin_mean**2, 0.0)
+        b_mean = b_sum / np.maximum(n_pair, 1)
+        b_var = np.where(n_pair > 1, b_sq / np.maximum(n_pair, 1) - b_mean**2, 0.0)
         cols = {
-            "ctx_coverage": self._coverage(flows, q.start_us),
+            "ctx_coverage": self._coverage(flows, q.start_us, q.end_us),
             "ctx_src_flows_log": np.log1p(n_src),
             "ctx_src_new_dsts_log": np.log1p(new_dst),
             "ctx_src_new_dports_log": np.log1p(new_dport),
@@ -250,13 +334,19 @@ class ContextTracker:
             "ctx_pair_iat_std_log_s": np.sqrt(np.maximum(var, 0.0)),
             "ctx_pair_fwd_bytes_log": np.log1p(fwd),
             "ctx_pair_bwd_bytes_log": np.log1p(bwd),
+            "ctx_pair_bytes_std_log": np.sqrt(np.maximum(b_var, 0.0)),
             "ctx_svc_flows_log": np.log1p(n_svc),
             "ctx_svc_new_srcs_log": np.log1p(new_src),
+            "ctx_src_dns_new_names_log": np.where(is_dns, np.log1p(src_dns_new), 0.0),
+            "ctx_dns_parent_names_log": np.where(is_dns, np.log1p(parent_new), 0.0),
+            "ctx_dns_parent_new_share": np.where(is_dns & (n_parent > 0), parent_new / np.maximum(n_parent, 1), 0.0),
+            "ctx_pair_gap_mean_s": lin_mean,
+            "ctx_pair_gap_std_s": np.sqrt(np.maximum(lin_var, 0.0)),
         }
         if horizon_ns is not None:
             keep_from = horizon_ns // 1000 - 2 * w
             self._events = self._events.take(self._events.end_us >= keep_from)
-        return {name: np.asarray(cols[name], dtype=np.float32) for name in CONTEXT_FEATURES}
+        return {name: np.asarray(cols[name], dtype=np.float32) for name in CONTEXT_FEATURES + CONTEXT_EXTRAS}
 
     @property
     def n_events(self) -> int:
@@ -266,5 +356,8 @@ class ContextTracker:
 def compute_context(
     packets: PacketTable, flows: FlowTable, *, settings: ContextSettings
 ) -> dict[str, npt.NDArray[np.float32]]:
-    """Per-flow context columns (n_flows each) in one pass (module docstring)."""
+    """Per-flow context columns (n_flows each) in one pass (module docstring).
+
+    Holds ``CONTEXT_FEATURES`` (model inputs) and ``CONTEXT_EXTRAS`` (raw values for explanations).
+    """
     return ContextTracker(settings).update(packets, flows)

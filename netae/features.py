@@ -13,10 +13,22 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
+from netae.context import flow_dns
 from netae.errors import IncompatibleModel
 from netae.tables import Features, FlowTable, PacketTable
 
-__all__ = ["PACKET_FEATURES", "Scaler", "ScalerAccumulator", "compute_features", "fit_scaler"]
+__all__ = [
+    "FLOW_FEATURES",
+    "MIN_SCALE",
+    "PACKET_FEATURES",
+    "Scaler",
+    "ScalerAccumulator",
+    "compute_features",
+    "fit_scaler",
+]
+
+# Smallest scale a non-constant column gets (in its own units, mostly log units).
+MIN_SCALE = 0.05
 
 TCP_FIN, TCP_SYN, TCP_RST, TCP_PSH, TCP_ACK, TCP_URG = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20
 
@@ -49,6 +61,9 @@ FLOW_FEATURES: tuple[str, ...] = (
     "tcp_handshake_done",
     "tcp_reset",
     "tcp_no_answer",
+    "dns_qname_chars_log",
+    "dns_label_chars_log",
+    "dns_label_entropy_bits",
 )
 
 
@@ -74,6 +89,7 @@ def _flow_columns(flows: FlowTable, packets: PacketTable) -> dict[str, npt.NDArr
     pkts = lengths.astype(np.float64)
     total_bytes = (flows.fwd_bytes + flows.bwd_bytes).astype(np.float64)
     duration_ms = (flows.last_ns - flows.first_ns) / 1e6
+    dns = flow_dns(packets, flows)
     return {
         "proto_tcp": is_tcp,
         "proto_udp": flows.proto == 17,
@@ -86,6 +102,9 @@ def _flow_columns(flows: FlowTable, packets: PacketTable) -> dict[str, npt.NDArr
         "tcp_handshake_done": is_tcp & synack_bwd & ack_fwd_after,
         "tcp_reset": is_tcp & rst,
         "tcp_no_answer": flows.bwd_pkts == 0,
+        "dns_qname_chars_log": np.log1p(dns.qname_len),
+        "dns_label_chars_log": np.log1p(dns.label_len),
+        "dns_label_entropy_bits": dns.label_entropy,
     }  # type: ignore[return-value]
 
 
@@ -152,7 +171,13 @@ def compute_features(
 
 @dataclass(frozen=True, slots=True)
 class Scaler:
-    """Standardisation fitted on training flows only; constant columns get scale 1."""
+    """Standardisation fitted on training flows only.
+
+    Binary columns (only 0 and 1 in training) are left as they are (mean 0, scale 1): a flag
+    that is rare in training would otherwise be divided by a tiny standard deviation and its
+    reconstruction error would swamp every other feature. Constant columns get scale 1, and no
+    scale is below ``MIN_SCALE``.
+    """
 
     names: tuple[str, ...]
     mean_: npt.NDArray[np.float32]
@@ -178,7 +203,11 @@ def fit_scaler(features: Features, rows: npt.NDArray[np.bool_] | None = None) ->
     else:
         mean = x.mean(axis=0, dtype=np.float64)
         std = x.std(axis=0, dtype=np.float64)
-    std = np.where(std < 1e-6, 1.0, std)
+    std = np.where(std < 1e-6, 1.0, np.maximum(std, MIN_SCALE))
+    if len(x):
+        binary = np.all((x == 0) | (x == 1), axis=0)
+        mean = np.where(binary, 0.0, mean)
+        std = np.where(binary, 1.0, std)
     return Scaler(names=features.names, mean_=mean.astype(np.float32), scale_=std.astype(np.float32))
 
 
@@ -196,11 +225,13 @@ class ScalerAccumulator:
     n_rows: int = 0
     mean: npt.NDArray[np.float64] = field(default_factory=lambda: np.zeros(0))
     m2: npt.NDArray[np.float64] = field(default_factory=lambda: np.zeros(0))
+    is_binary: npt.NDArray[np.bool_] = field(default_factory=lambda: np.zeros(0, dtype=bool))
 
     def __post_init__(self) -> None:
         if len(self.mean) != len(self.names):
             self.mean = np.zeros(len(self.names), dtype=np.float64)
             self.m2 = np.zeros(len(self.names), dtype=np.float64)
+            self.is_binary = np.ones(len(self.names), dtype=bool)
 
     def update(self, features: Features, rows: npt.NDArray[np.bool_] | None = None) -> ScalerAccumulator:
         """Add the given packet rows of ``features`` (default: all); returns self."""
@@ -210,6 +241,7 @@ class ScalerAccumulator:
         n_b = len(x)
         if n_b == 0:
             return self
+        self.is_binary &= np.all((x == 0) | (x == 1), axis=0)
         mean_b = x.mean(axis=0, dtype=np.float64)
         d = x - mean_b
         m2_b = np.multiply(d, d).sum(axis=0, dtype=np.float64)
@@ -231,5 +263,8 @@ class ScalerAccumulator:
         else:
             mean = self.mean
             std = np.sqrt(self.m2 / self.n_rows)
-        std = np.where(std < 1e-6, 1.0, std)
+        std = np.where(std < 1e-6, 1.0, np.maximum(std, MIN_SCALE))
+        if self.n_rows:  # binary columns stay 0/1, as in fit_scaler
+            mean = np.where(self.is_binary, 0.0, mean)
+            std = np.where(self.is_binary, 1.0, std)
         return Scaler(names=self.names, mean_=mean.astype(np.float32), scale_=std.astype(np.float32))

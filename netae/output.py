@@ -17,6 +17,7 @@ import os
 import struct
 import tempfile
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
@@ -30,9 +31,16 @@ from netae.tables import ScoreTable, format_ip, format_ips
 __all__ = [
     "CSV_COLUMNS",
     "ECS_VERSION",
+    "GROUP_BY",
+    "GROUP_CSV_COLUMNS",
     "WRITERS",
     "LineAppender",
     "append_lines",
+    "FlowGroups",
+    "group_documents",
+    "group_flows",
+    "render_groups",
+    "select_groups",
     "atomic_write",
     "community_id",
     "csv_rows",
@@ -443,4 +451,257 @@ def render(table: ScoreTable, rows: npt.NDArray[np.int64], fmt: str, **kwargs: A
     """The output as text (used for files, which are then written atomically)."""
     buf = io.StringIO()
     WRITERS[fmt](table, rows, buf, **kwargs)
+    return buf.getvalue()
+
+
+# --- host / pair roll-up ----------------------------------------------------------------------
+
+GROUP_CSV_COLUMNS = (
+    "group_by",
+    "src_ip",
+    "dst_ip",
+    "flows",
+    "anomalous_flows",
+    "first_seen",
+    "last_seen",
+    "max_score",
+    "threshold",
+    "is_anomaly",
+    "worst_flows",
+    "explanation",
+)
+GROUP_BY = ("host", "pair")
+WORST_PER_GROUP = 3
+
+
+@dataclass(frozen=True, slots=True)
+class FlowGroups:
+    """Flows rolled up per source host (``by='host'``) or host pair (``'pair'``).
+
+    Per group: a representative flow (for the addresses), counts, first and last seen (ns), the
+    highest score and up to ``WORST_PER_GROUP`` flow rows, highest score first (-1 padded).
+    ``flow_group`` (n_flows,) maps each flow to its group.
+    """
+
+    by: str
+    flow_group: npt.NDArray[np.int64]
+    rep: npt.NDArray[np.int64]
+    n_flows: npt.NDArray[np.int64]
+    n_anomalous: npt.NDArray[np.int64]
+    first_ns: npt.NDArray[np.int64]
+    last_ns: npt.NDArray[np.int64]
+    max_score: npt.NDArray[np.float32]
+    worst: npt.NDArray[np.int64]
+
+    @property
+    def n_groups(self) -> int:
+        return len(self.rep)
+
+
+def group_flows(table: ScoreTable, *, by: str) -> FlowGroups:
+    """Roll flows up per source host or per (source, destination) host pair (vectorised)."""
+    if by not in GROUP_BY:
+        raise ValueError(f"group by must be one of {', '.join(GROUP_BY)}; got {by!r}")
+    f = table.flows
+    n = table.n_flows
+    cols = [f.file_id.astype(np.uint64), f.src_hi, f.src_lo]
+    if by == "pair":
+        cols += [f.dst_hi, f.dst_lo]
+    key = np.stack([c.astype(np.uint64) for c in cols], axis=1) if n else np.zeros((0, len(cols)), np.uint64)
+    _, rep, inv = np.unique(key, axis=0, return_index=True, return_inverse=True)
+    inv = inv.reshape(-1).astype(np.int64)
+    g = len(rep)
+    n_flows = np.bincount(inv, minlength=g).astype(np.int64)
+    n_anom = np.bincount(inv, weights=table.is_anomaly, minlength=g).astype(np.int64)
+    first = np.full(g, np.iinfo(np.int64).max, np.int64)
+    last = np.full(g, np.iinfo(np.int64).min, np.int64)
+    np.minimum.at(first, inv, f.first_ns)
+    np.maximum.at(last, inv, f.last_ns)
+    max_score = np.full(g, -np.inf, np.float32)
+    np.maximum.at(max_score, inv, table.score)
+    order = np.lexsort((np.arange(n), -table.score, inv))
+    starts = np.zeros(g + 1, np.int64)
+    np.cumsum(n_flows, out=starts[1:])
+    rank = np.arange(n) - starts[inv[order]]
+    worst = np.full((g, WORST_PER_GROUP), -1, np.int64)
+    sel = rank < WORST_PER_GROUP
+    worst[inv[order][sel], rank[sel]] = order[sel]
+    return FlowGroups(
+        by=by, flow_group=inv, rep=rep.astype(np.int64), n_flows=n_flows, n_anomalous=n_anom,
+        first_ns=first, last_ns=last, max_score=max_score, worst=worst,
+    )  # fmt: skip
+
+
+def select_groups(groups: FlowGroups, *, include_all: bool, by_score: bool = False) -> npt.NDArray[np.int64]:
+    """Groups to emit: those with an anomalous flow unless ``include_all``; by time or by score."""
+    rows = np.arange(groups.n_groups) if include_all else np.flatnonzero(groups.n_anomalous > 0)
+    if by_score:
+        return rows[np.lexsort((groups.first_ns[rows], -groups.max_score[rows]))]
+    return rows[np.argsort(groups.first_ns[rows], kind="stable")]
+
+
+def _group_worst(table: ScoreTable, groups: FlowGroups, k: int) -> list[dict[str, Any]]:
+    f = table.flows
+    out = []
+    for i in groups.worst[k].tolist():
+        if i < 0:
+            break
+        r = _Row(table, i)
+        item: dict[str, Any] = {
+            "src_ip": format_ip(*r.src),
+            "dst_ip": format_ip(*r.dst),
+            "transport": _TRANSPORT.get(r.proto, str(r.proto)),
+            "start": _iso(int(f.first_ns[i])),
+            "score": round(float(table.score[i]), 8),
+            "is_anomaly": bool(table.is_anomaly[i]),
+            "community_id": r.community_id(),
+        }
+        if r.proto in (6, 17, 132):
+            item["src_port"], item["dst_port"] = r.sport, r.dport
+        if r.explanation():
+            item["explanation"] = r.explanation()
+        out.append(item)
+    return out
+
+
+def _group_why(table: ScoreTable, groups: FlowGroups, k: int) -> str:
+    for i in groups.worst[k].tolist():
+        if i >= 0 and table.explanations and table.explanations[i]:
+            return str(table.explanations[i])
+    return ""
+
+
+def _endpoint_text(item: dict[str, Any]) -> str:
+    port = f":{item['dst_port']}" if "dst_port" in item else ""
+    return f"{item['dst_ip']}{port}/{item['transport']}"
+
+
+def write_groups_csv(table: ScoreTable, groups: FlowGroups, rows: npt.NDArray[np.int64], fh: IO[str]) -> None:
+    w = csv.writer(fh, lineterminator="\n")
+    w.writerow(GROUP_CSV_COLUMNS)
+    f = table.flows
+    for k in rows.tolist():
+        rep = int(groups.rep[k])
+        worst = _group_worst(table, groups, k)
+        w.writerow(
+            [
+                groups.by,
+                format_ip(int(f.src_hi[rep]), int(f.src_lo[rep])),
+                format_ip(int(f.dst_hi[rep]), int(f.dst_lo[rep])) if groups.by == "pair" else "",
+                int(groups.n_flows[k]),
+                int(groups.n_anomalous[k]),
+                f"{int(groups.first_ns[k]) / 1e9:.6f}",
+                f"{int(groups.last_ns[k]) / 1e9:.6f}",
+                f"{float(groups.max_score[k]):.6g}",
+                f"{table.threshold:.6g}",
+                "true" if groups.n_anomalous[k] else "false",
+                ";".join(f"{_endpoint_text(x)}:{x['score']:.4g}" for x in worst),
+                _group_why(table, groups, k),
+            ]
+        )
+
+
+def group_documents(table: ScoreTable, groups: FlowGroups, rows: npt.NDArray[np.int64]) -> Iterator[dict[str, Any]]:
+    """ECS documents, one per group (``event.dataset`` netae.group, details under ``netae.group``)."""
+    f = table.flows
+    for k in rows.tolist():
+        rep = int(groups.rep[k])
+        first, last = int(groups.first_ns[k]), int(groups.last_ns[k])
+        score = float(groups.max_score[k])
+        anomalous = bool(groups.n_anomalous[k])
+        doc: dict[str, Any] = {
+            "@timestamp": _iso(first),
+            "ecs": {"version": ECS_VERSION},
+            "event": {
+                "kind": "alert" if anomalous else "event",
+                "category": ["network", "intrusion_detection"],
+                "type": ["connection", "info"],
+                "module": "netae",
+                "dataset": "netae.group",
+                "start": _iso(first),
+                "end": _iso(last),
+                "duration": last - first,
+                "risk_score": round(score, 8),
+                "risk_score_norm": risk_norm(score, table.threshold),
+            },
+            "source": {"ip": format_ip(int(f.src_hi[rep]), int(f.src_lo[rep]))},
+        }
+        if groups.by == "pair":
+            doc["destination"] = {"ip": format_ip(int(f.dst_hi[rep]), int(f.dst_lo[rep]))}
+        netae: dict[str, Any] = {
+            "threshold": round(table.threshold, 8),
+            "is_anomaly": anomalous,
+            "model_id": table.model_id,
+            "group": {
+                "by": groups.by,
+                "flows": int(groups.n_flows[k]),
+                "anomalous_flows": int(groups.n_anomalous[k]),
+                "max_score": round(score, 8),
+                "worst_flows": _group_worst(table, groups, k),
+            },
+        }
+        why = _group_why(table, groups, k)
+        if why:
+            netae["explanation"] = why
+        doc["netae"] = netae
+        yield doc
+
+
+def write_groups_jsonl(table: ScoreTable, groups: FlowGroups, rows: npt.NDArray[np.int64], fh: IO[str]) -> None:
+    for doc in group_documents(table, groups, rows):
+        fh.write(json.dumps(doc, separators=(",", ":")) + "\n")
+
+
+def write_groups_table(
+    table: ScoreTable, groups: FlowGroups, rows: npt.NDArray[np.int64], fh: IO[str], *, limit: int | None = None
+) -> None:
+    """A rich table of groups for people, highest scores first (rows from by_score selection)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    shown = rows[:limit] if limit else rows
+    t = Table(title=f"{len(rows)} {groups.by}s (threshold {table.threshold:.4g})", title_justify="left")
+    columns = ["max score", "", "source"] + (["destination"] if groups.by == "pair" else [])
+    columns += ["flows", "anomalous", "first seen (UTC)", "last seen (UTC)", "worst flow", "why"]
+    for name in columns:
+        t.add_column(name, justify="right" if name in ("max score", "flows", "anomalous") else "left")
+    f = table.flows
+    for k in shown.tolist():
+        rep = int(groups.rep[k])
+        worst = _group_worst(table, groups, k)
+        cells = [
+            f"{float(groups.max_score[k]):.4g}",
+            "[bold red]ANOMALY[/]" if groups.n_anomalous[k] else "",
+            format_ip(int(f.src_hi[rep]), int(f.src_lo[rep])),
+        ]
+        if groups.by == "pair":
+            cells.append(format_ip(int(f.dst_hi[rep]), int(f.dst_lo[rep])))
+        cells += [
+            str(int(groups.n_flows[k])),
+            str(int(groups.n_anomalous[k])),
+            _iso(int(groups.first_ns[k]))[:19].replace("T", " "),
+            _iso(int(groups.last_ns[k]))[:19].replace("T", " "),
+            _endpoint_text(worst[0]) if worst else "",
+            _group_why(table, groups, k),
+        ]
+        t.add_row(*cells)
+    console = Console(file=fh, width=None if fh.isatty() else 200, no_color=not fh.isatty() or None)
+    console.print(t)
+    if limit and len(rows) > limit:
+        console.print(f"... {len(rows) - limit} more; use --limit 0 or --format csv for all")
+
+
+GROUP_WRITERS: dict[str, Callable[..., None]] = {
+    "csv": write_groups_csv,
+    "jsonl": write_groups_jsonl,
+    "table": write_groups_table,
+}
+
+
+def render_groups(table: ScoreTable, by: str, fmt: str, *, include_all: bool, **kwargs: Any) -> str:
+    """Flow verdicts rolled up per host or pair, as text in ``fmt``."""
+    groups = group_flows(table, by=by)
+    rows = select_groups(groups, include_all=include_all, by_score=fmt == "table")
+    buf = io.StringIO()
+    GROUP_WRITERS[fmt](table, groups, rows, buf, **kwargs)
     return buf.getvalue()

@@ -18,7 +18,7 @@ import numpy.typing as npt
 
 from netae.capture import read_packets
 from netae.config import Settings
-from netae.context import compute_context
+from netae.context import CONTEXT_FEATURES, compute_context
 from netae.errors import CaptureError, InputError
 from netae.features import compute_features
 from netae.flows import FlowAssembler, flow_key_hash
@@ -33,7 +33,11 @@ CAPTURE_SUFFIXES = (".pcap", ".pcapng", ".cap", ".ntar", ".pcap.gz", ".pcapng.gz
 
 @dataclass(frozen=True, slots=True)
 class Featurized:
-    """Everything derived from a set of captures; ``flows.file_id`` indexes ``files``."""
+    """Everything derived from a set of captures; ``flows.file_id`` indexes ``files``.
+
+    ``context`` holds the raw (unscaled) per-flow context columns, model inputs and extras
+    (``context.py``), for explanations; empty when context is off or features came from files.
+    """
 
     packets: PacketTable
     flows: FlowTable
@@ -41,6 +45,7 @@ class Featurized:
     files: tuple[str, ...]
     counts: tuple[SkipCounts, ...]
     failures: tuple[tuple[str, str], ...] = field(default=())
+    context: dict[str, npt.NDArray[np.float32]] = field(default_factory=dict)
 
 
 def expand_inputs(paths: Iterable[str | os.PathLike[str]]) -> list[str]:
@@ -134,8 +139,9 @@ def featurize_files(
     # Flows in time order across files, so context sees each flow's past.
     if flows.n_flows:
         flows = _sort_flows(flows)
-    context = compute_context(packets, flows, settings=settings.context) if settings.context.enabled else None
-    features = compute_features(packets, flows, context=context)
+    context = compute_context(packets, flows, settings=settings.context) if settings.context.enabled else {}
+    model_context = {name: context[name] for name in CONTEXT_FEATURES} if context else None
+    features = compute_features(packets, flows, context=model_context)
     return Featurized(
         packets=packets,
         flows=flows,
@@ -143,6 +149,7 @@ def featurize_files(
         files=tuple(sources),
         counts=tuple(counts_all),
         failures=tuple(failures),
+        context=context,
     )
 
 

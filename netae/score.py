@@ -40,13 +40,24 @@ SCORE_MAX_SEQUENCES = 8192
 SCORE_MAX_PACKETS = 1 << 18
 
 
+# NOTE [feature weights]
+# A flow's score is the mean over packets and features of the squared reconstruction error, each
+# feature's error times its weight. Weights are fitted after training on the validation flows
+# (``workflow.fit_feature_weights``): 1 / max(mean validation error of the feature, the 75th
+# percentile of those means), normalised to mean 1. A feature the model cannot reconstruct well
+# even on normal traffic (e.g. the exact length of a DNS name) then weighs less, and no feature
+# weighs more than the typical one: a rare flag that is reconstructed almost perfectly on
+# validation flows is not amplified.
+
+
 @dataclass(frozen=True, slots=True)
 class FlowScores:
     """Per-flow scores and the per-packet and per-feature errors behind them (NOTE [windows]).
 
     ``score`` (n_flows,) is the worst window's mean per-packet error; ``packet_error``
     (n_packets,) is aligned with ``Features.values``; ``feature_error`` (n_flows, n_features) is
-    the mean squared error of each feature over the flow's worst window; ``worst_window``
+    the mean squared error of each feature over the flow's worst window (times its feature
+    weight, when the model has weights: NOTE [feature weights]); ``worst_window``
     (n_flows,) is the first packet, within its flow, of that window. A flow without packets
     scores 0.
     """
@@ -123,10 +134,14 @@ def score_windows(
     device: str,
     input_path: str,
     per_packet: bool,
+    feature_weights: npt.NDArray[np.float32] | None = None,
     max_sequences: int = SCORE_MAX_SEQUENCES,
     max_packets: int = SCORE_MAX_PACKETS,
 ) -> WindowErrors:
-    """Errors of every window; with ``per_packet`` also each packet's error (NOTE [windows])."""
+    """Errors of every window; with ``per_packet`` also each packet's error (NOTE [windows]).
+
+    ``feature_weights`` (n_features,) scale each feature's squared error (NOTE [feature weights]).
+    """
     n_win = windows.n_windows
     n_features = values_z.shape[1]
     n_packets = len(values_z) - 1
@@ -134,6 +149,7 @@ def score_windows(
     win_feat = torch.zeros((n_win, n_features), device=device)
     # One spare slot at the end receives the writes of padded and skipped steps.
     packet_error = torch.zeros(n_packets + 1, device=device) if per_packet else None
+    weights = None if feature_weights is None else to_device(np.asarray(feature_weights, np.float32), device)
     order, bounds = scoring_batches(windows.length, max_sequences=max_sequences, max_packets=max_packets)
     was_training = model.training
     model.eval()
@@ -147,6 +163,8 @@ def score_windows(
             recon = model(x, lengths_cpu, lengths_dev, input_path=input_path)
             mask = step_mask(lengths_dev, x.shape[1])
             sq = squared_error(x, recon, mask)  # (B, T, F)
+            if weights is not None:
+                sq = sq * weights
             n_real = lengths_dev.to(torch.float32).unsqueeze(1)
             feat = sq.sum(1) / n_real  # (B, F)
             sel_dev = to_device(sel, device)
@@ -195,12 +213,14 @@ def score_features(
     settings: Settings,
     device: str = "auto",
     batch_size: int | None = None,
+    feature_weights: npt.NDArray[np.float32] | None = None,
 ) -> FlowScores:
     """Score every flow of ``features`` (already scaled) with the model in ``weights``.
 
     ``batch_size`` caps the windows per inference batch (default 8192; batches also hold at most
     262,144 packets). Windows come from ``settings.flows.max_packets``, the input path from
-    ``settings.model.input_path``.
+    ``settings.model.input_path``. ``feature_weights`` (n_features,) scale each feature's squared
+    error (NOTE [feature weights]); None weighs every feature 1.
     """
     dev = resolve_device(device)
     if dev == "cpu":
@@ -219,5 +239,6 @@ def score_features(
         input_path=resolve_input_path(settings.model.input_path, dev),
         per_packet=True,
         max_sequences=batch_size or SCORE_MAX_SEQUENCES,
+        feature_weights=feature_weights,
     )
     return flow_scores(windows, errors, features.n_flows)

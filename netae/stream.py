@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from netae.capture import read_packets
-from netae.context import ContextTracker
+from netae.context import CONTEXT_FEATURES, ContextTracker
 from netae.errors import CaptureError
 from netae.features import compute_features
 from netae.flows import FlowAssembler
@@ -116,8 +116,6 @@ def stream_scores(
         tracker = ContextTracker(settings.context) if settings.context.enabled else None
         try:
             for chunk in read_packets(source, file_id=file_id, counts=counts, chunk_bytes=size):
-                if tracker is not None:
-                    tracker.observe_start(file_id, int(chunk.ts_ns.min()))
                 table, closed = asm.push(chunk)
                 batcher.add(table, closed, tracker, asm.pending_min_ts)
                 if batcher.due():
@@ -159,7 +157,7 @@ class _Batcher:
         self.totals = totals
         self.flush_s = flush_s
         self.flush_packets = flush_packets
-        self.pieces: list[tuple[PacketTable, FlowTable, Features]] = []
+        self.pieces: list[tuple[PacketTable, FlowTable, Features, dict[str, np.ndarray]]] = []
         self.n_packets = 0
         self.since = 0.0
 
@@ -169,11 +167,12 @@ class _Batcher:
         if closed.n_flows == 0:
             return
         packets, flows = _compact(table, closed)
-        context = tracker.update(packets, flows, horizon_ns=horizon_ns) if tracker is not None else None
-        features = compute_features(packets, flows, context=context)
+        context = tracker.update(packets, flows, horizon_ns=horizon_ns) if tracker is not None else {}
+        model_context = {name: context[name] for name in CONTEXT_FEATURES} if context else None
+        features = compute_features(packets, flows, context=model_context)
         if not self.pieces:
             self.since = time.monotonic()
-        self.pieces.append((packets, flows, features))
+        self.pieces.append((packets, flows, features, context))
         self.n_packets += len(flows.order)
 
     def due(self) -> bool:
@@ -185,10 +184,13 @@ class _Batcher:
         if not self.pieces:
             return
         pieces, self.pieces, self.n_packets = self.pieces, [], 0
-        packets, flows = _merge([(p, f) for p, f, _ in pieces])
-        values = np.concatenate([x.values for _, _, x in pieces]) if len(pieces) > 1 else pieces[0][2].values
+        packets, flows = _merge([(p, f) for p, f, _, _ in pieces])
+        values = np.concatenate([x.values for _, _, x, _ in pieces]) if len(pieces) > 1 else pieces[0][2].values
         features = Features(values=values, offsets=flows.offsets, names=pieces[0][2].names)
-        data = Featurized(packets=packets, flows=flows, features=features, files=self.totals.files, counts=())
+        context = {name: np.concatenate([c[name] for _, _, _, c in pieces]) for name in pieces[0][3]}
+        data = Featurized(
+            packets=packets, flows=flows, features=features, files=self.totals.files, counts=(), context=context
+        )
         run = score_featurized(data, self.model, threshold=self.threshold, device=self.device)
         t = self.totals
         t.n_flows += run.table.n_flows

@@ -155,6 +155,11 @@ _PACKET_COLUMNS: dict[str, Any] = {
     "more_fragments": np.bool_,
     "has_ports": np.bool_,
     "file_id": np.int32,
+    "dns_qname_len": np.uint8,
+    "dns_label_len": np.uint8,
+    "dns_label_entropy": np.float32,
+    "dns_name_hash": np.uint64,
+    "dns_parent_hash": np.uint64,
 }
 
 
@@ -168,6 +173,9 @@ class PacketTable:
     and ``dst_port`` hold the type and code (Zeek's convention) and ``icmp_type``/``icmp_code``
     repeat them. ``has_ports`` is false where the transport header was not captured or the
     packet is a non-first fragment: its ports are then unknown (0). ``frag_offset`` is in bytes.
+    ``dns_*`` describe the question name of a DNS message over UDP port 53 (``capture/dns.py``):
+    text length, first label's length and character entropy (bits), hashes of the name and of
+    its parent; zeros where the packet holds no readable name.
     """
 
     ts_ns: npt.NDArray[np.int64]
@@ -191,6 +199,11 @@ class PacketTable:
     more_fragments: npt.NDArray[np.bool_]
     has_ports: npt.NDArray[np.bool_]
     file_id: npt.NDArray[np.int32]
+    dns_qname_len: npt.NDArray[np.uint8]
+    dns_label_len: npt.NDArray[np.uint8]
+    dns_label_entropy: npt.NDArray[np.float32]
+    dns_name_hash: npt.NDArray[np.uint64]
+    dns_parent_hash: npt.NDArray[np.uint64]
 
     def __post_init__(self) -> None:
         _check_columns(self, _PACKET_COLUMNS, "packets")

@@ -480,14 +480,17 @@ def validation_scores(
     settings: Settings,
     device: str,
     buffer_bytes: int | None = None,
-) -> npt.NDArray[np.float32]:
-    """Scores of every validation flow, piece by piece in order, gathered from all ranks.
+    feature_weights: npt.NDArray[np.float32] | None = None,
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+    """Scores and per-feature errors of every validation flow, in flow order, from all ranks.
 
     Each rank scores every ``world_size``-th validation flow of a buffer load; all_gather puts
-    the scores back in flow order, so every rank returns the same array (the threshold's input).
+    the results back in flow order, so every rank returns the same arrays (the threshold's and
+    the feature weights' input). Returns ``(scores (n_val,), feature_error (n_val, n_features))``.
     """
     info = dist_info()
     out: list[npt.NDArray[np.float32]] = []
+    out_feat: list[npt.NDArray[np.float32]] = []
     for group in _plan_groups(source.n_bytes, buffer_bytes, None):
         if len(group) == 1:
             part = source.load(group[0])
@@ -498,20 +501,29 @@ def validation_scores(
             is_val = loaded.is_val
         val_idx = np.flatnonzero(is_val)
         mine = val_idx[info.rank :: info.world_size]
-        local = score_features(weights, _take_flows(features, mine), settings=settings, device=device).score
+        res = score_features(
+            weights, _take_flows(features, mine), settings=settings, device=device, feature_weights=feature_weights
+        )
+        local, local_feat = res.score, res.feature_error
         if info.world_size > 1:
             import torch.distributed as dist
 
-            gathered: list[npt.NDArray[np.float32] | None] = [None] * info.world_size
-            dist.all_gather_object(gathered, local)
+            gathered: list[tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]] | None] = [None] * info.world_size
+            dist.all_gather_object(gathered, (local, local_feat))
             scores = np.empty(len(val_idx), np.float32)
-            for r, part_scores in enumerate(gathered):
-                assert part_scores is not None
-                scores[r :: info.world_size] = part_scores
+            feat = np.empty((len(val_idx), local_feat.shape[1]), np.float32)
+            for r, got in enumerate(gathered):
+                assert got is not None
+                scores[r :: info.world_size] = got[0]
+                feat[r :: info.world_size] = got[1]
             out.append(scores)
+            out_feat.append(feat)
         else:
             out.append(local)
-    return np.concatenate(out) if out else np.zeros(0, np.float32)
+            out_feat.append(local_feat)
+    if not out:
+        return np.zeros(0, np.float32), np.zeros((0, source.n_features), np.float32)
+    return np.concatenate(out), np.concatenate(out_feat)
 
 
 def _take_flows(features: Features, idx: npt.NDArray[np.int64]) -> Features:

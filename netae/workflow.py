@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from netae.score import FlowScores
     from netae.train import EpochStats, PartSource
 
-__all__ = ["ScoreRun", "TrainRun", "build_score_table", "score_captures", "train_captures"]
+__all__ = ["ScoreRun", "TrainRun", "build_score_table", "fit_feature_weights", "score_captures", "train_captures"]
 
 log = logging.getLogger(__name__)
 
@@ -132,9 +132,16 @@ def train_captures(
             n_val_flows=int(is_val.sum()),
         )
     result = train_parts(source, settings=settings, buffer_bytes=buffer_bytes, on_epoch=on_epoch)
-    val_scores = validation_scores(
+    # NOTE [feature weights] in score.py: weights from unweighted validation errors, then the
+    # threshold on the weighted validation scores.
+    _, unit_error = validation_scores(
         result.weights, source, settings=settings, device=result.device, buffer_bytes=buffer_bytes
     )
+    feature_weights = fit_feature_weights(unit_error)
+    val_scores, _ = validation_scores(
+        result.weights, source, settings=settings, device=result.device, buffer_bytes=buffer_bytes,
+        feature_weights=feature_weights,
+    )  # fmt: skip
     threshold = fit_threshold(val_scores, settings.threshold)
     history = [
         {
@@ -150,6 +157,7 @@ def train_captures(
         "netae_version": __version__,
         "created": datetime.now(tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "feature_names": list(scaler.names),
+        "feature_weights": [float(w) for w in feature_weights],
         "settings": settings.to_dict(),
         "threshold": threshold.to_dict(),
         "training": {
@@ -278,6 +286,25 @@ def dataset_source(sources: list[str], *, settings: Settings) -> tuple[PartSourc
     return source, scaler, summary
 
 
+FEATURE_WEIGHT_FLOOR_QUANTILE = 0.75
+
+
+def fit_feature_weights(feature_error: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    """Per-feature error weights from validation flows' errors (n_val_flows, n_features).
+
+    NOTE [feature weights] in score.py: 1 / max(mean error, its 75th percentile over features),
+    normalised to mean 1; all ones without validation flows.
+    """
+    n_features = feature_error.shape[1] if feature_error.ndim == 2 else 0
+    if feature_error.ndim != 2 or len(feature_error) == 0:
+        return np.ones(n_features, np.float32)
+    mean = feature_error.astype(np.float64).mean(axis=0)
+    floor = max(float(np.quantile(mean, FEATURE_WEIGHT_FLOOR_QUANTILE)), 1e-9)
+    w = 1.0 / np.maximum(mean, floor)
+    out: npt.NDArray[np.float32] = (w / w.mean()).astype(np.float32)
+    return out
+
+
 def load_training_data(
     sources: list[str], *, settings: Settings, on_file: Callable[[str, SkipCounts], None] | None = None
 ) -> Featurized:
@@ -374,14 +401,29 @@ def score_featurized(data: Featurized, model: ModelFile, *, threshold: float | N
     settings = model_settings(model)
     scaler = Scaler(names=tuple(model.meta["feature_names"]), mean_=model.scaler_mean, scale_=model.scaler_scale)
     x = scaler.transform(data.features)
-    scores = score_features(model.weights, x, settings=settings, device=device)
+    weights = model.meta.get("feature_weights")
+    feature_weights = None if weights is None else np.asarray(weights, np.float32)
+    if feature_weights is not None and len(feature_weights) != x.values.shape[1]:
+        raise IncompatibleModel(
+            f"the model has {len(feature_weights)} feature weights for {x.values.shape[1]} features; retrain it"
+        )
+    scores = score_features(model.weights, x, settings=settings, device=device, feature_weights=feature_weights)
     value = float(threshold) if threshold is not None else float(model.meta["threshold"]["value"])
-    table = build_score_table(data, scores, threshold=value, model_id=model.model_id)
+    table = build_score_table(
+        data, scores, threshold=value, model_id=model.model_id, window_s=settings.context.window_s
+    )
     return ScoreRun(table=table, data=data, scores=scores, model=model)
 
 
-def build_score_table(data: Featurized, scores: FlowScores, *, threshold: float, model_id: str) -> ScoreTable:
-    """Verdicts plus the worst packets and top features of every flow (vectorised)."""
+def build_score_table(
+    data: Featurized, scores: FlowScores, *, threshold: float, model_id: str, window_s: float = 300.0
+) -> ScoreTable:
+    """Verdicts plus the worst packets, top features and explanations of every flow (vectorised).
+
+    Explanations (``explain.py``) are written for the flagged flows only.
+    """
+    from netae.explain import explain_flows
+
     flows = data.flows
     n_flows = flows.n_flows
     lengths = flows.n_packets
@@ -404,10 +446,23 @@ def build_score_table(data: Featurized, scores: FlowScores, *, threshold: float,
     worst_err = np.where(valid, err[pos] if len(err) else 0, 0).astype(np.float32)
     top = np.argsort(-scores.feature_error, axis=1, kind="stable")[:, :k].astype(np.int64)
     score = scores.score.astype(np.float32)
+    is_anomaly = score > threshold
+    first_rows = data.features.values[data.features.offsets[:-1][data.features.lengths > 0]]
+    flow_values = np.zeros((n_flows, data.features.values.shape[1]), np.float32)
+    flow_values[data.features.lengths > 0] = first_rows
+    explanations = explain_flows(
+        flows,
+        scores.feature_error,
+        data.features.names,
+        context=data.context,
+        flow_values=flow_values,
+        window_s=window_s,
+        which=is_anomaly,
+    )
     return ScoreTable(
         flows=flows,
         score=score,
-        is_anomaly=score > threshold,
+        is_anomaly=is_anomaly,
         threshold=threshold,
         files=data.files,
         model_id=model_id,
@@ -418,6 +473,7 @@ def build_score_table(data: Featurized, scores: FlowScores, *, threshold: float,
         worst_error=worst_err,
         top_features=top,
         feature_names=data.features.names,
+        explanations=explanations,
     )
 
 
@@ -434,6 +490,8 @@ def calibrate_model(
     """Score benign captures with a model, refit its threshold on them, write the model again."""
     model = load_model(model_path)
     settings = model_settings(model)
+    if quantile is not None and strategy is None:
+        strategy = "quantile"  # a quantile given alone asks for the quantile strategy
     settings = settings.replace("threshold", strategy=strategy, quantile=quantile)
     data = featurize_files(sources, settings=settings, on_file=on_file)
     require_flows(data)

@@ -175,3 +175,17 @@ def test_piping_into_head_exits_quietly(model):
                        env={**__import__("os").environ, "PYTHONPATH": str(ROOT)})  # fmt: skip
     assert len(p.stdout.splitlines()) == 2
     assert "Traceback" not in p.stderr and "Broken pipe" not in p.stderr, p.stderr
+
+
+def test_score_group_by_host_rolls_flows_up(model):
+    r = run("score", SAMPLES / "mixed.pcap", "-m", model, "--group-by", "host", "--format", "jsonl")
+    assert r.exit_code == 1, r.stderr
+    docs = [json.loads(line) for line in r.stdout.splitlines()]
+    assert docs and all(d["event"]["dataset"] == "netae.group" for d in docs)
+    assert all(d["netae"]["group"]["anomalous_flows"] >= 1 for d in docs)
+    assert all(d["netae"]["explanation"] for d in docs)  # every flagged flow says why
+    ips = [d["source"]["ip"] for d in docs]
+    assert len(ips) == len(set(ips))
+    flows = run("score", SAMPLES / "mixed.pcap", "-m", model, "--format", "csv")
+    n_anomalous = len(list(csv.DictReader(io.StringIO(flows.stdout))))
+    assert sum(d["netae"]["group"]["anomalous_flows"] for d in docs) == n_anomalous

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from netae.config import ContextSettings
-from netae.context import CONTEXT_FEATURES, compute_context
+from netae.context import CONTEXT_EXTRAS, CONTEXT_FEATURES, compute_context
 from netae.flows import assemble_flows
 from tests.helpers.packets import make_packets, tcp_session
 
@@ -13,6 +13,13 @@ def context_of(rows, window_s=300.0):
     p = make_packets(rows)
     f = assemble_flows(p, idle_timeout_s=120, active_timeout_s=1800)
     return f, compute_context(p, f, settings=ContextSettings(window_s=window_s))
+
+
+def dns_lookup(t, name, client="10.0.0.5", server="10.0.0.53", sport=50000):
+    q = {"ts": t, "src": client, "dst": server, "sport": sport, "dport": 53, "proto": 17, "ip_len": 60 + len(name),
+         "payload": 32 + len(name), "qname": name}  # fmt: skip
+    a = {**q, "ts": t + 1e-3, "src": server, "dst": client, "sport": 53, "dport": sport, "ip_len": 80 + len(name)}
+    return [q, a]
 
 
 def syn_probe(t, port, src="10.0.0.66", dst="10.0.0.10"):
@@ -27,7 +34,7 @@ def test_scan_raises_new_ports_and_failure_share():
     for i, port in enumerate(range(1000, 1020)):
         rows += syn_probe(10.0 + i * 0.5, port)
     f, ctx = context_of(rows)
-    assert set(ctx) == set(CONTEXT_FEATURES)
+    assert set(ctx) == set(CONTEXT_FEATURES + CONTEXT_EXTRAS)
     # The k-th probe (by time) saw k earlier flows, all to new ports, all failed.
     order = np.argsort(f.first_ns)
     k = np.arange(f.n_flows)
@@ -90,6 +97,9 @@ def _many_flows(seed: int):
                             n_data=int(rng.integers(1, 4)), gap=float(rng.uniform(0.001, 2.0)))  # fmt: skip
         if rng.random() < 0.3:
             rows += syn_probe(t + 0.5, int(rng.integers(1000, 2000)), src=client)
+        if rng.random() < 0.4:
+            rows += dns_lookup(t + 0.2, f"n{int(rng.integers(0, 8))}.{rng.choice(['a.example', 'b.example'])}",
+                               client=client, sport=50000 + i)  # fmt: skip
     rows.sort(key=lambda r: r["ts"])
     return rows
 
@@ -106,7 +116,8 @@ def test_streaming_context_equals_one_pass(seed):
     f = assemble_flows(p, idle_timeout_s=5.0, active_timeout_s=1800)
     whole = compute_context(p, f, settings=settings)
     key = lambda fl, i: (int(fl.first_ns[i]), int(fl.src_lo[i]), int(fl.src_port[i]))  # noqa: E731
-    expected = {key(f, i): {n: whole[n][i] for n in CONTEXT_FEATURES} for i in range(f.n_flows)}
+    names = CONTEXT_FEATURES + CONTEXT_EXTRAS
+    expected = {key(f, i): {n: whole[n][i] for n in names} for i in range(f.n_flows)}
     asm = FlowAssembler(idle_timeout_s=5.0, active_timeout_s=1800)
     tracker = ContextTracker(settings)
     got = {}
@@ -114,13 +125,14 @@ def test_streaming_context_equals_one_pass(seed):
         table, closed = asm.push(p.take(np.arange(a, min(a + 37, p.n_packets))))
         pending_start = asm.pending_min_ts
         ctx = tracker.update(table, closed, horizon_ns=pending_start)
-        got.update({key(closed, i): {n: ctx[n][i] for n in CONTEXT_FEATURES} for i in range(closed.n_flows)})
+        got.update({key(closed, i): {n: ctx[n][i] for n in names} for i in range(closed.n_flows)})
     table, closed = asm.finish()
     ctx = tracker.update(table, closed)
-    got.update({key(closed, i): {n: ctx[n][i] for n in CONTEXT_FEATURES} for i in range(closed.n_flows)})
+    got.update({key(closed, i): {n: ctx[n][i] for n in names} for i in range(closed.n_flows)})
     assert got.keys() == expected.keys()
+    assert any(v["ctx_dns_parent_names_log"] > 0 for v in expected.values())
     for k in expected:
-        for n in CONTEXT_FEATURES:
+        for n in names:
             assert got[k][n] == pytest.approx(expected[k][n], abs=1e-5), (k, n)
     assert isinstance(PacketTable.empty(), PacketTable)
 
@@ -131,7 +143,8 @@ def test_coverage_grows_over_the_first_window():
         rows += syn_probe(float(i * 10), 1000 + i)
     f, ctx = context_of(rows, window_s=50.0)
     order = np.argsort(f.first_ns)
-    np.testing.assert_allclose(ctx["ctx_coverage"][order], np.minimum(np.arange(10) * 10 / 50, 1.0), atol=1e-6)
+    # Measured from the first flow's end (0.1 ms after its start).
+    np.testing.assert_allclose(ctx["ctx_coverage"][order], np.minimum(np.arange(10) * 10 / 50, 1.0), atol=1e-5)
 
 
 def test_times_centuries_apart_give_the_same_context():
@@ -158,3 +171,50 @@ def test_times_centuries_apart_give_the_same_context():
     o_far = np.argsort(f_far.first_ns, kind="stable")
     for name in CONTEXT_FEATURES:
         np.testing.assert_allclose(both[name][sel][o_all], alone[name][o_far], rtol=1e-6, err_msg=name)
+
+
+def test_dns_tunnel_raises_distinct_names_per_parent():
+    rows = []
+    for i in range(20):  # a tunnel: a new name under one parent every 2 s
+        rows += dns_lookup(100.0 + 2 * i, f"{'abcdefghij'[i % 10]}{i:02d}xyzzyqwertyuiop.t.tunnel.example",
+                           client="10.0.0.66", sport=41000 + i)  # fmt: skip
+    for i in range(20):  # benign: four names under another parent, looked up again and again
+        rows += dns_lookup(100.5 + 2 * i, f"n{i % 4}.cdn.example", client="10.0.0.5", sport=42000 + i)
+    rows += syn_probe(150.0, 22)
+    rows.sort(key=lambda r: r["ts"])
+    f, ctx = context_of(rows)
+    from netae.tables import format_ip
+
+    src = np.array([format_ip(h, lo) for h, lo in zip(f.src_hi, f.src_lo, strict=True)])
+    tun = np.flatnonzero((src == "10.0.0.66") & (f.proto == 17))
+    ben = np.flatnonzero((src == "10.0.0.5") & (f.proto == 17))
+    last_tun, last_ben = tun[np.argmax(f.first_ns[tun])], ben[np.argmax(f.first_ns[ben])]
+    # 19 earlier tunnel lookups, every one a new name; the benign parent saw only 4 names.
+    assert ctx["ctx_dns_parent_names_log"][last_tun] == pytest.approx(np.log1p(19), rel=1e-5)
+    assert ctx["ctx_dns_parent_new_share"][last_tun] == pytest.approx(1.0)
+    assert ctx["ctx_src_dns_new_names_log"][last_tun] == pytest.approx(np.log1p(19), rel=1e-5)
+    assert ctx["ctx_dns_parent_names_log"][last_ben] == pytest.approx(np.log1p(4), rel=1e-5)
+    assert ctx["ctx_dns_parent_new_share"][last_ben] == pytest.approx(4 / 19, rel=1e-5)
+    probe = np.flatnonzero(f.proto == 6)
+    for name in ("ctx_dns_parent_names_log", "ctx_dns_parent_new_share", "ctx_src_dns_new_names_log"):
+        assert ctx[name][probe].tolist() == [0.0]
+
+
+def test_pair_size_spread_and_linear_gaps():
+    rows = []
+    for i in range(6):  # same size every 5 s
+        rows += tcp_session(10.0 + 5 * i, client="10.0.0.7", server="10.0.0.10", sport=43000 + i, dport=443)
+    for i in range(6):  # sizes that vary
+        rows += tcp_session(11.0 + 5 * i, client="10.0.0.8", server="10.0.0.10", sport=44000 + i, dport=443,
+                            n_data=1 + 3 * (i % 2))  # fmt: skip
+    rows.sort(key=lambda r: r["ts"])
+    f, ctx = context_of(rows)
+    from netae.tables import format_ip
+
+    src = np.array([format_ip(h, lo) for h, lo in zip(f.src_hi, f.src_lo, strict=True)])
+    a = np.flatnonzero(src == "10.0.0.7")[-1]
+    b = np.flatnonzero(src == "10.0.0.8")[-1]
+    assert ctx["ctx_pair_bytes_std_log"][a] == pytest.approx(0.0, abs=1e-3)
+    assert ctx["ctx_pair_bytes_std_log"][b] > 0.3
+    assert ctx["ctx_pair_gap_mean_s"][a] == pytest.approx(5.0, rel=1e-4)
+    assert ctx["ctx_pair_gap_std_s"][a] == pytest.approx(0.0, abs=1e-2)

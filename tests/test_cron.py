@@ -119,7 +119,7 @@ def test_info_says_what_when_settings_and_threshold(small_model):
     assert "office_a.pcap" in text
     assert "office_b.pcapng" in text
     assert meta["created"] in text  # when
-    assert re.search(r"threshold\s+\S+ \(quantile", text)  # threshold and its strategy
+    assert re.search(r"threshold\s+\S+ \((quantile|meanstd|spot)", text)  # threshold and its strategy
     assert f"{meta['threshold']['value']:.6g}" in text
     assert "idle 120.0 s" in text
     assert "hidden 16" in text

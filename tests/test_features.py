@@ -89,3 +89,28 @@ def test_scaler_accumulator_matches_fit_scaler(n_chunks):
     np.testing.assert_allclose(got.mean_, want.mean_, rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(got.scale_, want.scale_, rtol=1e-6)
     assert ScalerAccumulator(names=("a",)).finish().scale_.tolist() == [1.0]
+
+
+def test_scaler_leaves_binary_columns_unscaled_and_floors_small_scales():
+    from netae.features import MIN_SCALE
+    from netae.tables import Features
+
+    values = np.zeros((1000, 3), np.float32)
+    values[:3, 0] = 1.0  # a rare flag
+    values[:, 1] = np.linspace(0, 0.001, 1000)  # a nearly constant measurement
+    values[:, 2] = np.arange(1000) % 7
+    s = fit_scaler(Features(values=values, offsets=np.array([0, 1000]), names=("flag", "tiny", "wide")))
+    assert (s.mean_[0], s.scale_[0]) == (0.0, 1.0)
+    assert s.scale_[1] == pytest.approx(MIN_SCALE)
+    assert s.scale_[2] == pytest.approx(values[:, 2].std(), rel=1e-5)
+    z = s.transform(Features(values=values, offsets=np.array([0, 1000]), names=("flag", "tiny", "wide")))
+    assert z.values[:, 0].max() == 1.0
+
+
+def test_dns_flow_features():
+    q = {"ts": 1.0, "proto": 17, "sport": 40000, "dport": 53, "qname": "aaaabbbb.example.com"}
+    r = {**q, "ts": 1.001, "src": "10.0.0.2", "dst": "10.0.0.1", "sport": 53, "dport": 40000}
+    _, _, x = featurize([q, r] + tcp_session(5.0))
+    assert col(x, "dns_qname_chars_log").tolist() == pytest.approx([np.log1p(20)] * 2 + [0.0] * 12)
+    assert col(x, "dns_label_chars_log")[0] == pytest.approx(np.log1p(8))
+    assert col(x, "dns_label_entropy_bits")[0] == pytest.approx(1.0)

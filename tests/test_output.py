@@ -10,7 +10,7 @@ import pytest
 
 from netae.flows import assemble_flows
 from netae.output import CSV_COLUMNS, atomic_write, community_id, render, select_rows
-from netae.tables import ScoreTable
+from netae.tables import ScoreTable, format_ip
 from tests.helpers.packets import make_packets, tcp_session
 
 
@@ -129,3 +129,68 @@ def test_atomic_append_keeps_whole_lines_only(tmp_path):
     with atomic_write(target, append=True) as fh:
         fh.write('{"b":2}\n')
     assert target.read_text() == '{"a":1}\n{"b":2}\n'
+
+
+def group_table() -> ScoreTable:
+    """Five flows: three from 10.0.0.66 (two to .10, one to .11), two from 10.0.0.5."""
+    rows = tcp_session(1_700_000_000.0, client="10.0.0.66", server="10.0.0.10", sport=50000)
+    rows += tcp_session(1_700_000_010.0, client="10.0.0.66", server="10.0.0.10", sport=50001)
+    rows += tcp_session(1_700_000_020.0, client="10.0.0.66", server="10.0.0.11", sport=50002)
+    rows += tcp_session(1_700_000_005.0, client="10.0.0.5", server="10.0.0.10", sport=40000)
+    rows += tcp_session(1_700_000_030.0, client="10.0.0.5", server="10.0.0.10", sport=40001)
+    p = make_packets(sorted(rows, key=lambda r: r["ts"]))
+    f = assemble_flows(p, idle_timeout_s=120, active_timeout_s=1800)
+    order = np.argsort(f.first_ns)
+    score = np.empty(f.n_flows, np.float32)
+    score[order] = [2.0, 0.2, 3.0, 0.5, 0.1]  # by start: .66, .5, .66, .66, .5
+    n, k = f.n_flows, 3
+    expl = [""] * n
+    expl[int(order[2])] = "3rd connection from 10.0.0.66 to 10.0.0.10:80"
+    return ScoreTable(
+        flows=f, score=score, is_anomaly=score > 1.0, threshold=1.0, files=("a.pcap",), model_id="m",
+        worst_idx=np.full((n, k), -1, np.int64), worst_ts_ns=np.zeros((n, k), np.int64),
+        worst_is_fwd=np.zeros((n, k), bool), worst_ip_len=np.zeros((n, k), np.int64),
+        worst_error=np.zeros((n, k), np.float32), top_features=np.zeros((n, k), np.int64),
+        feature_names=("a",), explanations=tuple(expl),
+    )  # fmt: skip
+
+
+def test_group_by_host_counts_and_worst_flows():
+    from netae.output import group_flows
+
+    t = group_table()
+    g = group_flows(t, by="host")
+    assert g.n_groups == 2
+    src = [format_ip(int(t.flows.src_hi[r]), int(t.flows.src_lo[r])) for r in g.rep]
+    k = src.index("10.0.0.66")
+    assert (g.n_flows[k], g.n_anomalous[k]) == (3, 2)
+    assert g.max_score[k] == pytest.approx(3.0)
+    assert g.first_ns[k] == 1_700_000_000 * 10**9
+    assert [float(t.score[i]) for i in g.worst[k]] == pytest.approx([3.0, 2.0, 0.5])
+    other = 1 - k
+    assert (g.n_flows[other], g.n_anomalous[other]) == (2, 0)
+    assert g.worst[other].tolist()[2] == -1
+    pair = group_flows(t, by="pair")
+    assert sorted(pair.n_flows.tolist()) == [1, 2, 2]
+
+
+def test_group_writers():
+    from netae.output import GROUP_CSV_COLUMNS, render_groups
+
+    t = group_table()
+    rows = list(csv.DictReader(io.StringIO(render_groups(t, "host", "csv", include_all=False))))
+    assert tuple(rows[0]) == GROUP_CSV_COLUMNS and len(rows) == 1
+    r = rows[0]
+    assert (r["src_ip"], r["flows"], r["anomalous_flows"], r["is_anomaly"]) == ("10.0.0.66", "3", "2", "true")
+    assert r["explanation"] == "3rd connection from 10.0.0.66 to 10.0.0.10:80"
+    assert r["worst_flows"].startswith("10.0.0.10:80/tcp:3")
+    assert len(list(csv.DictReader(io.StringIO(render_groups(t, "pair", "csv", include_all=True))))) == 3
+    docs = [json.loads(x) for x in render_groups(t, "pair", "jsonl", include_all=True).splitlines()]
+    alert = next(d for d in docs if d["event"]["kind"] == "alert")
+    assert alert["event"]["dataset"] == "netae.group"
+    assert alert["source"] == {"ip": "10.0.0.66"} and alert["destination"] == {"ip": "10.0.0.10"}
+    assert alert["netae"]["group"]["by"] == "pair" and alert["netae"]["group"]["flows"] == 2
+    assert alert["netae"]["group"]["worst_flows"][0]["dst_port"] == 80
+    text = render_groups(t, "host", "table", include_all=True)
+    lines = [line for line in text.splitlines() if "10.0.0." in line]
+    assert "ANOMALY" in lines[0] and "10.0.0.66" in lines[0] and "10.0.0.5" in lines[1]

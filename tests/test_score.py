@@ -148,3 +148,26 @@ def test_resolve_device():
             resolve_device("cuda")
     with pytest.raises(ConfigError):
         resolve_device("tpu")
+
+
+def test_feature_weights_scale_each_features_error():
+    feats = _features([3, 5, 8, 2])
+    weights = _random_weights()
+    plain = score_features(weights, feats, settings=_settings())
+    w = np.array([2.0, 0.5, 1.0, 0.0], np.float32)
+    weighted = score_features(weights, feats, settings=_settings(), feature_weights=w)
+    np.testing.assert_allclose(weighted.feature_error, plain.feature_error * w, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(weighted.score, (plain.feature_error * w).mean(1), rtol=1e-5, atol=1e-7)
+    ones = score_features(weights, feats, settings=_settings(), feature_weights=np.ones(4, np.float32))
+    np.testing.assert_allclose(ones.score, plain.score, rtol=1e-6)
+
+
+def test_fit_feature_weights_downweights_noisy_features_only():
+    from netae.workflow import fit_feature_weights
+
+    err = np.tile(np.array([[1e-4, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 4.0]], np.float32), (20, 1))
+    w = fit_feature_weights(err)
+    assert w.mean() == pytest.approx(1.0, rel=1e-6)
+    assert w[0] == pytest.approx(w[1])  # a near-perfect (rare) feature is not amplified
+    assert w[7] == pytest.approx(w[1] * 0.1 / 4.0, rel=1e-5)  # the noisy one weighs 40x less
+    assert fit_feature_weights(np.zeros((0, 3), np.float32)).tolist() == [1.0, 1.0, 1.0]

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from netae.capture.dns import DNS_PORT, dns_questions
 from netae.capture.linktypes import (
     ETHERTYPE_8021AD,
     ETHERTYPE_8021Q,
@@ -395,6 +396,19 @@ def decode_records(batch: RecordBatch, *, file_id: int = 0, counts: SkipCounts |
     tcp_hdr = np.where(avail >= 13, (doff_flags >> 12) * 4, 20)
     l4_hdr = np.where(is_tcp, tcp_hdr, np.where(is_udp | is_icmp, 8, 0))
     payload_len = np.clip(ip_len - hdr_len - l4_hdr, 0, None)
+    # DNS question names (UDP port 53 either way), parsed for those rows only.
+    dns_rows = np.flatnonzero(tu_ports & is_udp & ((src_port == DNS_PORT) | (dst_port == DNS_PORT)))
+    dns = dns_questions(buf, l4[dns_rows] + 8, end[rows][dns_rows])
+    dns_qname_len = np.zeros(m, np.uint8)
+    dns_label_len = np.zeros(m, np.uint8)
+    dns_label_entropy = np.zeros(m, np.float32)
+    dns_name_hash = np.zeros(m, np.uint64)
+    dns_parent_hash = np.zeros(m, np.uint64)
+    dns_qname_len[dns_rows] = dns.qname_len
+    dns_label_len[dns_rows] = dns.label_len
+    dns_label_entropy[dns_rows] = dns.label_entropy
+    dns_name_hash[dns_rows] = dns.name_hash
+    dns_parent_hash[dns_rows] = dns.parent_hash
 
     if counts is not None:
         counts.packets += m
@@ -422,6 +436,11 @@ def decode_records(batch: RecordBatch, *, file_id: int = 0, counts: SkipCounts |
         more_fragments=more_fragments,
         has_ports=has_ports,
         file_id=np.full(m, file_id, np.int32),
+        dns_qname_len=dns_qname_len,
+        dns_label_len=dns_label_len,
+        dns_label_entropy=dns_label_entropy,
+        dns_name_hash=dns_name_hash,
+        dns_parent_hash=dns_parent_hash,
     )
 
 
@@ -494,6 +513,25 @@ def _decode_compiled(batch: RecordBatch, buf: _U8, file_id: int, counts: SkipCou
             for (code, val, dlt), c in zip(uniq.T.tolist(), k.tolist(), strict=True):
                 counts.add(_reason_text(code, val, dlt), c)
     out = {name: arr[:m] for name, arr in cols.items()}
+    l4, end = out.pop("l4_off"), out.pop("rec_end")
+    sport, dport = out["src_port"], out["dst_port"]
+    dns_rows = np.flatnonzero(
+        out["has_ports"]
+        & (out["proto"] == 17)
+        & (out["frag_offset"] == 0)
+        & ((sport == DNS_PORT) | (dport == DNS_PORT))
+    )
+    dns = dns_questions(buf, l4[dns_rows] + 8, end[dns_rows])
+    for name, dt, values in (
+        ("dns_qname_len", np.uint8, dns.qname_len),
+        ("dns_label_len", np.uint8, dns.label_len),
+        ("dns_label_entropy", np.float32, dns.label_entropy),
+        ("dns_name_hash", np.uint64, dns.name_hash),
+        ("dns_parent_hash", np.uint64, dns.parent_hash),
+    ):
+        col = np.zeros(m, dt)
+        col[dns_rows] = values
+        out[name] = col
     return PacketTable(**out, file_id=np.full(m, file_id, np.int32))
 
 
@@ -518,6 +556,8 @@ _KERNEL_COLUMNS: tuple[tuple[str, type], ...] = (
     ("frag_offset", np.uint16),
     ("more_fragments", np.bool_),
     ("has_ports", np.bool_),
+    ("l4_off", np.int64),  # not PacketTable columns: where DNS parsing reads (dropped after)
+    ("rec_end", np.int64),
 )
 
 HAVE_KERNEL = False
@@ -567,7 +607,7 @@ else:
         buf, offsets, caplen, origlen, linktype, ts_in, lt_kind, lt_hlen, lt_et_at, reason, value,
         ts_ns, src_hi, src_lo, dst_hi, dst_lo, src_port, dst_port, proto_o, ip_version, ip_len_o,
         payload_len, tcp_flags, tcp_window, icmp_type_o, icmp_code_o, ttl_o, ip_id_o, frag_offset_o,
-        more_fragments, has_ports_o,
+        more_fragments, has_ports_o, l4_off_o, rec_end_o,
     ):  # fmt: skip
         n = len(offsets)
         m = 0
@@ -794,6 +834,8 @@ else:
             ip_len_o[m] = ip_len
             payload_len[m] = max(ip_len - hdr_len - l4_hdr, 0)
             frag_offset_o[m] = frag_off
+            l4_off_o[m] = l4
+            rec_end_o[m] = end
             m += 1
         return m, tso_seen
 

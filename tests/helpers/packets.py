@@ -26,11 +26,34 @@ _DEFAULTS: dict[str, Any] = {
     "frag_offset": 0,
     "mf": False,
     "file_id": 0,
+    "qname": "",
 }
 
 
+def _dns_columns(names: list[str]) -> dict[str, np.ndarray]:
+    """The dns_* columns for question names given as text ('' = none), via the real parser."""
+    from netae.capture.dns import dns_questions
+
+    wires = []
+    for name in names:
+        wire = b"".join(bytes([len(lab)]) + lab.encode() for lab in name.split(".")) + b"\0" if name else b""
+        wires.append(b"\0\1\1\0\0\1\0\0\0\0\0\0" + wire if name else b"")
+    starts = np.cumsum([0] + [len(w) for w in wires])[: len(wires)].astype(np.int64)
+    buf = np.frombuffer(b"".join(wires) + bytes(300), np.uint8)
+    ends = starts + np.array([len(w) for w in wires], np.int64)
+    q = dns_questions(buf, starts, ends)
+    return {
+        "dns_qname_len": q.qname_len,
+        "dns_label_len": q.label_len,
+        "dns_label_entropy": q.label_entropy,
+        "dns_name_hash": q.name_hash,
+        "dns_parent_hash": q.parent_hash,
+    }
+
+
 def make_packets(rows: list[dict[str, Any]]) -> PacketTable:
-    """A PacketTable from per-packet dicts (keys of _DEFAULTS); ts in seconds."""
+    """A PacketTable from per-packet dicts (keys of _DEFAULTS); ts in seconds; ``qname`` is a
+    DNS question name in text form (parsed as the decoder would)."""
     full = [{**_DEFAULTS, **r} for r in rows]
     src = [parse_ip(r["src"]) for r in full]
     dst = [parse_ip(r["dst"]) for r in full]
@@ -61,6 +84,7 @@ def make_packets(rows: list[dict[str, Any]]) -> PacketTable:
         more_fragments=np.array([r["mf"] for r in full], dtype=bool),
         has_ports=np.array([r["frag_offset"] == 0 for r in full], dtype=bool),
         file_id=np.array([r["file_id"] for r in full], dtype=np.int32),
+        **_dns_columns([r["qname"] for r in full]),
     )
 
 

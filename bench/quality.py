@@ -1,0 +1,161 @@
+"""Detection quality on the labelled evaluation captures, next to the peers' published figures.
+
+Trains netae with default settings (or ``--config``) on ``train_benign.pcap`` of the standard set
+and of the hard set, evaluates ``dev_mixed.pcap`` of each against its labels, and scores
+``benign_long.pcap`` for the flagged share. The peers' figures are copied from issues 12 and 13
+(measured once by the issue authors; they are not re-run here).
+
+    PYTHONPATH=$PWD python bench/quality.py [--set standard|hard|both] [--shared DIR] [--config FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from netae.config import load_settings
+from netae.evaluate import Evaluation, evaluate_scores, match_labels, read_labels
+from netae.workflow import score_captures, train_captures
+
+# Issue 12: peers on dev_mixed.pcap (trained on train_benign.pcap).
+# (name, ROC-AUC, avg precision, TPR@1%FPR, TPR@0.1%FPR, benign FPR at verdict, lowest per-attack AUC, long flagged)
+PEERS_STANDARD: tuple[tuple[str, float, float, float, float, float, str, float | None], ...] = (
+    ("NFStream stats + MLP AE", 0.9960, 0.9973, 0.994, 0.000, 0.003, "bruteforce 0.967", 0.003),
+    ("NFStream stats + PCA", 0.9717, 0.9899, 0.048, 0.000, 0.003, "bruteforce 0.938", 0.003),
+    ("NFStream stats + IForest", 0.6090, 0.8932, 0.050, 0.000, 0.007, "connect_scan 0.518", 0.010),
+    ("Kitsune (mean pkt RMSE)", 0.8221, 0.9617, 0.478, 0.012, 0.954, "bruteforce 0.644", None),
+    ("per-flow packed LSTM AE", 0.8909, 0.9605, 0.049, 0.000, 0.005, "exfil 0.785", 0.005),
+)
+PEER_BEST_FLAGGED_STANDARD = (
+    "best peer (MLP AE) flagged at its verdict: syn_scan 0/1000, connect_scan 0/1000, syn_flood 0/3000, "
+    "slowloris 250/272, bruteforce 0/9, dns_tunnel 3/3, exfil 1/1"
+)
+# Issue 13: peers on hard/dev_mixed.pcap (trained on hard/train_benign.pcap).
+# (name, ROC-AUC, benign FPR at verdict, c2 AUC, tunnel AUC, exfil AUC, syn_scan AUC, flagged c2/tunnel/exfil)
+PEERS_HARD: tuple[tuple[str, float, float, float, float, float, float, str], ...] = (
+    ("NFStream stats + MLP AE", 0.929, 0.000, 0.696, 0.818, 0.896, 1.000, "2/72, 0/183, 0/12"),
+    ("NFStream stats + PCA", 0.906, 0.007, 0.755, 0.710, 0.992, 0.993, "0/72, 0/183, 10/12"),
+    ("NFStream stats + IForest", 0.860, 0.009, 0.682, 0.657, 0.987, 0.947, "0/72, 0/183, 1/12"),
+    ("Kitsune (mean pkt RMSE)", 0.882, 0.030, 0.809, 0.748, 0.824, 0.885, "3/72, 8/183, 1/12"),
+    ("per-flow packed LSTM AE", 0.729, 0.004, 0.925, 0.065, 0.686, 0.950, "0/72, 0/183, 0/12"),
+)
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.1f} %"
+
+
+def _run_set(
+    name: str, folder: Path, *, settings: Any, with_long: bool, workdir: Path
+) -> tuple[Evaluation, tuple[int, int] | None, float]:
+    t0 = time.perf_counter()
+    model = workdir / f"{name}.netae"
+    train_captures([str(folder / "train_benign.pcap")], output=model, settings=settings)
+    train_s = time.perf_counter() - t0
+    run = score_captures([str(folder / "dev_mixed.pcap")], model_path=model, device=settings.train.device)
+    ev = evaluate_scores(
+        run.table.score, match_labels(run.table, read_labels(folder / "dev_labels.csv")), threshold=run.table.threshold
+    )
+    long = None
+    if with_long and (folder / "benign_long.pcap").exists():
+        lr = score_captures([str(folder / "benign_long.pcap")], model_path=model, device=settings.train.device)
+        long = (int(np.count_nonzero(lr.table.is_anomaly)), int(lr.table.flows.n_flows))
+    return ev, long, train_s
+
+
+def _netae_rows(ev: Evaluation) -> list[str]:
+    lines = [
+        f"  flows {ev.n_flows} (benign {ev.n_benign}, attack {ev.n_attack}, unmatched {ev.n_unmatched})",
+        f"  {'attack':<14}{'flows':>6}{'ROC-AUC':>9}{'flagged':>12}",
+    ]
+    for a, m in ev.per_attack.items():
+        lines.append(f"  {a:<14}{m['flows']:>6}{m['roc_auc']:>9.4f}{m['flagged']:>7}/{m['flows']:<5}")
+    return lines
+
+
+def report_standard(ev: Evaluation, long: tuple[int, int] | None, train_s: float) -> str:
+    worst = min(ev.per_attack.items(), key=lambda kv: kv[1]["roc_auc"])
+    worst_s = f"{worst[0]} {worst[1]['roc_auc']:.3f}"
+    long_s = f"{long[0]}/{long[1]} = {_pct(long[0] / max(long[1], 1))}" if long else "n/a"
+    head = (
+        f"{'detector':<26}{'ROC-AUC':>8}{'AP':>8}{'TPR@1%':>8}{'TPR@.1%':>9}{'FPR@thr':>9}  "
+        f"{'lowest per-attack AUC':<22}{'long flagged':>14}"
+    )
+    lines = ["== standard set: dev_mixed.pcap (trained on train_benign.pcap) ==", head]
+    for p in PEERS_STANDARD:
+        lng = _pct(p[7]) if p[7] is not None else "-"
+        lines.append(f"{p[0]:<26}{p[1]:>8.4f}{p[2]:>8.4f}{p[3]:>8.3f}{p[4]:>9.3f}{_pct(p[5]):>9}  {p[6]:<22}{lng:>14}")
+    lines.append(
+        f"{'netae':<26}{ev.roc_auc:>8.4f}{ev.average_precision:>8.4f}{ev.tpr_at_1pct_fpr:>8.3f}"
+        f"{ev.tpr_at_01pct_fpr:>9.3f}{_pct(ev.benign_fpr_at_threshold):>9}  "
+        f"{worst_s:<22}{long_s:>14}"
+    )
+    lines.append(PEER_BEST_FLAGGED_STANDARD)
+    lines.append(f"netae per attack (trained in {train_s:.0f} s):")
+    lines.extend(_netae_rows(ev))
+    return "\n".join(lines)
+
+
+def report_hard(ev: Evaluation, train_s: float) -> str:
+    pa = ev.per_attack
+
+    def auc(a: str) -> str:
+        return f"{pa[a]['roc_auc']:.3f}" if a in pa else "-"
+
+    def flg(a: str) -> str:
+        return f"{pa[a]['flagged']}/{pa[a]['flows']}" if a in pa else "-"
+
+    head = (
+        f"{'detector':<26}{'ROC-AUC':>8}{'FPR@thr':>9}{'c2 AUC':>8}{'tunnel':>8}{'exfil':>8}{'syn_scan':>9}  "
+        "flagged c2/tunnel/exfil"
+    )
+    lines = ["== hard set: hard/dev_mixed.pcap (trained on hard/train_benign.pcap) ==", head]
+    for p in PEERS_HARD:
+        lines.append(f"{p[0]:<26}{p[1]:>8.3f}{_pct(p[2]):>9}{p[3]:>8.3f}{p[4]:>8.3f}{p[5]:>8.3f}{p[6]:>9.3f}  {p[7]}")
+    lines.append(
+        f"{'netae':<26}{ev.roc_auc:>8.3f}{_pct(ev.benign_fpr_at_threshold):>9}{auc('c2_beacon'):>8}"
+        f"{auc('dns_tunnel'):>8}{auc('exfil'):>8}{auc('syn_scan'):>9}  "
+        f"{flg('c2_beacon')}, {flg('dns_tunnel')}, {flg('exfil')}"
+    )
+    lines.append(f"netae per attack (trained in {train_s:.0f} s):")
+    lines.extend(_netae_rows(ev))
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--shared", type=Path, default=Path(__file__).resolve().parents[2] / "shared")
+    ap.add_argument("--set", choices=("standard", "hard", "both"), default="both")
+    ap.add_argument("--config", type=Path, default=None, help="TOML settings (default: built-in defaults)")
+    ap.add_argument("--json", type=Path, default=None, help="also write the evaluations here as JSON")
+    args = ap.parse_args(argv)
+    settings = load_settings(args.config)
+    eval_dir = args.shared / "eval"
+    if not (eval_dir / "train_benign.pcap").exists():
+        print(f"no evaluation captures under {eval_dir}; pass --shared", file=sys.stderr)
+        return 2
+    out: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.set in ("standard", "both"):
+            ev, long, secs = _run_set("standard", eval_dir, settings=settings, with_long=True, workdir=Path(tmp))
+            print(report_standard(ev, long, secs), flush=True)
+            out["standard"] = {**ev.to_dict(), "benign_long_flagged": long}
+            print()
+        if args.set in ("hard", "both"):
+            ev, _, secs = _run_set("hard", eval_dir / "hard", settings=settings, with_long=False, workdir=Path(tmp))
+            print(report_hard(ev, secs), flush=True)
+            out["hard"] = ev.to_dict()
+    if args.json:
+        args.json.write_text(json.dumps(out, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
