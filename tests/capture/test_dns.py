@@ -51,7 +51,7 @@ def test_case_does_not_matter():
 
 
 @pytest.mark.parametrize(
-    "message,cut",
+    ("message", "cut"),
     [
         (HEADER + wire("abcdefgh.example.com"), 12 + 10),  # cut by the snap length inside the name
         (HEADER + b"\x03abc\xc0\x0c", None),  # compression pointer in the question
