@@ -114,3 +114,28 @@ def test_dns_flow_features():
     assert col(x, "dns_qname_chars_log").tolist() == pytest.approx([np.log1p(20)] * 2 + [0.0] * 12)
     assert col(x, "dns_label_chars_log")[0] == pytest.approx(np.log1p(8))
     assert col(x, "dns_label_entropy_bits")[0] == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_compiled_fill_equals_numpy_path(seed):
+    from netae import features as features_mod
+
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(40):
+        rows += tcp_session(float(rng.uniform(0, 500)), sport=30000 + i, n_data=int(rng.integers(0, 5)),
+                            gap=float(rng.uniform(1e-4, 3)))  # fmt: skip
+    rows += [{"ts": float(t), "proto": 17, "sport": 5353, "dport": 53, "ip_len": 70, "payload": 42} for t in range(5)]
+    ctx = None
+    p = make_packets(rows)
+    f = assemble_flows(p, idle_timeout_s=120, active_timeout_s=1800)
+    ctx = {"ctx_a": rng.random(f.n_flows).astype(np.float32)}
+    try:
+        features_mod.use_compiled(True)
+        a = compute_features(p, f, context=ctx)
+        features_mod.use_compiled(False)
+        b = compute_features(p, f, context=ctx)
+    finally:
+        features_mod.use_compiled(True)
+    assert a.names == b.names
+    np.testing.assert_allclose(a.values, b.values, rtol=1e-6, atol=1e-6)

@@ -72,8 +72,20 @@ def dns_questions(buf: npt.NDArray[np.uint8], start: _I64, end: _I64) -> DnsQues
     """Parse the question name of each DNS message starting at ``buf[start]`` (UDP payload).
 
     ``end`` is the end of each row's captured bytes (NOTE [captured bytes] in decode.py: bytes
-    past it are read, clipped to the buffer, and masked out).
+    past it are read, clipped to the buffer, and masked out). Runs the compiled kernel when numba
+    is present (one pass per name, no (n, 256) temporaries), else the vectorised numpy path;
+    both give the same values (tests/capture/test_dns.py).
     """
+    if _dns_kernel is not None and _USE_KERNEL[0]:
+        out = _empty(len(start))
+        if len(start):
+            _dns_kernel(buf, np.ascontiguousarray(start, np.int64), np.ascontiguousarray(end, np.int64), _POWERS,
+                        out.qname_len, out.label_len, out.label_entropy, out.name_hash, out.parent_hash)  # fmt: skip
+        return out
+    return _dns_questions_numpy(buf, start, end)
+
+
+def _dns_questions_numpy(buf: npt.NDArray[np.uint8], start: _I64, end: _I64) -> DnsQuestions:
     n = len(start)
     out = _empty(n)
     if n == 0:
@@ -131,3 +143,74 @@ def dns_questions(buf: npt.NDArray[np.uint8], start: _I64, end: _I64) -> DnsQues
     out.name_hash[idx] = name_hash | np.uint64(1)  # never 0 (0 means "no name")
     out.parent_hash[idx] = parent_hash | np.uint64(1)
     return out
+
+
+def _dns_python(  # type: ignore[no-untyped-def]  # compiled by numba below
+    buf, start, end, powers, qname_len, label_len, label_entropy, name_hash, parent_hash
+):
+    """The numpy path's rules, one name at a time (compiled)."""
+    width = MAX_NAME_BYTES + 1
+    last = len(buf) - 1
+    counts = np.zeros(256, np.int64)
+    for r in range(len(start)):
+        s0 = start[r]
+        name0 = s0 + DNS_HEADER_BYTES
+        avail = min(max(end[r] - name0, 0), width)
+        qd = (np.int64(buf[min(s0 + 4, last)]) << 8) | np.int64(buf[min(s0 + 5, last)])
+        if qd < 1 or avail <= 0:
+            continue
+        pos = 0
+        n_labels = 0
+        first = 0
+        ok = True
+        done = False
+        for _ in range(MAX_LABELS + 1):
+            ln = np.int64(buf[min(name0 + min(pos, width - 1), last)])
+            if ln & 0xC0:
+                ok = False
+                break
+            if ln == 0:
+                done = True
+                break
+            if n_labels == 0:
+                first = ln
+            n_labels += 1
+            pos += 1 + ln
+            if pos >= avail:
+                ok = False
+                break
+        if not (ok and done and n_labels > 0 and n_labels <= MAX_LABELS):
+            continue
+        h = np.uint64(0)
+        hp = np.uint64(0)
+        counts[:] = 0
+        for j in range(1, pos):
+            c = np.int64(buf[min(name0 + j, last)])
+            if 65 <= c <= 90:
+                c += 32
+            h += np.uint64(c) * powers[j]
+            if j > first + 1:
+                hp += np.uint64(c) * powers[j - first - 2]
+            if j <= first:
+                counts[c] += 1
+        ent = 0.0
+        if first > 0:
+            for c in range(256):
+                if counts[c]:
+                    p = counts[c] / first
+                    ent -= p * np.log2(p)
+        qname_len[r] = min(max(pos - 1, 0), 255)
+        label_len[r] = min(first, 255)
+        label_entropy[r] = abs(ent)
+        name_hash[r] = h | np.uint64(1)
+        parent_hash[r] = hp | np.uint64(1)
+
+
+_USE_KERNEL = [True]
+_dns_kernel = None
+try:
+    import numba
+
+    _dns_kernel = numba.njit(cache=True, nogil=True)(_dns_python)
+except ImportError:  # pragma: no cover - numba missing: the numpy path runs
+    _dns_kernel = None
