@@ -132,7 +132,7 @@ def compute_features(
         values = np.empty((n, len(names)), dtype=np.float32)
         _fill_kernel(
             offsets, packets.ts_ns[po], packets.ip_len[po], packets.payload_len[po], packets.tcp_flags[po],
-            packets.tcp_window[po], flows.is_fwd, flow_block, values,
+            packets.tcp_window[po], flows.is_fwd, flow_block, values, _LOG1P_LUT,
         )  # fmt: skip
         return Features(values=values, offsets=offsets.copy(), names=names)
     ts = packets.ts_ns[po]
@@ -183,6 +183,7 @@ def _fill_python(
     offsets: npt.NDArray[np.int64], ts: npt.NDArray[np.int64], ip_len: npt.NDArray[np.uint32],
     payload: npt.NDArray[np.uint32], flags: npt.NDArray[np.uint8], window: npt.NDArray[np.uint16],
     is_fwd: npt.NDArray[np.bool_], flow_block: npt.NDArray[np.float32], out: npt.NDArray[np.float32],
+    lut: npt.NDArray[np.float64],
 ) -> None:  # fmt: skip
     """One pass over the packets in flow order writing each row of ``out`` (NOTE [fill]).
 
@@ -192,6 +193,7 @@ def _fill_python(
     """
     n_pkt = 14
     k = flow_block.shape[1]
+    n_lut = len(lut)  # log1p of small integers, looked up (sizes, window, position)
     for f in range(len(offsets) - 1):
         a, b = offsets[f], offsets[f + 1]
         t0 = ts[a]
@@ -202,8 +204,10 @@ def _fill_python(
             fwd = is_fwd[i]
             t = ts[i]
             row[0] = 1.0 if fwd else 0.0
-            row[1] = np.log1p(np.float64(ip_len[i]))
-            row[2] = np.log1p(np.float64(payload[i]))
+            v = ip_len[i]
+            row[1] = lut[v] if v < n_lut else np.log1p(np.float64(v))
+            v = payload[i]
+            row[2] = lut[v] if v < n_lut else np.log1p(np.float64(v))
             row[3] = 1.0 if payload[i] > 0 else 0.0
             row[4] = np.log1p(max(t - ts[i - 1], 0) / 1e3) if i > a else 0.0
             prev = last_fwd if fwd else last_bwd
@@ -213,18 +217,20 @@ def _fill_python(
             else:
                 last_bwd = i
             row[6] = np.log1p(max(t - t0, 0) / 1e6)
-            row[7] = np.log1p(np.float64(i - a))
+            v = i - a
+            row[7] = lut[v] if v < n_lut else np.log1p(np.float64(v))
             fl = flags[i]
             row[8] = 1.0 if fl & TCP_SYN else 0.0
             row[9] = 1.0 if fl & TCP_ACK else 0.0
             row[10] = 1.0 if fl & TCP_FIN else 0.0
             row[11] = 1.0 if fl & TCP_RST else 0.0
             row[12] = 1.0 if fl & TCP_PSH else 0.0
-            row[13] = np.log1p(np.float64(window[i]))
+            row[13] = lut[window[i]]
             for j in range(k):
                 row[n_pkt + j] = flow_block[f, j]
 
 
+_LOG1P_LUT = np.log1p(np.arange(65536, dtype=np.float64))
 _compiled_fill: Callable[..., None] | None = None
 try:  # numba is a dependency (the capture kernels use it); without it the numpy path runs
     import numba

@@ -28,6 +28,7 @@ __all__ = ["CAPTURE_SUFFIXES", "Featurized", "expand_inputs", "featurize_files",
 
 log = logging.getLogger(__name__)
 
+ASSEMBLE_BATCH_PACKETS = 4_000_000
 CAPTURE_SUFFIXES = (".pcap", ".pcapng", ".cap", ".ntar", ".pcap.gz", ".pcapng.gz", ".cap.gz")
 
 
@@ -88,17 +89,35 @@ def _merge(tables: list[tuple[PacketTable, FlowTable]]) -> tuple[PacketTable, Fl
 
 
 def assemble_file(
-    source: str, *, file_id: int, settings: Settings, counts: SkipCounts, chunk_bytes: int = 32 << 20
+    source: str, *, file_id: int, settings: Settings, counts: SkipCounts, chunk_bytes: int = 64 << 20
 ) -> tuple[PacketTable, FlowTable]:
-    """Read one capture in chunks and assemble its flows (chunked == one pass)."""
+    """Read one capture in chunks and assemble its flows (chunked == one pass).
+
+    Chunks are pushed to the assembler in batches of about ``ASSEMBLE_BATCH_PACKETS``: a
+    packet table costs less than half the features made from it, so holding that many packets
+    keeps memory bounded by the output while sparing re-assembly of open flows at every chunk.
+    """
     assembler = FlowAssembler(
         idle_timeout_s=settings.flows.idle_timeout_s, active_timeout_s=settings.flows.active_timeout_s
     )
     parts: list[tuple[PacketTable, FlowTable]] = []
-    for chunk in read_packets(source, file_id=file_id, counts=counts, chunk_bytes=chunk_bytes):
-        table, flows = assembler.push(chunk)
+    pending: list[PacketTable] = []
+    n_pending = 0
+
+    def push() -> None:
+        table, flows = assembler.push(PacketTable.concat(pending))
+        pending.clear()
         if flows.n_flows:
             parts.append(_compact(table, flows))
+
+    for chunk in read_packets(source, file_id=file_id, counts=counts, chunk_bytes=chunk_bytes):
+        pending.append(chunk)
+        n_pending += chunk.n_packets
+        if n_pending >= ASSEMBLE_BATCH_PACKETS:
+            push()
+            n_pending = 0
+    if pending:
+        push()
     parts.append(assembler.finish())
     return _merge(parts)
 
@@ -118,7 +137,7 @@ def featurize_files(
     *,
     settings: Settings,
     on_file: Callable[[str, SkipCounts], None] | None = None,
-    chunk_bytes: int = 32 << 20,
+    chunk_bytes: int = 64 << 20,
 ) -> Featurized:
     """Read, assemble and featurize every source; unreadable files go to ``failures``."""
     parts: list[tuple[PacketTable, FlowTable]] = []
