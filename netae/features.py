@@ -268,9 +268,15 @@ class Scaler:
                 "the model was trained with other features than this netae computes "
                 f"(differences: {', '.join(missing) or 'order'}); retrain the model with this version"
             )
-        values = features.values - self.mean_  # one temporary, then scaled in place
+        # Written into a buffer with one spare zero row, which the model's batch gather uses
+        # for padded steps (score.padded_values), so the scaled matrix is never copied again.
+        n = len(features.values)
+        buf = np.empty((n + 1, len(self.names)), dtype=np.float32)
+        values = buf[:n]
+        np.subtract(features.values, self.mean_, out=values)
         values /= self.scale_
-        return Features(values=values.astype(np.float32, copy=False), offsets=features.offsets, names=features.names)
+        buf[n] = 0.0
+        return Features(values=values, offsets=features.offsets, names=features.names)
 
 
 def fit_scaler(features: Features, rows: npt.NDArray[np.bool_] | None = None) -> Scaler:

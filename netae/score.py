@@ -119,7 +119,22 @@ def to_device(array: npt.NDArray[np.generic], device: str) -> torch.Tensor:
 
 
 def padded_values(values: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
-    """``values`` plus one row of zeros: the row padded steps gather (see ``gather_batch``)."""
+    """``values`` plus one row of zeros: the row padded steps gather (see ``gather_batch``).
+
+    ``Scaler.transform`` returns a view of the first rows of such a buffer; that buffer is used
+    as it is instead of copying every row again.
+    """
+    base = values.base
+    if (
+        isinstance(base, np.ndarray)
+        and base.dtype == np.float32
+        and base.ndim == 2
+        and base.shape == (len(values) + 1, values.shape[1])
+        and base.flags.c_contiguous
+        and values.__array_interface__["data"][0] == base.__array_interface__["data"][0]
+        and not base[-1].any()
+    ):
+        return base
     out = np.empty((len(values) + 1, values.shape[1]), np.float32)
     out[:-1] = values
     out[-1] = 0.0

@@ -415,6 +415,57 @@ def score_featurized(data: Featurized, model: ModelFile, *, threshold: float | N
     return ScoreRun(table=table, data=data, scores=scores, model=model)
 
 
+def _worst_numpy(offsets: npt.NDArray[np.int64], err: npt.NDArray[np.float32], k: int) -> npt.NDArray[np.int64]:
+    n_flows = len(offsets) - 1
+    lengths = np.diff(offsets)
+    flow_of = np.repeat(np.arange(n_flows), lengths)
+    o = np.lexsort((-err, flow_of))  # per flow, highest error first (ties: earlier packet)
+    rank = np.arange(len(o)) - np.repeat(offsets[:-1], lengths)
+    out = np.full((n_flows, k), -1, dtype=np.int64)
+    sel = rank < k
+    rows_sel = o[sel]
+    f_sel, r_sel = flow_of[rows_sel], rank[sel]
+    out[f_sel, r_sel] = rows_sel - offsets[:-1][f_sel]
+    return out
+
+
+def _worst_python(offsets, err, k, out):  # type: ignore[no-untyped-def]  # compiled below
+    """Top-k packet positions per flow by error, highest first, ties to the earlier packet."""
+    for f in range(len(offsets) - 1):
+        a, b = offsets[f], offsets[f + 1]
+        n = 0
+        for i in range(a, b):
+            e = err[i]
+            # Insert i among the n best so far (kept sorted by error, descending).
+            j = n if n < k else k
+            while j > 0 and err[a + out[f, j - 1]] < e:
+                j -= 1
+            if j < k:
+                last = n if n < k else k - 1
+                for m in range(last, j, -1):
+                    out[f, m] = out[f, m - 1]
+                out[f, j] = i - a
+                if n < k:
+                    n += 1
+
+
+try:
+    import numba
+
+    _worst_kernel: Any = numba.njit(cache=True, nogil=True)(_worst_python)
+except ImportError:  # pragma: no cover - numba missing
+    _worst_kernel = None
+
+
+def worst_packets(offsets: npt.NDArray[np.int64], err: npt.NDArray[np.float32], k: int) -> npt.NDArray[np.int64]:
+    """(n_flows, k) positions within each flow of its k highest-error packets, -1 padded."""
+    if _worst_kernel is None:
+        return _worst_numpy(offsets, err, k)
+    out = np.full((len(offsets) - 1, k), -1, dtype=np.int64)
+    _worst_kernel(offsets, err, k, out)
+    return out
+
+
 def build_score_table(
     data: Featurized, scores: FlowScores, *, threshold: float, model_id: str, window_s: float = 300.0
 ) -> ScoreTable:
@@ -426,17 +477,9 @@ def build_score_table(
 
     flows = data.flows
     n_flows = flows.n_flows
-    lengths = flows.n_packets
     err = scores.packet_error
-    flow_of = np.repeat(np.arange(n_flows), lengths)
-    o = np.lexsort((-err, flow_of))  # per flow, highest error first
-    rank = np.arange(len(o)) - np.repeat(flows.offsets[:-1], lengths)
     k = TOP_K
-    worst_idx = np.full((n_flows, k), -1, dtype=np.int64)
-    sel = rank < k
-    rows_sel = o[sel]
-    f_sel, r_sel = flow_of[rows_sel], rank[sel]
-    worst_idx[f_sel, r_sel] = rows_sel - flows.offsets[:-1][f_sel]
+    worst_idx = worst_packets(flows.offsets, err, k)
     pos = np.where(worst_idx >= 0, flows.offsets[:-1][:, None] + np.maximum(worst_idx, 0), 0)
     pkt_rows = flows.order[pos] if len(flows.order) else np.zeros_like(pos)
     valid = worst_idx >= 0

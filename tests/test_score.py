@@ -171,3 +171,13 @@ def test_fit_feature_weights_downweights_noisy_features_only():
     assert w[0] == pytest.approx(w[1])  # a near-perfect (rare) feature is not amplified
     assert w[7] == pytest.approx(w[1] * 0.1 / 4.0, rel=1e-5)  # the noisy one weighs 40x less
     assert fit_feature_weights(np.zeros((0, 3), np.float32)).tolist() == [1.0, 1.0, 1.0]
+
+
+def test_worst_packets_kernel_matches_numpy():
+    from netae.workflow import _worst_numpy, worst_packets
+
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(1, 9, 500)
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    err = rng.integers(0, 5, int(offsets[-1])).astype(np.float32)  # many ties
+    np.testing.assert_array_equal(worst_packets(offsets, err, 3), _worst_numpy(offsets, err, 3))
