@@ -79,6 +79,7 @@ class TrainSettings:
     seed: int = 0
     device: str = "auto"
     threads: int = 0
+    batching: str = "windows"
 
     def check(self) -> None:
         _int_range("train.epochs", self.epochs, 1, 100_000)
@@ -91,6 +92,7 @@ class TrainSettings:
         _int_range("train.seed", self.seed, 0, 2**32 - 1)
         _choice("train.device", self.device, ("auto", "cpu", "cuda"))
         _int_range("train.threads", self.threads, 0, 4096)
+        _choice("train.batching", self.batching, ("windows", "packets"))
 
 
 @dataclass(frozen=True, slots=True)

@@ -200,6 +200,7 @@ def length_batches(
     *,
     batch_size: int,
     rng: np.random.Generator,
+    by: str = "packets",
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
     """Training batches bucketed by length: (order, batch_offsets); batch b is ``order[bo[b]:bo[b+1]]``.
 
@@ -210,11 +211,24 @@ def length_batches(
     weighs the same in the gradient as with random batches, and an epoch takes about
     ``n / batch_size`` steps, as random batches of ``batch_size`` do. The batches are then
     shuffled across lengths. Padding is only the length spread inside a batch.
+
+    With ``by="windows"`` every batch holds ``batch_size`` sequences instead: a batch of short
+    windows then weighs as much in the gradient as a batch of long ones, so short flows (most
+    flows, and most attacks) count more per packet (NOTE [batching] in train.py).
     """
     n = len(lengths)
     if n == 0:
         return np.empty(0, np.int64), np.zeros(1, np.int64)
     order = np.lexsort((rng.random(n), lengths)).astype(np.int64)
+    if by == "windows":
+        n_b = (n + batch_size - 1) // batch_size
+        perm_w = rng.permutation(n_b)
+        sizes_w = np.full(n_b, batch_size, np.int64)
+        sizes_w[-1] = n - batch_size * (n_b - 1)
+        offsets_w = np.zeros(n_b + 1, np.int64)
+        np.cumsum(sizes_w[perm_w], out=offsets_w[1:])
+        within_w = np.arange(n, dtype=np.int64) - np.repeat(offsets_w[:-1], sizes_w[perm_w])
+        return order[np.repeat(perm_w * batch_size, sizes_w[perm_w]) + within_w], offsets_w
     ends = np.cumsum(lengths[order])
     n_batches = max(1, round(n / batch_size))
     budget = ends[-1] / n_batches

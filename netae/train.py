@@ -397,7 +397,7 @@ def train_parts(
             windows = make_windows(loaded.offsets, settings.flows.max_packets)
             fit_idx = np.flatnonzero(~loaded.is_val[windows.flow])
             fit_start, fit_len = windows.start[fit_idx], windows.length[fit_idx]
-            order, bounds = length_batches(fit_len, batch_size=ts.batch_size, rng=rng)
+            order, bounds = length_batches(fit_len, batch_size=ts.batch_size, rng=rng, by=ts.batching)
             for b in range(len(bounds) - 1):
                 sel = order[bounds[b] : bounds[b + 1]]
                 n_batch_packets = float(fit_len[sel].sum())
