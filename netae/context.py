@@ -27,6 +27,7 @@ Everything is computed by sorting and cumulative sums: no loop per flow.
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -82,7 +83,8 @@ def flow_failed(packets: PacketTable, flows: FlowTable) -> npt.NDArray[np.bool_]
     is_fwd = flows.is_fwd
     synack = np.bincount(rep, weights=((flags & TCP_SYN) != 0) & ((flags & TCP_ACK) != 0) & ~is_fwd, minlength=n)
     rst = np.bincount(rep, weights=(flags & TCP_RST) != 0, minlength=n)
-    return (flows.proto == 6) & ((synack == 0) | (rst > 0))
+    failed: npt.NDArray[np.bool_] = (flows.proto == 6) & ((synack == 0) | (rst > 0))
+    return failed
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,7 +155,9 @@ class _Events:
 
     @classmethod
     def empty(cls) -> _Events:
-        kw = {f.name: np.empty(0, dtype=np.int64 if f.name.endswith("_us") else np.float64) for f in fields(cls)}
+        kw: dict[str, Any] = {
+            f.name: np.empty(0, dtype=np.int64 if f.name.endswith("_us") else np.float64) for f in fields(cls)
+        }
         for name in ("src", "pair", "svc", "src_dst", "src_dport", "svc_src", "dns_parent", "dns_name", "src_dns_name"):
             kw[name] = np.empty(0, dtype=np.uint64)
         return cls(**kw)

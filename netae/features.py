@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -106,7 +107,7 @@ def _flow_columns(flows: FlowTable, packets: PacketTable) -> dict[str, npt.NDArr
         "dns_qname_chars_log": np.log1p(dns.qname_len),
         "dns_label_chars_log": np.log1p(dns.label_len),
         "dns_label_entropy_bits": dns.label_entropy,
-    }  # type: ignore[return-value]
+    }
 
 
 def compute_features(
@@ -231,14 +232,14 @@ def _fill_python(
 
 
 _LOG1P_LUT = np.log1p(np.arange(65536, dtype=np.float64))
-_compiled_fill: Callable[..., None] | None = None
+_compiled_fill: Any = None
 try:  # numba is a dependency (the capture kernels use it); without it the numpy path runs
     import numba
 
     _compiled_fill = numba.njit(cache=True, nogil=True)(_fill_python)
 except ImportError:  # pragma: no cover - numba missing
     _compiled_fill = None
-_fill_kernel = _compiled_fill
+_fill_kernel: Callable[..., None] | None = _compiled_fill
 
 
 def use_compiled(flag: bool) -> None:

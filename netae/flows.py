@@ -471,7 +471,7 @@ else:
                     k[0] == h and k[1] == a_hi and k[2] == a_lo and k[3] == b_hi
                     and k[4] == b_lo and k[5] == ports and k[6] == meta
                 ):  # fmt: skip
-                    fid = np.int64(f1) - 1
+                    fid = np.int64(f1) - 1  # type: ignore[assignment]
                     break
                 i = (i + 1) & (cap - 1)
             new_key = fid < 0

@@ -99,7 +99,8 @@ def atomic_write(path: str | os.PathLike[str], *, binary: bool = False, append: 
     except OSError as exc:
         raise OutputError(f"cannot write in {directory}: {exc.strerror}") from exc
     try:
-        with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8", "newline": ""})) as fh:
+        opened: IO[Any] = os.fdopen(fd, "wb") if binary else os.fdopen(fd, "w", encoding="utf-8", newline="")
+        with opened as fh:
             if append and target.exists():
                 with open(target, "rb") as old:
                     data = old.read()

@@ -595,12 +595,12 @@ def featurize_to(
         data = featurize_files(sources, settings=settings)
         require_flows(data)
         write_parquet(output, data.flows, data.features, data.files, settings)
-        results = []
+        one_file: list[ShardResult] = []
         for src, c in zip(data.files, data.counts, strict=True):
             err = next((m for name, m in data.failures if name == src), None)
-            results.append(ShardResult(src, output.name, 0, 0, c.records, dict(c.skipped or {}),
+            one_file.append(ShardResult(src, output.name, 0, 0, c.records, dict(c.skipped or {}),
                                        tuple(c.warnings or ()), err))  # fmt: skip
-        return results
+        return one_file
     output.mkdir(parents=True, exist_ok=True)
     args = [(src, str(output), i, settings.to_dict()) for i, src in enumerate(sources)]
     results: list[ShardResult] = []

@@ -494,7 +494,7 @@ def _reason_text(code: int, value: int, dlt: int) -> str:
 
 def _decode_compiled(batch: RecordBatch, buf: _U8, file_id: int, counts: SkipCounts | None) -> PacketTable:
     n = batch.n_records
-    cols = {name: np.empty(n, dt) for name, dt in _KERNEL_COLUMNS}
+    cols: dict[str, np.ndarray] = {name: np.empty(n, dt) for name, dt in _KERNEL_COLUMNS}
     reason = np.empty(n, np.int8)
     value = np.empty(n, np.int64)
     m, tso = _decode_kernel(
@@ -570,19 +570,19 @@ except ImportError:  # pragma: no cover - exercised only without numba
 else:
 
     @njit(cache=True, nogil=True)
-    def _r8(buf: Any, p: int) -> int:  # pragma: no cover - compiled
+    def _r8(buf: Any, p: int) -> Any:  # pragma: no cover - compiled
         if p < 0 or p >= len(buf):
             return 0
         return np.int64(buf[p])
 
     @njit(cache=True, nogil=True)
-    def _r16(buf: Any, p: int) -> int:  # pragma: no cover - compiled
+    def _r16(buf: Any, p: int) -> Any:  # pragma: no cover - compiled
         if p < 0 or p + 2 > len(buf):
             return 0
         return (np.int64(buf[p]) << 8) | np.int64(buf[p + 1])
 
     @njit(cache=True, nogil=True)
-    def _r32(buf: Any, p: int) -> int:  # pragma: no cover - compiled
+    def _r32(buf: Any, p: int) -> Any:  # pragma: no cover - compiled
         if p < 0 or p + 4 > len(buf):
             return 0
         return (

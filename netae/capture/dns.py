@@ -173,9 +173,9 @@ def _dns_python(  # type: ignore[no-untyped-def]  # compiled by numba below
                 done = True
                 break
             if n_labels == 0:
-                first = ln
+                first = ln  # type: ignore[assignment]
             n_labels += 1
-            pos += 1 + ln
+            pos += 1 + ln  # type: ignore[assignment]
             if pos >= avail:
                 ok = False
                 break
@@ -195,7 +195,7 @@ def _dns_python(  # type: ignore[no-untyped-def]  # compiled by numba below
                 counts[c] += 1
         ent = 0.0
         if first > 0:
-            for c in range(256):
+            for c in range(256):  # type: ignore[assignment]
                 if counts[c]:
                     p = counts[c] / first
                     ent -= p * np.log2(p)
