@@ -308,7 +308,6 @@ def score(
     from netae.output import atomic_write, render, render_groups, select_rows
     from netae.pipeline import expand_inputs
     from netae.stream import wants_stream
-    from netae.workflow import score_captures
 
     _quiet(quiet)
     if append and output is None:
@@ -323,11 +322,7 @@ def score(
     if stream or (stream is None and report is None and group_by is None and wants_stream(sources)):
         _score_stream(sources, model=model, fmt=fmt, output=output, all_flows=all_flows, threshold=threshold,
                       limit=limit, append=append, device=device, quiet=quiet)  # fmt: skip
-    on_file, stop = _file_progress(sources, quiet)
-    try:
-        run = score_captures(sources, model_path=model, threshold=threshold, device=device.value, on_file=on_file)
-    finally:
-        stop()
+    run = _score_with_progress(sources, model=model, threshold=threshold, device=device, quiet=quiet)
     table = run.table
     kwargs = {"limit": limit or None} if fmt is OutputFormat.table else {}
     if group_by is not None:
@@ -348,6 +343,19 @@ def score(
 
         _write_report(report, render_report(run, title=_report_title(sources)))
     _finish_scoring(run, quiet, [p for p in (output, report) if p is not None])
+
+
+def _score_with_progress(
+    sources: list[str], *, model: Path, threshold: float | None, device: Device, quiet: bool
+) -> Any:
+    """Batch-score ``sources`` with a per-file progress bar on stderr."""
+    from netae.workflow import score_captures
+
+    on_file, stop = _file_progress(sources, quiet)
+    try:
+        return score_captures(sources, model_path=model, threshold=threshold, device=device.value, on_file=on_file)
+    finally:
+        stop()
 
 
 def _report_title(sources: list[str]) -> str:
@@ -459,16 +467,11 @@ def report(
     from netae.evaluate import match_labels, read_labels
     from netae.pipeline import expand_inputs
     from netae.report import render_report
-    from netae.workflow import score_captures
 
     _quiet(quiet)
     label_table = read_labels(labels) if labels is not None else None
     sources = expand_inputs(paths)
-    on_file, stop = _file_progress(sources, quiet)
-    try:
-        run = score_captures(sources, model_path=model, threshold=threshold, device=device.value, on_file=on_file)
-    finally:
-        stop()
+    run = _score_with_progress(sources, model=model, threshold=threshold, device=device, quiet=quiet)
     matched = match_labels(run.table, label_table) if label_table is not None else None
     _write_report(output, render_report(run, labels=matched, top_n=top, title=_report_title(sources)))
     _finish_scoring(run, quiet, [output])
@@ -582,16 +585,11 @@ def evaluate(
 
     from netae.evaluate import evaluate_scores, format_evaluation, match_labels, read_labels
     from netae.pipeline import expand_inputs
-    from netae.workflow import score_captures
 
     _quiet(quiet)
     table_labels = read_labels(labels)
     sources = expand_inputs(paths)
-    on_file, stop = _file_progress(sources, quiet)
-    try:
-        run = score_captures(sources, model_path=model, threshold=threshold, device=device.value, on_file=on_file)
-    finally:
-        stop()
+    run = _score_with_progress(sources, model=model, threshold=threshold, device=device, quiet=quiet)
     matched = match_labels(run.table, table_labels)
     ev = evaluate_scores(run.table.score, matched, threshold=run.table.threshold)
     if fmt is EvalFormat.json:

@@ -342,6 +342,28 @@ def risk_norm(score: float, threshold: float) -> float:
     return round(100.0 * ratio / (1.0 + ratio), 2)
 
 
+def _ecs_head(
+    first: int, last: int, *, anomalous: bool, score: float, threshold: float, dataset: str
+) -> dict[str, Any]:
+    """The ECS ``@timestamp``, ``ecs`` and ``event`` fields shared by flow and group alerts."""
+    return {
+        "@timestamp": _iso(first),
+        "ecs": {"version": ECS_VERSION},
+        "event": {
+            "kind": "alert" if anomalous else "event",
+            "category": ["network", "intrusion_detection"],
+            "type": ["connection", "info"],
+            "module": "netae",
+            "dataset": dataset,
+            "start": _iso(first),
+            "end": _iso(last),
+            "duration": last - first,
+            "risk_score": round(score, 8),
+            "risk_score_norm": risk_norm(score, threshold),
+        },
+    }
+
+
 def ecs_documents(table: ScoreTable, rows: npt.NDArray[np.int64]) -> Iterator[dict[str, Any]]:
     f = table.flows
     for i in rows.tolist():
@@ -376,20 +398,7 @@ def ecs_documents(table: ScoreTable, rows: npt.NDArray[np.int64]) -> Iterator[di
         if r.explanation():
             netae["explanation"] = r.explanation()
         yield {
-            "@timestamp": _iso(first),
-            "ecs": {"version": ECS_VERSION},
-            "event": {
-                "kind": "alert" if anomalous else "event",
-                "category": ["network", "intrusion_detection"],
-                "type": ["connection", "info"],
-                "module": "netae",
-                "dataset": "netae.flow",
-                "start": _iso(first),
-                "end": _iso(last),
-                "duration": last - first,
-                "risk_score": round(score, 8),
-                "risk_score_norm": risk_norm(score, table.threshold),
-            },
+            **_ecs_head(first, last, anomalous=anomalous, score=score, threshold=table.threshold, dataset="netae.flow"),
             "source": source,
             "destination": destination,
             "network": network,
@@ -611,20 +620,9 @@ def group_documents(table: ScoreTable, groups: FlowGroups, rows: npt.NDArray[np.
         score = float(groups.max_score[k])
         anomalous = bool(groups.n_anomalous[k])
         doc: dict[str, Any] = {
-            "@timestamp": _iso(first),
-            "ecs": {"version": ECS_VERSION},
-            "event": {
-                "kind": "alert" if anomalous else "event",
-                "category": ["network", "intrusion_detection"],
-                "type": ["connection", "info"],
-                "module": "netae",
-                "dataset": "netae.group",
-                "start": _iso(first),
-                "end": _iso(last),
-                "duration": last - first,
-                "risk_score": round(score, 8),
-                "risk_score_norm": risk_norm(score, table.threshold),
-            },
+            **_ecs_head(
+                first, last, anomalous=anomalous, score=score, threshold=table.threshold, dataset="netae.group"
+            ),
             "source": {"ip": format_ip(int(f.src_hi[rep]), int(f.src_lo[rep]))},
         }
         if groups.by == "pair":
