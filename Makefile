@@ -24,7 +24,10 @@ $(VENV)/.installed: pyproject.toml
 demo: venv
 	@mkdir -p $(DEMO)
 	$(BIN)/netae train sample_pcaps/normal -o $(DEMO)/model.netae --seed 0
-	$(BIN)/netae score sample_pcaps/mixed.pcap -m $(DEMO)/model.netae --format table --limit 25 || [ $$? -eq 1 ]
+	@echo "== anomalies per source host =="
+	$(BIN)/netae score sample_pcaps/mixed.pcap -m $(DEMO)/model.netae --group-by host || [ $$? -eq 1 ]
+	@echo "== the most anomalous flows =="
+	$(BIN)/netae score sample_pcaps/mixed.pcap -m $(DEMO)/model.netae --format table --limit 15 || [ $$? -eq 1 ]
 
 test: venv
 	$(BIN)/python -m pytest -q -p no:cacheprovider
