@@ -30,7 +30,7 @@ demo: venv
 	$(BIN)/netae score sample_pcaps/mixed.pcap -m $(DEMO)/model.netae --format table --limit 15 || [ $$? -eq 1 ]
 
 test: venv
-	$(BIN)/python -m pytest -q -p no:cacheprovider
+	$(BIN)/python -m pytest -p no:cacheprovider
 
 lint: venv
 	$(BIN)/ruff format --check netae tests bench sample_pcaps
