@@ -25,6 +25,7 @@ import numpy as np
 
 from netae.config import Settings
 from netae.errors import ConfigError, InputError
+from netae.pipeline import canonical_order, reorder_flows
 from netae.tables import Features, FlowTable, format_ips, parse_ip
 
 __all__ = [
@@ -52,16 +53,12 @@ def settings_key(settings: Settings) -> dict[str, Any]:
     return {"flows": d["flows"], "context": d["context"]}
 
 
-def write_parquet(path: Path, flows: FlowTable, features: Features, files: tuple[str, ...], settings: Settings) -> None:
-    """One Parquet file of flows with their feature sequences, written atomically."""
+def _arrow_table(flows: FlowTable, features: Features, files: tuple[str, ...], settings: Settings) -> Any:
+    """Flows and their feature sequences as one Arrow table (schema fixed: large lists)."""
     import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    from netae.output import atomic_write
 
     n_feat = len(features.names)
     flat = pa.array(features.values.reshape(-1), type=pa.float32())
-    seq = pa.ListArray.from_arrays(pa.array(features.offsets * n_feat, type=pa.int64()), flat)
     cols: dict[str, Any] = {
         "src_ip": pa.array(format_ips(flows.src_hi, flows.src_lo), type=pa.string()),
         "dst_ip": pa.array(format_ips(flows.dst_hi, flows.dst_lo), type=pa.string()),
@@ -69,16 +66,64 @@ def write_parquet(path: Path, flows: FlowTable, features: Features, files: tuple
     for name in _FLOW_INT_COLUMNS:
         cols[name] = pa.array(getattr(flows, name))
     cols["source_file"] = pa.array([files[i] if files else "" for i in flows.file_id.tolist()], type=pa.string())
-    cols["features"] = pa.LargeListArray.from_arrays(
-        pa.array(features.offsets * n_feat, type=pa.int64()), flat
-    ) if len(flat) > 2**31 - 1 else seq  # fmt: skip
+    cols["features"] = pa.LargeListArray.from_arrays(pa.array(features.offsets * n_feat, type=pa.int64()), flat)
     meta = {
         b"netae.feature_names": json.dumps(list(features.names)).encode(),
         b"netae.settings": json.dumps(settings_key(settings), sort_keys=True).encode(),
     }
-    table = pa.table(cols).replace_schema_metadata(meta)
-    with atomic_write(path, binary=True) as fh:
-        pq.write_table(table, fh, compression="zstd")
+    return pa.table(cols).replace_schema_metadata(meta)
+
+
+def write_parquet(path: Path, flows: FlowTable, features: Features, files: tuple[str, ...], settings: Settings) -> None:
+    """One Parquet file of flows with their feature sequences, written atomically."""
+    with ParquetStream(path, files=files, settings=settings) as out:
+        out.write(flows, features)
+
+
+class ParquetStream:
+    """Write a Parquet feature file batch by batch (one row group each), atomically.
+
+    Memory holds one batch, not the file. Rows are in the order written; ``read_parquet`` lays
+    flows out in the canonical order, so a file streamed in closing order reads back the same
+    as one written at once.
+    """
+
+    def __init__(self, path: Path, *, files: tuple[str, ...], settings: Settings) -> None:
+        self.path = path
+        self.files = files
+        self.settings = settings
+        self.n_flows = 0
+        self.n_packets = 0
+        self._ctx: Any = None
+        self._fh: Any = None
+        self._writer: Any = None
+
+    def __enter__(self) -> ParquetStream:
+        from netae.output import atomic_write
+
+        self._ctx = atomic_write(self.path, binary=True)
+        self._fh = self._ctx.__enter__()
+        return self
+
+    def write(self, flows: FlowTable, features: Features) -> None:
+        import pyarrow.parquet as pq
+
+        table = _arrow_table(flows, features, self.files, self.settings)
+        if self._writer is None:
+            self._writer = pq.ParquetWriter(self._fh, table.schema, compression="zstd")
+        self._writer.write_table(table)
+        self.n_flows += flows.n_flows
+        self.n_packets += len(flows.order)
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        try:
+            if self._writer is not None:
+                self._writer.close()
+        finally:
+            if exc is None and self._writer is None:
+                self._ctx.__exit__(InputError, InputError("no flows to write"), None)
+                raise InputError(f"no flows to write to {self.path}")
+            self._ctx.__exit__(exc_type, exc, tb)
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +185,14 @@ def read_parquet(path: Path) -> Shard:
         offsets=offsets,
         is_fwd=(values[:, is_fwd_col] > 0.5) if is_fwd_col is not None else np.ones(len(values), dtype=bool),
     )
+    rank = canonical_order(flows)
+    if np.any(rank[1:] < rank[:-1]):  # streamed files hold flows in closing order
+        flows, idx = reorder_flows(flows, rank)
+        values = values[idx]
+        offsets = flows.offsets
+        flows = FlowTable(
+            **flows.column_dict(), order=np.arange(len(values), dtype=np.int64), offsets=offsets, is_fwd=flows.is_fwd
+        )
     return Shard(flows=flows, features=Features(values=values, offsets=offsets, names=names), settings=settings,
                  source_files=uniq)  # fmt: skip
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,7 +18,7 @@ import numpy.typing as npt
 
 from netae.capture import read_packets
 from netae.config import Settings
-from netae.context import CONTEXT_FEATURES, compute_context
+from netae.context import CONTEXT_FEATURES, ContextTracker, compute_context
 from netae.errors import CaptureError, InputError
 from netae.features import compute_features
 from netae.flows import FlowAssembler, flow_key_hash
@@ -132,6 +132,47 @@ def _compact(table: PacketTable, flows: FlowTable) -> tuple[PacketTable, FlowTab
     return packets, FlowTable(**flows.column_dict(), order=order, offsets=flows.offsets, is_fwd=flows.is_fwd)
 
 
+def featurize_closed(
+    table: PacketTable, closed: FlowTable, tracker: ContextTracker | None, horizon_ns: int | None
+) -> tuple[PacketTable, FlowTable, Features, dict[str, npt.NDArray[np.float32]]]:
+    """Context and features of a batch of closed flows (streaming; ``tracker`` keeps the state)."""
+    packets, flows = _compact(table, closed)
+    context = tracker.update(packets, flows, horizon_ns=horizon_ns) if tracker is not None else {}
+    model_context = {name: context[name] for name in CONTEXT_FEATURES} if context else None
+    return packets, flows, compute_features(packets, flows, context=model_context), context
+
+
+def iter_featurized(
+    source: str, *, file_id: int, settings: Settings, counts: SkipCounts, chunk_bytes: int = 64 << 20,
+    batch_packets: int = 1_000_000,
+) -> Iterator[tuple[PacketTable, FlowTable, Features, dict[str, npt.NDArray[np.float32]]]]:  # fmt: skip
+    """Featurize one capture batch by batch as its flows close: memory holds the open flows, one
+    batch and the context window, never the whole capture. Same values as ``featurize_files``
+    (context is exact when streamed, NOTE in context.py); rows come in closing order."""
+    assembler = FlowAssembler(
+        idle_timeout_s=settings.flows.idle_timeout_s, active_timeout_s=settings.flows.active_timeout_s
+    )
+    tracker = ContextTracker(settings.context) if settings.context.enabled else None
+    pending: list[PacketTable] = []
+    n_pending = 0
+    for chunk in read_packets(source, file_id=file_id, counts=counts, chunk_bytes=chunk_bytes):
+        pending.append(chunk)
+        n_pending += chunk.n_packets
+        if n_pending >= batch_packets:
+            table, closed = assembler.push(PacketTable.concat(pending))
+            pending.clear()
+            n_pending = 0
+            if closed.n_flows:
+                yield featurize_closed(table, closed, tracker, assembler.pending_min_ts)
+    if pending:
+        table, closed = assembler.push(PacketTable.concat(pending))
+        if closed.n_flows:
+            yield featurize_closed(table, closed, tracker, assembler.pending_min_ts)
+    table, closed = assembler.finish()
+    if closed.n_flows:
+        yield featurize_closed(table, closed, tracker, None)
+
+
 def featurize_files(
     sources: list[str],
     *,
@@ -172,17 +213,31 @@ def featurize_files(
     )
 
 
-def _sort_flows(flows: FlowTable) -> FlowTable:
-    rank = np.lexsort((flows.file_id, flows.first_ns))
-    if np.all(rank[1:] > rank[:-1]):
-        return flows
+def canonical_order(flows: FlowTable) -> npt.NDArray[np.int64]:
+    """A total order of flows: first packet time, then file and key (used wherever flows are laid
+    out, so that streamed, chunked and one-pass featurizing give the same rows)."""
+    return np.lexsort(
+        (flows.proto, flows.dst_port, flows.dst_lo, flows.dst_hi, flows.src_port, flows.src_lo, flows.src_hi,
+         flows.file_id, flows.first_ns)
+    ).astype(np.int64)  # fmt: skip
+
+
+def reorder_flows(flows: FlowTable, rank: npt.NDArray[np.int64]) -> tuple[FlowTable, npt.NDArray[np.int64]]:
+    """Flows in ``rank`` order with their packet runs; also the packet-row permutation used."""
     lengths = flows.n_packets[rank]
     offsets = np.zeros(len(rank) + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])
     starts = flows.offsets[:-1][rank]
     idx = np.repeat(starts, lengths) + (np.arange(offsets[-1]) - np.repeat(offsets[:-1], lengths))
     cols = {name: arr[rank] for name, arr in flows.column_dict().items()}
-    return FlowTable(**cols, order=flows.order[idx], offsets=offsets, is_fwd=flows.is_fwd[idx])
+    return FlowTable(**cols, order=flows.order[idx], offsets=offsets, is_fwd=flows.is_fwd[idx]), idx
+
+
+def _sort_flows(flows: FlowTable) -> FlowTable:
+    rank = canonical_order(flows)
+    if np.all(rank[1:] > rank[:-1]):
+        return flows
+    return reorder_flows(flows, rank)[0]
 
 
 def validation_mask(flows: FlowTable, fraction: float) -> npt.NDArray[np.bool_]:

@@ -26,12 +26,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from netae.capture import read_packets
-from netae.context import CONTEXT_FEATURES, ContextTracker
+from netae.context import ContextTracker
 from netae.errors import CaptureError
-from netae.features import compute_features
 from netae.flows import FlowAssembler
 from netae.modelfile import ModelFile
-from netae.pipeline import Featurized, _compact, _merge
+from netae.pipeline import Featurized, _merge, featurize_closed
 from netae.tables import Features, FlowTable, PacketTable, ScoreTable, SkipCounts
 from netae.workflow import model_settings, require_flows, score_featurized
 
@@ -166,10 +165,7 @@ class _Batcher:
     ) -> None:
         if closed.n_flows == 0:
             return
-        packets, flows = _compact(table, closed)
-        context = tracker.update(packets, flows, horizon_ns=horizon_ns) if tracker is not None else {}
-        model_context = {name: context[name] for name in CONTEXT_FEATURES} if context else None
-        features = compute_features(packets, flows, context=model_context)
+        packets, flows, features, context = featurize_closed(table, closed, tracker, horizon_ns)
         if not self.pieces:
             self.since = time.monotonic()
         self.pieces.append((packets, flows, features, context))

@@ -19,7 +19,7 @@ import numpy.typing as npt
 
 from netae import __version__
 from netae.config import Settings, settings_from_dict
-from netae.errors import ConfigError, IncompatibleModel, InputError, UnsupportedLinkType
+from netae.errors import CaptureError, ConfigError, IncompatibleModel, InputError, NetaeError, UnsupportedLinkType
 from netae.features import Scaler, fit_scaler
 from netae.modelfile import ModelFile, dump_model, load_model
 from netae.pipeline import Featurized, featurize_files, validation_mask
@@ -567,38 +567,71 @@ class ShardResult:
     error: str | None
 
 
+def _stream_sources(
+    out: Any, sources: list[str], *, settings: Settings
+) -> tuple[list[SkipCounts], list[tuple[str, str]]]:
+    """Featurize ``sources`` batch by batch into the ParquetStream ``out`` (bounded memory)."""
+    from netae.pipeline import iter_featurized
+
+    counts_all: list[SkipCounts] = []
+    failures: list[tuple[str, str]] = []
+    for file_id, source in enumerate(sources):
+        counts = SkipCounts()
+        counts_all.append(counts)
+        try:
+            for _, flows, features, _ in iter_featurized(source, file_id=file_id, settings=settings, counts=counts):
+                out.write(flows, features)
+        except CaptureError as exc:
+            failures.append((source, str(exc)))
+    if out.n_flows == 0:  # the same one-line reasons as batch featurizing gives
+        require_flows(
+            Featurized(
+                packets=PacketTable.empty(), flows=FlowTable.empty(),
+                features=Features(np.zeros((0, 0), np.float32), np.zeros(1, np.int64), ()),
+                files=tuple(sources), counts=tuple(counts_all), failures=tuple(failures),
+            )
+        )  # fmt: skip
+    return counts_all, failures
+
+
 def featurize_shard(source: str, out_dir: str, index: int, settings_dict: dict[str, Any]) -> ShardResult:
-    """Featurize one capture into one shard (runs in a worker process)."""
-    from netae.dataset import write_parquet
+    """Featurize one capture into one shard, streamed (runs in a worker process)."""
+    from netae.dataset import ParquetStream
 
     settings = settings_from_dict(settings_dict)
-    data = featurize_files([source], settings=settings)
-    c = data.counts[0] if data.counts else SkipCounts()
     base = Path(source).name if source != "-" else "stdin"
     name = f"{index:05d}-{base}.parquet"
-    if data.failures:
-        return ShardResult(source, name, 0, 0, c.records, dict(c.skipped or {}), tuple(c.warnings or ()),
-                           data.failures[0][1])  # fmt: skip
-    write_parquet(Path(out_dir) / name, data.flows, data.features, (source,), settings)
-    return ShardResult(source, name, int(data.flows.n_flows), int(len(data.flows.order)), c.records,
-                       dict(c.skipped or {}), tuple(c.warnings or ()), None)  # fmt: skip
+    out = ParquetStream(Path(out_dir) / name, files=(source,), settings=settings)
+    try:
+        with out:
+            (c,), failures = _stream_sources(out, [source], settings=settings)
+    except NetaeError as exc:
+        return ShardResult(source, name, 0, 0, 0, {}, (), str(exc))
+    err = failures[0][1] if failures else None
+    return ShardResult(source, name, out.n_flows, out.n_packets, c.records, dict(c.skipped or {}),
+                       tuple(c.warnings or ()), err)  # fmt: skip
 
 
 def featurize_to(
     sources: list[str], output: Path, *, settings: Settings, workers: int = 1,
     on_shard: Callable[[ShardResult], None] | None = None,
 ) -> list[ShardResult]:  # fmt: skip
-    """Write a Parquet file (``output`` ends in .parquet) or a sharded dataset directory."""
-    from netae.dataset import read_parquet, write_manifest, write_parquet
+    """Write a Parquet file (``output`` ends in .parquet) or a sharded dataset directory.
+
+    Either way captures are featurized as their flows close and written batch by batch, so
+    memory is bounded by the open flows and one batch, not by the capture or the output.
+    """
+    from netae.dataset import ParquetStream, read_parquet, write_manifest
 
     if output.suffix == ".parquet":
-        data = featurize_files(sources, settings=settings)
-        require_flows(data)
-        write_parquet(output, data.flows, data.features, data.files, settings)
+        out = ParquetStream(output, files=tuple(sources), settings=settings)
+        with out:
+            counts_all, failures = _stream_sources(out, sources, settings=settings)
         one_file: list[ShardResult] = []
-        for src, c in zip(data.files, data.counts, strict=True):
-            err = next((m for name, m in data.failures if name == src), None)
-            one_file.append(ShardResult(src, output.name, 0, 0, c.records, dict(c.skipped or {}),
+        for i, (src, c) in enumerate(zip(sources, counts_all, strict=True)):
+            err = next((m for name, m in failures if name == src), None)
+            n_flows, n_packets = (out.n_flows, out.n_packets) if i == 0 else (0, 0)
+            one_file.append(ShardResult(src, output.name, n_flows, n_packets, c.records, dict(c.skipped or {}),
                                        tuple(c.warnings or ()), err))  # fmt: skip
         return one_file
     output.mkdir(parents=True, exist_ok=True)

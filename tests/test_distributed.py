@@ -44,13 +44,16 @@ def config(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _same_model(a: Path, b: Path) -> None:
+    """Equal up to float rounding: shards are featurized as flows close, and the windowed context
+    sums (cumulative-sum differences) then round differently in the last bits."""
     ma, mb = load_model(a), load_model(b)
     assert ma.weights.keys() == mb.weights.keys()
     for name in ma.weights:
-        assert np.array_equal(ma.weights[name], mb.weights[name]), name
-    assert np.array_equal(ma.scaler_mean, mb.scaler_mean)
-    assert np.array_equal(ma.scaler_scale, mb.scaler_scale)
-    assert ma.meta["threshold"] == mb.meta["threshold"]
+        np.testing.assert_allclose(ma.weights[name], mb.weights[name], rtol=1e-4, atol=1e-6, err_msg=name)
+    np.testing.assert_allclose(ma.scaler_mean, mb.scaler_mean, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(ma.scaler_scale, mb.scaler_scale, rtol=1e-5, atol=1e-6)
+    assert ma.meta["threshold"]["strategy"] == mb.meta["threshold"]["strategy"]
+    assert ma.meta["threshold"]["value"] == pytest.approx(mb.meta["threshold"]["value"], rel=1e-4)
 
 
 def _auc(model: Path) -> tuple[np.ndarray, float]:
