@@ -144,7 +144,7 @@ def featurize_closed(
 
 def iter_featurized(
     source: str, *, file_id: int, settings: Settings, counts: SkipCounts, chunk_bytes: int = 64 << 20,
-    batch_packets: int = 1_000_000,
+    batch_packets: int = 250_000,
 ) -> Iterator[tuple[PacketTable, FlowTable, Features, dict[str, npt.NDArray[np.float32]]]]:  # fmt: skip
     """Featurize one capture batch by batch as its flows close: memory holds the open flows, one
     batch and the context window, never the whole capture. Same values as ``featurize_files``
