@@ -398,17 +398,7 @@ def decode_records(batch: RecordBatch, *, file_id: int = 0, counts: SkipCounts |
     payload_len = np.clip(ip_len - hdr_len - l4_hdr, 0, None)
     # DNS question names (UDP port 53 either way), parsed for those rows only.
     dns_rows = np.flatnonzero(tu_ports & is_udp & ((src_port == DNS_PORT) | (dst_port == DNS_PORT)))
-    dns = dns_questions(buf, l4[dns_rows] + 8, end[rows][dns_rows])
-    dns_qname_len = np.zeros(m, np.uint8)
-    dns_label_len = np.zeros(m, np.uint8)
-    dns_label_entropy = np.zeros(m, np.float32)
-    dns_name_hash = np.zeros(m, np.uint64)
-    dns_parent_hash = np.zeros(m, np.uint64)
-    dns_qname_len[dns_rows] = dns.qname_len
-    dns_label_len[dns_rows] = dns.label_len
-    dns_label_entropy[dns_rows] = dns.label_entropy
-    dns_name_hash[dns_rows] = dns.name_hash
-    dns_parent_hash[dns_rows] = dns.parent_hash
+    dns_cols = _dns_columns(buf, dns_rows, l4[dns_rows] + 8, end[rows][dns_rows], m)
 
     if counts is not None:
         counts.packets += m
@@ -436,11 +426,7 @@ def decode_records(batch: RecordBatch, *, file_id: int = 0, counts: SkipCounts |
         more_fragments=more_fragments,
         has_ports=has_ports,
         file_id=np.full(m, file_id, np.int32),
-        dns_qname_len=dns_qname_len,
-        dns_label_len=dns_label_len,
-        dns_label_entropy=dns_label_entropy,
-        dns_name_hash=dns_name_hash,
-        dns_parent_hash=dns_parent_hash,
+        **dns_cols,
     )
 
 
@@ -521,7 +507,14 @@ def _decode_compiled(batch: RecordBatch, buf: _U8, file_id: int, counts: SkipCou
         & (out["frag_offset"] == 0)
         & ((sport == DNS_PORT) | (dport == DNS_PORT))
     )
-    dns = dns_questions(buf, l4[dns_rows] + 8, end[dns_rows])
+    out.update(_dns_columns(buf, dns_rows, l4[dns_rows] + 8, end[dns_rows], m))
+    return PacketTable(**out, file_id=np.full(m, file_id, np.int32))
+
+
+def _dns_columns(buf: _U8, dns_rows: _I64, start: _I64, end: _I64, m: int) -> dict[str, np.ndarray]:
+    """The PacketTable ``dns_*`` columns (m rows): question facts at ``dns_rows``, zeros elsewhere."""
+    dns = dns_questions(buf, start, end)
+    cols: dict[str, np.ndarray] = {}
     for name, dt, values in (
         ("dns_qname_len", np.uint8, dns.qname_len),
         ("dns_label_len", np.uint8, dns.label_len),
@@ -531,8 +524,8 @@ def _decode_compiled(batch: RecordBatch, buf: _U8, file_id: int, counts: SkipCou
     ):
         col = np.zeros(m, dt)
         col[dns_rows] = values
-        out[name] = col
-    return PacketTable(**out, file_id=np.full(m, file_id, np.int32))
+        cols[name] = col
+    return cols
 
 
 _KERNEL_COLUMNS: tuple[tuple[str, type], ...] = (
