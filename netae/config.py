@@ -59,11 +59,13 @@ class ModelSettings:
     hidden_size: int = 32
     num_layers: int = 1
     input_path: str = "auto"
+    context_weight: float = 2.0
 
     def check(self) -> None:
         _int_range("model.hidden_size", self.hidden_size, 1, 4096)
         _int_range("model.num_layers", self.num_layers, 1, 8)
         _choice("model.input_path", self.input_path, ("auto", "packed", "padded"))
+        _positive("model.context_weight", self.context_weight)
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +103,7 @@ class ThresholdSettings:
 
     strategy: str = "meanstd"
     quantile: float = 0.995
-    k: float = 3.75
+    k: float = 4.0
     spot_level: float = 0.98
     spot_q: float = 1e-3
 

@@ -137,7 +137,7 @@ def train_captures(
     _, unit_error = validation_scores(
         result.weights, source, settings=settings, device=result.device, buffer_bytes=buffer_bytes
     )
-    feature_weights = fit_feature_weights(unit_error)
+    feature_weights = fit_feature_weights(unit_error, names=scaler.names, context_weight=settings.model.context_weight)
     val_scores, _ = validation_scores(
         result.weights, source, settings=settings, device=result.device, buffer_bytes=buffer_bytes,
         feature_weights=feature_weights,
@@ -289,11 +289,18 @@ def dataset_source(sources: list[str], *, settings: Settings) -> tuple[PartSourc
 FEATURE_WEIGHT_FLOOR_QUANTILE = 0.75
 
 
-def fit_feature_weights(feature_error: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+def fit_feature_weights(
+    feature_error: npt.NDArray[np.float32],
+    *,
+    names: tuple[str, ...] = (),
+    context_weight: float = 1.0,
+) -> npt.NDArray[np.float32]:
     """Per-feature error weights from validation flows' errors (n_val_flows, n_features).
 
     NOTE [feature weights] in score.py: 1 / max(mean error, its 75th percentile over features),
-    normalised to mean 1; all ones without validation flows.
+    times ``context_weight`` for the cross-flow context columns (``ctx_*`` in ``names``: a flow
+    that is unusual only in what its host or pair did around it must not be drowned by its many
+    ordinary per-packet columns), normalised to mean 1; all ones without validation flows.
     """
     n_features = feature_error.shape[1] if feature_error.ndim == 2 else 0
     if feature_error.ndim != 2 or len(feature_error) == 0:
@@ -301,6 +308,9 @@ def fit_feature_weights(feature_error: npt.NDArray[np.float32]) -> npt.NDArray[n
     mean = feature_error.astype(np.float64).mean(axis=0)
     floor = max(float(np.quantile(mean, FEATURE_WEIGHT_FLOOR_QUANTILE)), 1e-9)
     w = 1.0 / np.maximum(mean, floor)
+    if names:
+        is_ctx = np.array([n.startswith("ctx_") for n in names], dtype=bool)
+        w = np.where(is_ctx, w * context_weight, w)
     out: npt.NDArray[np.float32] = (w / w.mean()).astype(np.float32)
     return out
 

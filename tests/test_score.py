@@ -181,3 +181,15 @@ def test_worst_packets_kernel_matches_numpy():
     offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
     err = rng.integers(0, 5, int(offsets[-1])).astype(np.float32)  # many ties
     np.testing.assert_array_equal(worst_packets(offsets, err, 3), _worst_numpy(offsets, err, 3))
+
+
+def test_context_weight_scales_only_context_columns():
+    from netae.workflow import fit_feature_weights
+
+    err = np.ones((10, 4), np.float32)
+    names = ("log_ip_len_bytes", "ctx_src_flows_log", "tcp_syn", "ctx_pair_flows_log")
+    plain = fit_feature_weights(err, names=names, context_weight=1.0)
+    np.testing.assert_allclose(plain, 1.0)
+    w = fit_feature_weights(err, names=names, context_weight=2.0)
+    assert w.mean() == pytest.approx(1.0)
+    assert w[1] == pytest.approx(2 * w[0]) and w[3] == pytest.approx(2 * w[2])
