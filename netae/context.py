@@ -75,16 +75,41 @@ _U64 = npt.NDArray[np.uint64]
 _I64 = npt.NDArray[np.int64]
 
 
-def flow_failed(packets: PacketTable, flows: FlowTable) -> npt.NDArray[np.bool_]:
-    """TCP flows without a completed handshake, or reset (per flow)."""
+@dataclass(frozen=True, slots=True)
+class FlowTcp:
+    """Per flow, what its TCP flags say about the handshake (false for other protocols' flows)."""
+
+    synack_bwd: npt.NDArray[np.bool_]  # the responder sent SYN+ACK
+    ack_fwd: npt.NDArray[np.bool_]  # the initiator sent an ACK without SYN
+    reset: npt.NDArray[np.bool_]  # either side sent RST
+
+    @property
+    def failed(self) -> npt.NDArray[np.bool_]:
+        """No completed handshake, or reset."""
+        out: npt.NDArray[np.bool_] = ~self.synack_bwd | self.reset
+        return out
+
+
+def flow_tcp(packets: PacketTable, flows: FlowTable) -> FlowTcp:
+    """Handshake facts of every flow from its packets' TCP flags (one bincount each)."""
     n = flows.n_flows
     rep = np.repeat(np.arange(n), flows.n_packets)
     flags = packets.tcp_flags[flows.order]
     is_fwd = flows.is_fwd
-    synack = np.bincount(rep, weights=((flags & TCP_SYN) != 0) & ((flags & TCP_ACK) != 0) & ~is_fwd, minlength=n)
-    rst = np.bincount(rep, weights=(flags & TCP_RST) != 0, minlength=n)
-    failed: npt.NDArray[np.bool_] = (flows.proto == 6) & ((synack == 0) | (rst > 0))
-    return failed
+    syn = (flags & TCP_SYN) != 0
+    ack = (flags & TCP_ACK) != 0
+    is_tcp = flows.proto == 6
+    return FlowTcp(
+        synack_bwd=is_tcp & (np.bincount(rep, weights=syn & ack & ~is_fwd, minlength=n) > 0),
+        ack_fwd=is_tcp & (np.bincount(rep, weights=ack & ~syn & is_fwd, minlength=n) > 0),
+        reset=is_tcp & (np.bincount(rep, weights=(flags & TCP_RST) != 0, minlength=n) > 0),
+    )
+
+
+def flow_failed(packets: PacketTable, flows: FlowTable) -> npt.NDArray[np.bool_]:
+    """TCP flows without a completed handshake, or reset (per flow; false for non-TCP)."""
+    out: npt.NDArray[np.bool_] = (flows.proto == 6) & flow_tcp(packets, flows).failed
+    return out
 
 
 @dataclass(frozen=True, slots=True)

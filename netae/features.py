@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from netae.context import flow_dns
+from netae.context import flow_dns, flow_tcp
 from netae.errors import IncompatibleModel
 from netae.tables import Features, FlowTable, PacketTable
 
@@ -76,17 +76,8 @@ def _segment_first(offsets: npt.NDArray[np.int64], n: int) -> npt.NDArray[np.boo
 
 
 def _flow_columns(flows: FlowTable, packets: PacketTable) -> dict[str, npt.NDArray[np.float32]]:
-    n_flows = flows.n_flows
-    po = flows.order
     lengths = flows.n_packets
-    rep = np.repeat(np.arange(n_flows), lengths)
-    flags = packets.tcp_flags[po]
-    is_fwd = flows.is_fwd
-    syn = (flags & TCP_SYN) != 0
-    ack = (flags & TCP_ACK) != 0
-    synack_bwd = np.bincount(rep, weights=syn & ack & ~is_fwd, minlength=n_flows) > 0
-    ack_fwd_after = np.bincount(rep, weights=ack & ~syn & is_fwd, minlength=n_flows) > 0
-    rst = np.bincount(rep, weights=(flags & TCP_RST) != 0, minlength=n_flows) > 0
+    tcp = flow_tcp(packets, flows)
     is_tcp = flows.proto == 6
     pkts = lengths.astype(np.float64)
     total_bytes = (flows.fwd_bytes + flows.bwd_bytes).astype(np.float64)
@@ -101,8 +92,8 @@ def _flow_columns(flows: FlowTable, packets: PacketTable) -> dict[str, npt.NDArr
         "log_flow_duration_ms": np.log1p(duration_ms),
         "fwd_pkt_share": flows.fwd_pkts / np.maximum(pkts, 1),
         "fwd_byte_share": flows.fwd_bytes / np.maximum(total_bytes, 1),
-        "tcp_handshake_done": is_tcp & synack_bwd & ack_fwd_after,
-        "tcp_reset": is_tcp & rst,
+        "tcp_handshake_done": tcp.synack_bwd & tcp.ack_fwd,
+        "tcp_reset": tcp.reset,
         "tcp_no_answer": flows.bwd_pkts == 0,
         "dns_qname_chars_log": np.log1p(dns.qname_len),
         "dns_label_chars_log": np.log1p(dns.label_len),
