@@ -272,20 +272,12 @@ class Scaler:
 
 
 def fit_scaler(features: Features, rows: npt.NDArray[np.bool_] | None = None) -> Scaler:
-    """Per-column mean and standard deviation over the given packet rows (default: all)."""
-    x = features.values if rows is None else features.values[rows]
-    if len(x) == 0:
-        mean = np.zeros(len(features.names), dtype=np.float64)
-        std = np.ones(len(features.names), dtype=np.float64)
-    else:
-        mean = x.mean(axis=0, dtype=np.float64)
-        std = x.std(axis=0, dtype=np.float64)
-    std = np.where(std < 1e-6, 1.0, np.maximum(std, MIN_SCALE))
-    if len(x):
-        binary = np.all((x == 0) | (x == 1), axis=0)
-        mean = np.where(binary, 0.0, mean)
-        std = np.where(binary, 1.0, std)
-    return Scaler(names=features.names, mean_=mean.astype(np.float32), scale_=std.astype(np.float32))
+    """Per-column mean and standard deviation over the given packet rows (default: all).
+
+    One pass of ``ScalerAccumulator``, so fitting in memory and streaming shards share the rules
+    (constant columns scale 1, no scale below ``MIN_SCALE``, binary columns left as they are).
+    """
+    return ScalerAccumulator(names=features.names).update(features, rows).finish()
 
 
 @dataclass(slots=True)
