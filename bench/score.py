@@ -7,7 +7,9 @@ a model on ``shared/eval/train_benign.pcap`` with default settings except a shor
 (``--epochs``, default 2: speed of scoring does not depend on how well the model fits), and a
 second model with cross-flow context switched off, then times the whole ``netae score``
 command (process start, reading, flows, context, features, model, writing the alerts as ECS JSON
-lines, the unattended use: ``--format jsonl -o FILE``) for each, in one run. ``--all`` writes
+lines, the unattended use: ``--format jsonl -o FILE``) for each, in one run; on the CPU also
+the context model with ``NETAE_CPU_ENGINE=torch`` (PyTorch instead of netae's kernel, NOTE
+[cpu engine] in netae/infer.py). ``--all`` writes
 every flow as CSV instead (an extra output cost of about 1 s per 50,000 flows). Prints
 packets/s for both and the context overhead; the last line reads ``score: N pkt/s end to end``.
 """
@@ -47,13 +49,14 @@ def train(out: Path, *, epochs: int, device: str, context: bool) -> None:
     )  # fmt: skip
 
 
-def time_score(capture: Path, model: Path, *, device: str, all_flows: bool) -> float:
+def time_score(capture: Path, model: Path, *, device: str, all_flows: bool, engine: str = "auto") -> float:
     out = DATA / ("score_out.csv" if all_flows else "score_out.jsonl")
     fmt = ["--all", "--format", "csv"] if all_flows else ["--format", "jsonl"]
     cmd = [sys.executable, "-m", "netae", "score", str(capture), "-m", str(model), *fmt,
            "-o", str(out), "--device", device, "--quiet"]  # fmt: skip
     t = time.perf_counter()
-    p = subprocess.run(cmd, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "NETAE_CPU_ENGINE": engine}
+    p = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
     elapsed = time.perf_counter() - t
     if p.returncode not in (0, 1):
         raise SystemExit(f"netae score failed ({p.returncode}): {p.stderr}")
@@ -84,6 +87,15 @@ def main() -> None:
     for name, path in models.items():
         times[name] = min(time_score(capture, path, device=args.device, all_flows=args.all) for _ in range(args.repeat))
         print(f"netae score ({name}, device {args.device}): {times[name]:.2f} s, {n / times[name]:,.0f} pkt/s")
+    if args.device == "cpu":
+        t_torch = min(
+            time_score(capture, models["context"], device="cpu", all_flows=args.all, engine="torch")
+            for _ in range(args.repeat)
+        )
+        print(
+            f"netae score (context, NETAE_CPU_ENGINE=torch): {t_torch:.2f} s, {n / t_torch:,.0f} pkt/s; "
+            f"the numba engine is {t_torch / times['context']:.2f}x faster end to end"
+        )
     overhead = times["context"] / times["no context"] - 1
     print(f"context overhead: {100 * overhead:+.1f} % (target: within 20 %)")
     print(f"score: {n / times['context']:,.0f} pkt/s end to end")

@@ -253,13 +253,17 @@ class Scaler:
     mean_: npt.NDArray[np.float32]
     scale_: npt.NDArray[np.float32]
 
-    def transform(self, features: Features) -> Features:
+    def check(self, features: Features) -> None:
+        """IncompatibleModel unless ``features`` have the columns this scaler was fitted on."""
         if features.names != self.names:
             missing = sorted(set(self.names) ^ set(features.names))
             raise IncompatibleModel(
                 "the model was trained with other features than this netae computes "
                 f"(differences: {', '.join(missing) or 'order'}); retrain the model with this version"
             )
+
+    def transform(self, features: Features) -> Features:
+        self.check(features)
         # Written into a buffer with one spare zero row, which the model's batch gather uses
         # for padded steps (score.padded_values), so the scaled matrix is never copied again.
         n = len(features.values)

@@ -410,14 +410,17 @@ def score_featurized(data: Featurized, model: ModelFile, *, threshold: float | N
 
     settings = model_settings(model)
     scaler = Scaler(names=tuple(model.meta["feature_names"]), mean_=model.scaler_mean, scale_=model.scaler_scale)
-    x = scaler.transform(data.features)
+    scaler.check(data.features)
+    n_features = len(scaler.names)
     weights = model.meta.get("feature_weights")
     feature_weights = None if weights is None else np.asarray(weights, np.float32)
-    if feature_weights is not None and len(feature_weights) != x.values.shape[1]:
+    if feature_weights is not None and len(feature_weights) != n_features:
         raise IncompatibleModel(
-            f"the model has {len(feature_weights)} feature weights for {x.values.shape[1]} features; retrain it"
+            f"the model has {len(feature_weights)} feature weights for {n_features} features; retrain it"
         )
-    scores = score_features(model.weights, x, settings=settings, device=device, feature_weights=feature_weights)
+    scores = score_features(
+        model.weights, data.features, settings=settings, device=device, feature_weights=feature_weights, scaler=scaler
+    )
     value = float(threshold) if threshold is not None else float(model.meta["threshold"]["value"])
     table = build_score_table(
         data, scores, threshold=value, model_id=model.model_id, window_s=settings.context.window_s

@@ -27,6 +27,19 @@ def _random_weights(n_features: int = 4, seed: int = 0) -> dict[str, np.ndarray]
     return weights_to_numpy(build_model(n_features, ModelSettings(hidden_size=8)))
 
 
+@pytest.fixture(params=["numba", "torch"])
+def engine(request, monkeypatch):
+    """Runs a test with each CPU engine (NOTE [cpu engine] in infer.py)."""
+    monkeypatch.setenv("NETAE_CPU_ENGINE", request.param)
+    return request.param
+
+
+@pytest.fixture
+def torch_engine(monkeypatch):
+    """For tests of the torch path's own options (input paths, batch sizes)."""
+    monkeypatch.setenv("NETAE_CPU_ENGINE", "torch")
+
+
 def _features(lengths: list[int], n_features: int = 4, seed: int = 0) -> Features:
     rng = np.random.default_rng(seed)
     offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
@@ -34,7 +47,7 @@ def _features(lengths: list[int], n_features: int = 4, seed: int = 0) -> Feature
     return Features(values=values, offsets=offsets, names=tuple(f"f{i}" for i in range(n_features)))
 
 
-def test_shapes_and_dtypes():
+def test_shapes_and_dtypes(engine):
     features = _features([3, 1, 20, 8])
     scores = score_features(_random_weights(), features, settings=_settings(), device="cpu")
     assert scores.score.shape == (4,)
@@ -49,7 +62,7 @@ def test_shapes_and_dtypes():
     np.testing.assert_allclose(scores.feature_error.mean(1), scores.score, rtol=1e-5)
 
 
-def test_packed_and_padded_give_the_same_scores():
+def test_packed_and_padded_give_the_same_scores(torch_engine):
     features = _features([3, 1, 20, 8, 5, 5, 2])
     weights = _random_weights()
     packed = score_features(weights, features, settings=_settings(input_path="packed"), device="cpu")
@@ -60,7 +73,7 @@ def test_packed_and_padded_give_the_same_scores():
 
 
 @pytest.mark.parametrize("batch_size", [1, 2, 3, 1000])
-def test_batching_does_not_change_scores(batch_size):
+def test_batching_does_not_change_scores(batch_size, torch_engine):
     features = _features([3, 1, 20, 8, 5, 5, 2])
     weights = _random_weights()
     ref = score_features(weights, features, settings=_settings(), device="cpu")
@@ -69,7 +82,7 @@ def test_batching_does_not_change_scores(batch_size):
     np.testing.assert_allclose(got.packet_error, ref.packet_error, rtol=1e-5)
 
 
-def test_long_flow_scored_everywhere_and_takes_its_worst_window():
+def test_long_flow_scored_everywhere_and_takes_its_worst_window(engine):
     # One flow of 10 packets with windows of 4: [0,4), [4,8) and the overlapped last one [6,10).
     long_flow = _features([10], seed=3)
     weights = _random_weights()
@@ -92,7 +105,7 @@ def test_long_flow_scored_everywhere_and_takes_its_worst_window():
     np.testing.assert_allclose(scores.packet_error, expected, rtol=1e-5)
 
 
-def test_adding_another_flow_does_not_change_a_flows_score():
+def test_adding_another_flow_does_not_change_a_flows_score(engine):
     weights = _random_weights()
     alone = score_features(weights, _features([5]), settings=_settings(), device="cpu")
     together_values = np.concatenate([_features([5]).values, _features([8], seed=9).values])
@@ -105,7 +118,7 @@ def _names() -> tuple[str, ...]:
     return tuple(f"f{i}" for i in range(4))
 
 
-def test_empty_flow_scores_zero():
+def test_empty_flow_scores_zero(engine):
     features = _features([3, 0, 2])
     scores = score_features(_random_weights(), features, settings=_settings(), device="cpu")
     assert scores.score[1] == 0.0
@@ -113,7 +126,7 @@ def test_empty_flow_scores_zero():
     assert scores.score[2] > 0
 
 
-def test_injected_anomalous_packet_has_the_largest_error():
+def test_injected_anomalous_packet_has_the_largest_error(engine):
     features = synthetic_features(n_flows=80)
     settings = _settings(max_packets=8).replace("train", epochs=40, learning_rate=1e-2)
     result = train_model(features, is_val=np.arange(features.n_flows) % 5 == 0, settings=settings)
@@ -137,7 +150,7 @@ def test_resolve_device():
         resolve_device("tpu")
 
 
-def test_feature_weights_scale_each_features_error():
+def test_feature_weights_scale_each_features_error(engine):
     feats = _features([3, 5, 8, 2])
     weights = _random_weights()
     plain = score_features(weights, feats, settings=_settings())
