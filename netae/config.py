@@ -72,10 +72,10 @@ class ModelSettings:
 class TrainSettings:
     """Optimisation: epochs, batches, early stopping, validation split, device and seed."""
 
-    epochs: int = 30
+    epochs: int = 120
     batch_size: int = 64
     learning_rate: float = 3e-3
-    patience: int = 5
+    patience: int = 10
     grad_clip: float = 1.0
     val_fraction: float = 0.2
     seed: int = 0
@@ -103,7 +103,7 @@ class ThresholdSettings:
 
     strategy: str = "meanstd"
     quantile: float = 0.995
-    k: float = 4.0
+    k: float = 4.5
     spot_level: float = 0.98
     spot_q: float = 1e-3
 
