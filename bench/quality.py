@@ -20,9 +20,11 @@ from typing import Any
 
 import numpy as np
 
-from netae.config import load_settings
-from netae.evaluate import Evaluation, evaluate_scores, match_labels, read_labels
-from netae.workflow import score_captures, train_captures
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from netae.config import load_settings  # noqa: E402
+from netae.evaluate import Evaluation, evaluate_scores, match_labels, read_labels  # noqa: E402
+from netae.workflow import score_captures, train_captures  # noqa: E402
 
 # Issue 12: peers on dev_mixed.pcap (trained on train_benign.pcap).
 # (name, ROC-AUC, avg precision, TPR@1%FPR, TPR@0.1%FPR, benign FPR at verdict, lowest per-attack AUC, long flagged)

@@ -22,6 +22,7 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 DEFAULT_CAPTURE = Path(__file__).resolve().parents[2] / "shared" / "eval" / "train_benign.pcap"
 
 

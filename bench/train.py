@@ -25,13 +25,15 @@ import numpy as np
 import torch
 from torch.nn.utils.rnn import pad_sequence
 
-from netae.config import Settings
-from netae.features import fit_scaler
-from netae.model import build_model, make_windows, masked_mse, step_mask
-from netae.pipeline import featurize_files, validation_mask
-from netae.score import padded_values, resolve_device, set_threads
-from netae.tables import Features
-from netae.train import FINAL_LR_FRACTION, EpochStats, evaluate_loss, train_model
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from netae.config import Settings  # noqa: E402
+from netae.features import fit_scaler  # noqa: E402
+from netae.model import build_model, make_windows, masked_mse, step_mask  # noqa: E402
+from netae.pipeline import featurize_files, validation_mask  # noqa: E402
+from netae.score import padded_values, resolve_device, set_threads  # noqa: E402
+from netae.tables import Features  # noqa: E402
+from netae.train import FINAL_LR_FRACTION, EpochStats, evaluate_loss, train_model  # noqa: E402
 
 DEFAULT_CAPTURE = Path(__file__).resolve().parents[2] / "shared" / "eval" / "train_benign.pcap"
 
