@@ -113,3 +113,15 @@ def test_cpu_scoring_never_imports_torch(small_model):
     )
     env = {"PYTHONPATH": str(ROOT), "PATH": "", "NETAE_CPU_ENGINE": "auto"}
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, env=env)
+
+
+def test_auto_device_is_told_without_torch_where_no_nvidia_driver_exists(monkeypatch):
+    import netae.score as score_mod
+
+    monkeypatch.setattr(score_mod.sys, "platform", "linux")
+    monkeypatch.setattr(score_mod.os.path, "exists", lambda p: False)
+    monkeypatch.setitem(sys.modules, "torch", None)  # importing torch now fails
+    assert score_mod.resolve_device("auto") == "cpu"
+    assert score_mod.resolve_device("cpu") == "cpu"
+    with pytest.raises(ImportError):
+        score_mod.resolve_device("cuda")  # an explicit cuda request still asks torch
