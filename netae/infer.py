@@ -81,16 +81,25 @@ def _tanh(x):  # type: ignore[no-untyped-def]
 
 @numba.njit(inline="always", fastmath=True)
 def _add_matvec(g, src, row, w_t, mat):  # type: ignore[no-untyped-def]
-    """g += src[row] @ w_t[mat], w_t[mat] (in, out) contiguous along the outputs; zero inputs skipped.
+    """g += src[row] @ w_t[mat], w_t[mat] (in, out) contiguous along the outputs.
 
-    Rows and matrices are passed by index, never as views: a view made in the hot loop costs a
-    reference-count update each time.
+    Four inputs per pass over g: a quarter of the loads and stores of g that one input per pass
+    costs (the products themselves are the same). Rows and matrices are passed by index, never
+    as views: a view made in the hot loop costs a reference-count update each time.
     """
-    for k in range(w_t.shape[1]):
+    n_in = w_t.shape[1]
+    n_out = len(g)
+    k = 0
+    while k + 4 <= n_in:
+        v0, v1, v2, v3 = src[row, k], src[row, k + 1], src[row, k + 2], src[row, k + 3]
+        for j in range(n_out):
+            g[j] += v0 * w_t[mat, k, j] + v1 * w_t[mat, k + 1, j] + v2 * w_t[mat, k + 2, j] + v3 * w_t[mat, k + 3, j]
+        k += 4
+    while k < n_in:
         v = src[row, k]
-        if v != 0:
-            for j in range(len(g)):
-                g[j] += v * w_t[mat, k, j]
+        for j in range(n_out):
+            g[j] += v * w_t[mat, k, j]
+        k += 1
 
 
 @numba.njit(inline="always", fastmath=True)
