@@ -238,24 +238,6 @@ class _Row:
             self.dport if self.has_ports else None,
         )
 
-    def worst(self) -> list[dict[str, Any]]:
-        t, i = self.t, self.i
-        out = []
-        for j in range(t.worst_idx.shape[1]):
-            k = int(t.worst_idx[i, j])
-            if k < 0:
-                break
-            out.append(
-                {
-                    "index": k,
-                    "timestamp": _iso(int(t.worst_ts_ns[i, j])),
-                    "direction": "fwd" if t.worst_is_fwd[i, j] else "bwd",
-                    "ip_len": int(t.worst_ip_len[i, j]),
-                    "error": round(float(t.worst_error[i, j]), 6),
-                }
-            )
-        return out
-
     def top_features(self) -> list[str]:
         return [self.t.feature_names[int(k)] for k in self.t.top_features[self.i] if k >= 0]
 
@@ -343,11 +325,23 @@ def risk_norm(score: float, threshold: float) -> float:
 
 
 def _ecs_head(
-    first: int, last: int, *, anomalous: bool, score: float, threshold: float, dataset: str
+    first: int,
+    last: int,
+    *,
+    anomalous: bool,
+    score: float,
+    threshold: float,
+    dataset: str,
+    first_iso: str | None = None,
+    last_iso: str | None = None,
 ) -> dict[str, Any]:
-    """The ECS ``@timestamp``, ``ecs`` and ``event`` fields shared by flow and group alerts."""
+    """The ECS ``@timestamp``, ``ecs`` and ``event`` fields shared by flow and group alerts.
+
+    ``first_iso``/``last_iso``: the times already formatted (``iso_times``), when done in bulk.
+    """
+    start = first_iso if first_iso is not None else _iso(first)
     return {
-        "@timestamp": _iso(first),
+        "@timestamp": start,
         "ecs": {"version": ECS_VERSION},
         "event": {
             "kind": "alert" if anomalous else "event",
@@ -355,8 +349,8 @@ def _ecs_head(
             "type": ["connection", "info"],
             "module": "netae",
             "dataset": dataset,
-            "start": _iso(first),
-            "end": _iso(last),
+            "start": start,
+            "end": last_iso if last_iso is not None else _iso(last),
             "duration": last - first,
             "risk_score": round(score, 8),
             "risk_score_norm": risk_norm(score, threshold),
@@ -365,45 +359,87 @@ def _ecs_head(
 
 
 def ecs_documents(table: ScoreTable, rows: npt.NDArray[np.int64]) -> Iterator[dict[str, Any]]:
+    """One ECS document per selected flow; the columns are formatted in bulk first (as for CSV)."""
     f = table.flows
-    for i in rows.tolist():
-        r = _Row(table, i)
-        first, last = int(f.first_ns[i]), int(f.last_ns[i])
-        score = float(table.score[i])
-        anomalous = bool(table.is_anomaly[i])
-        src_ip, dst_ip = format_ip(*r.src), format_ip(*r.dst)
-        source: dict[str, Any] = {"ip": src_ip, "packets": int(f.fwd_pkts[i]), "bytes": int(f.fwd_bytes[i])}
-        destination: dict[str, Any] = {"ip": dst_ip, "packets": int(f.bwd_pkts[i]), "bytes": int(f.bwd_bytes[i])}
-        if r.proto in (6, 17, 132):
-            source["port"], destination["port"] = r.sport, r.dport
+    first_ns, last_ns = f.first_ns[rows], f.last_ns[rows]
+    first_iso, last_iso = iso_times(first_ns), iso_times(last_ns)
+    n_worst = table.worst_idx.shape[1]
+    worst_iso = iso_times(table.worst_ts_ns[rows].reshape(-1))
+    columns = zip(
+        rows.tolist(),
+        first_ns.tolist(),
+        last_ns.tolist(),
+        first_iso,
+        last_iso,
+        format_ips(f.src_hi[rows], f.src_lo[rows]),
+        format_ips(f.dst_hi[rows], f.dst_lo[rows]),
+        f.src_port[rows].tolist(),
+        f.dst_port[rows].tolist(),
+        f.proto[rows].tolist(),
+        f.ip_version[rows].tolist(),
+        f.fwd_pkts[rows].tolist(),
+        f.bwd_pkts[rows].tolist(),
+        f.fwd_bytes[rows].tolist(),
+        f.bwd_bytes[rows].tolist(),
+        table.score[rows].tolist(),
+        table.is_anomaly[rows].tolist(),
+        f.file_id[rows].tolist(),
+        community_ids(table, rows),
+        table.worst_idx[rows].tolist(),
+        table.worst_is_fwd[rows].tolist(),
+        table.worst_ip_len[rows].tolist(),
+        table.worst_error[rows].tolist(),
+        table.top_features[rows].tolist(),
+        strict=True,
+    )
+    names = table.feature_names
+    threshold = round(table.threshold, 8)
+    for n, (i, first, last, t0, t1, src_ip, dst_ip, sport, dport, proto, ipv, pf, pb, bf, bb, score, anomalous,
+            file_id, cid, w_idx, w_fwd, w_len, w_err, top) in enumerate(columns):  # fmt: skip
+        source: dict[str, Any] = {"ip": src_ip, "packets": pf, "bytes": bf}
+        destination: dict[str, Any] = {"ip": dst_ip, "packets": pb, "bytes": bb}
+        if proto in (6, 17, 132):
+            source["port"], destination["port"] = sport, dport
         network: dict[str, Any] = {
-            "transport": _TRANSPORT.get(r.proto, str(r.proto)),
-            "type": "ipv4" if int(f.ip_version[i]) == 4 else "ipv6",
-            "iana_number": str(r.proto),
-            "community_id": r.community_id(),
-            "packets": int(f.fwd_pkts[i] + f.bwd_pkts[i]),
-            "bytes": int(f.fwd_bytes[i] + f.bwd_bytes[i]),
+            "transport": _TRANSPORT.get(proto, str(proto)),
+            "type": "ipv4" if ipv == 4 else "ipv6",
+            "iana_number": str(proto),
+            "community_id": cid,
+            "packets": pf + pb,
+            "bytes": bf + bb,
         }
+        worst = []
+        for j in range(n_worst):
+            if w_idx[j] < 0:
+                break
+            worst.append(
+                {
+                    "index": w_idx[j],
+                    "timestamp": worst_iso[n * n_worst + j],
+                    "direction": "fwd" if w_fwd[j] else "bwd",
+                    "ip_len": w_len[j],
+                    "error": round(w_err[j], 6),
+                }
+            )
         netae: dict[str, Any] = {
             "score": round(score, 8),
-            "threshold": round(table.threshold, 8),
+            "threshold": threshold,
             "is_anomaly": anomalous,
             "model_id": table.model_id,
-            "source_file": table.files[int(f.file_id[i])] if table.files else "",
-            "worst_packets": r.worst(),
-            "top_features": r.top_features(),
+            "source_file": table.files[file_id] if table.files else "",
+            "worst_packets": worst,
+            "top_features": [names[k] for k in top if k >= 0],
         }
-        if r.proto in (1, 58):
-            netae["icmp"] = {"type": r.sport, "code": r.dport}
-        if r.explanation():
-            netae["explanation"] = r.explanation()
-        yield {
-            **_ecs_head(first, last, anomalous=anomalous, score=score, threshold=table.threshold, dataset="netae.flow"),
-            "source": source,
-            "destination": destination,
-            "network": network,
-            "netae": netae,
-        }
+        if proto in (1, 58):
+            netae["icmp"] = {"type": sport, "code": dport}
+        explanation = table.explanations[i] if table.explanations else ""
+        if explanation:
+            netae["explanation"] = explanation
+        head = _ecs_head(
+            first, last, anomalous=anomalous, score=score, threshold=table.threshold, dataset="netae.flow",
+            first_iso=t0, last_iso=t1,
+        )  # fmt: skip
+        yield {**head, "source": source, "destination": destination, "network": network, "netae": netae}
 
 
 def write_csv(table: ScoreTable, rows: npt.NDArray[np.int64], fh: IO[str]) -> None:
