@@ -192,34 +192,33 @@ def _fill_python(
         last_fwd = -1
         last_bwd = -1
         for i in range(a, b):
-            row = out[i]
             fwd = is_fwd[i]
             t = ts[i]
-            row[0] = 1.0 if fwd else 0.0
+            out[i, 0] = 1.0 if fwd else 0.0
             v = ip_len[i]
-            row[1] = lut[v] if v < n_lut else np.log1p(np.float64(v))
+            out[i, 1] = lut[v] if v < n_lut else np.log1p(np.float64(v))
             v = payload[i]
-            row[2] = lut[v] if v < n_lut else np.log1p(np.float64(v))
-            row[3] = 1.0 if payload[i] > 0 else 0.0
-            row[4] = np.log1p(max(t - ts[i - 1], 0) / 1e3) if i > a else 0.0
+            out[i, 2] = lut[v] if v < n_lut else np.log1p(np.float64(v))
+            out[i, 3] = 1.0 if payload[i] > 0 else 0.0
+            out[i, 4] = np.log1p(max(t - ts[i - 1], 0) / 1e3) if i > a else 0.0
             prev = last_fwd if fwd else last_bwd
-            row[5] = np.log1p(max(t - ts[prev], 0) / 1e3) if prev >= 0 else 0.0
+            out[i, 5] = np.log1p(max(t - ts[prev], 0) / 1e3) if prev >= 0 else 0.0
             if fwd:
                 last_fwd = i
             else:
                 last_bwd = i
-            row[6] = np.log1p(max(t - t0, 0) / 1e6)
+            out[i, 6] = np.log1p(max(t - t0, 0) / 1e6)
             v = i - a
-            row[7] = lut[v] if v < n_lut else np.log1p(np.float64(v))
+            out[i, 7] = lut[v] if v < n_lut else np.log1p(np.float64(v))
             fl = flags[i]
-            row[8] = 1.0 if fl & TCP_SYN else 0.0
-            row[9] = 1.0 if fl & TCP_ACK else 0.0
-            row[10] = 1.0 if fl & TCP_FIN else 0.0
-            row[11] = 1.0 if fl & TCP_RST else 0.0
-            row[12] = 1.0 if fl & TCP_PSH else 0.0
-            row[13] = lut[window[i]]
+            out[i, 8] = 1.0 if fl & TCP_SYN else 0.0
+            out[i, 9] = 1.0 if fl & TCP_ACK else 0.0
+            out[i, 10] = 1.0 if fl & TCP_FIN else 0.0
+            out[i, 11] = 1.0 if fl & TCP_RST else 0.0
+            out[i, 12] = 1.0 if fl & TCP_PSH else 0.0
+            out[i, 13] = lut[window[i]]
             for j in range(k):
-                row[n_pkt + j] = flow_block[f, j]
+                out[i, n_pkt + j] = flow_block[f, j]
 
 
 _LOG1P_LUT = np.log1p(np.arange(65536, dtype=np.float64))
