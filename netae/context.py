@@ -246,8 +246,14 @@ def _window_query(
     ev_key = ev_gid * span + ev_rel
     o = np.argsort(ev_key, kind="stable")
     ev_key = ev_key[o]
-    lo = np.searchsorted(ev_key, q_gid * span + q_from, side="left")
-    hi = np.searchsorted(ev_key, q_gid * span + q_rel, side="left")
+    # Queries looked up in key order (within a group q_from rises with q_rel, so one order sorts
+    # both bounds): sorted lookups walk the events in order instead of jumping across them.
+    q_hi = q_gid * span + q_rel
+    qo = np.argsort(q_hi)
+    lo = np.empty(n_q, np.int64)
+    hi = np.empty(n_q, np.int64)
+    lo[qo] = np.searchsorted(ev_key, (q_gid * span + q_from)[qo], side="left")
+    hi[qo] = np.searchsorted(ev_key, q_hi[qo], side="left")
     count = (hi - lo).astype(np.int64)
     sums = []
     for w in weights:
