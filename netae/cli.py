@@ -32,6 +32,10 @@ from netae.errors import EXIT_ANOMALIES, EXIT_INTERNAL, EXIT_OK, EXIT_PARTIAL, N
 EXIT_HELP = """\b
 Exit status: 0 nothing anomalous · 1 anomalies found · 2 usage, input, config or model error ·
 3 some inputs unreadable, the others processed · 70 internal error (rerun with --debug)."""
+DEVICE_HELP = (
+    "Where to run the model. On the CPU netae runs its own compiled kernel, without importing PyTorch; "
+    "NETAE_CPU_ENGINE=torch runs PyTorch there instead."
+)
 
 app = typer.Typer(
     name="netae",
@@ -289,7 +293,7 @@ def score(
     threshold: Annotated[float | None, typer.Option(help="Override the model's threshold.")] = None,
     limit: Annotated[int, typer.Option(help="Rows shown by --format table (0: all).")] = 50,
     append: Annotated[bool, typer.Option(help="Append to --output (jsonl/csv), whole lines only.")] = False,
-    device: Annotated[Device, typer.Option(help="Where to run the model.")] = Device.auto,
+    device: Annotated[Device, typer.Option(help=DEVICE_HELP)] = Device.auto,
     stream: Annotated[
         bool | None,
         typer.Option(
@@ -461,7 +465,7 @@ def report(
     ] = None,
     top: Annotated[int, typer.Option("--top", min=0, help="Anomalous flows shown in the table.")] = 25,
     threshold: Annotated[float | None, typer.Option(help="Override the model's threshold.")] = None,
-    device: Annotated[Device, typer.Option(help="Where to run the model.")] = Device.auto,
+    device: Annotated[Device, typer.Option(help=DEVICE_HELP)] = Device.auto,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing on stderr on success.")] = False,
 ) -> None:
     from netae.evaluate import match_labels, read_labels
@@ -574,7 +578,7 @@ def evaluate(
     labels: Annotated[Path, typer.Option("--labels", "-l", help="Labels CSV (src_ip,...,label).")] = Path("labels.csv"),
     fmt: Annotated[EvalFormat, typer.Option("--format", "-f", help="text or json.")] = EvalFormat.text,
     threshold: Annotated[float | None, typer.Option(help="Override the model's threshold.")] = None,
-    device: Annotated[Device, typer.Option(help="Where to run the model.")] = Device.auto,
+    device: Annotated[Device, typer.Option(help=DEVICE_HELP)] = Device.auto,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
 ) -> None:
     """Measure detection against labelled flows: ROC-AUC, precision, detection at low FPR, per attack.
@@ -608,7 +612,7 @@ def calibrate(
     quantile: Annotated[
         float | None, typer.Option(help="Quantile for the quantile strategy (implies it without --strategy).")
     ] = None,
-    device: Annotated[Device, typer.Option(help="Where to run the model.")] = Device.auto,
+    device: Annotated[Device, typer.Option(help=DEVICE_HELP)] = Device.auto,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
 ) -> None:
     """Refit a model's threshold on new benign captures, without retraining."""
