@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -125,3 +126,17 @@ def test_auto_device_is_told_without_torch_where_no_nvidia_driver_exists(monkeyp
     assert score_mod.resolve_device("cpu") == "cpu"
     with pytest.raises(ImportError):
         score_mod.resolve_device("cuda")  # an explicit cuda request still asks torch
+
+
+def test_numba_cache_falls_back_to_a_temporary_folder(monkeypatch):
+    import netae
+
+    monkeypatch.delenv("NUMBA_CACHE_DIR", raising=False)
+    monkeypatch.setattr(netae, "_writable_dir", lambda path: False)
+    path = netae.ensure_numba_cache_dir()
+    assert path is not None and os.environ["NUMBA_CACHE_DIR"] == path
+    monkeypatch.setenv("NUMBA_CACHE_DIR", "/somewhere/else")
+    assert netae.ensure_numba_cache_dir() is None  # an explicit setting is kept
+    monkeypatch.delenv("NUMBA_CACHE_DIR")
+    monkeypatch.setattr(netae, "_writable_dir", lambda path: True)
+    assert netae.ensure_numba_cache_dir() is None and "NUMBA_CACHE_DIR" not in os.environ
