@@ -41,9 +41,10 @@ __all__ = [
     "CONTEXT_FEATURES",
     "ContextTracker",
     "FlowDns",
+    "FlowFacts",
     "compute_context",
     "flow_dns",
-    "flow_failed",
+    "flow_facts",
 ]
 
 CONTEXT_FEATURES: tuple[str, ...] = (
@@ -106,12 +107,6 @@ def flow_tcp(packets: PacketTable, flows: FlowTable) -> FlowTcp:
     )
 
 
-def flow_failed(packets: PacketTable, flows: FlowTable) -> npt.NDArray[np.bool_]:
-    """TCP flows without a completed handshake, or reset (per flow; false for non-TCP)."""
-    out: npt.NDArray[np.bool_] = (flows.proto == 6) & flow_tcp(packets, flows).failed
-    return out
-
-
 @dataclass(frozen=True, slots=True)
 class FlowDns:
     """Per flow: the DNS question name of its first packet that carries one (zeros if none)."""
@@ -146,6 +141,28 @@ def flow_dns(packets: PacketTable, flows: FlowTable) -> FlowDns:
     out.name_hash[fl] = packets.dns_name_hash[pk]
     out.parent_hash[fl] = packets.dns_parent_hash[pk]
     return out
+
+
+@dataclass(frozen=True, slots=True)
+class FlowFacts:
+    """What both the context and the per-flow feature columns read off a batch's packets.
+
+    Computed once per batch (``flow_facts``) and handed to both stages, not recounted by each.
+    """
+
+    tcp: FlowTcp
+    dns: FlowDns
+    is_tcp: npt.NDArray[np.bool_]
+
+    @property
+    def failed(self) -> npt.NDArray[np.bool_]:
+        """TCP flows without a completed handshake, or reset (false for non-TCP flows)."""
+        out: npt.NDArray[np.bool_] = self.is_tcp & self.tcp.failed
+        return out
+
+
+def flow_facts(packets: PacketTable, flows: FlowTable) -> FlowFacts:
+    return FlowFacts(tcp=flow_tcp(packets, flows), dns=flow_dns(packets, flows), is_tcp=flows.proto == 6)
 
 
 @dataclass(frozen=True, slots=True)
@@ -289,15 +306,15 @@ class ContextTracker:
         base = np.array([self._file_start_us[f] for f in fid.tolist()], dtype=np.int64) if len(fid) else np.zeros(0)
         return np.clip((start_us - base) / max(self.window_us, 1), 0.0, 1.0)
 
-    def _new_events(self, packets: PacketTable, flows: FlowTable) -> _Events:
-        dns = flow_dns(packets, flows)
+    def _new_events(self, flows: FlowTable, facts: FlowFacts) -> _Events:
+        dns = facts.dns
         keys = _keys(flows, dns)
         start = flows.first_ns // 1000
         end = flows.last_ns // 1000
         zeros = np.zeros(flows.n_flows)
         batch = _Events(
             start_us=start, end_us=end, **keys,
-            failed=flow_failed(packets, flows).astype(np.float64),
+            failed=facts.failed.astype(np.float64),
             fwd_bytes=flows.fwd_bytes.astype(np.float64), bwd_bytes=flows.bwd_bytes.astype(np.float64),
             is_tcp=(flows.proto == 6).astype(np.float64),
             new_dst=zeros, new_dport=zeros, new_src=zeros, pair_gap_log=zeros, has_pair_gap=zeros,
@@ -326,12 +343,13 @@ class ContextTracker:
                           "has_pair_gap": has.astype(np.float64)})  # fmt: skip
 
     def update(
-        self, packets: PacketTable, flows: FlowTable, *, horizon_ns: int | None = None
+        self, packets: PacketTable, flows: FlowTable, *, horizon_ns: int | None = None, facts: FlowFacts | None = None
     ) -> dict[str, npt.NDArray[np.float32]]:
+        """``facts``: ``flow_facts(packets, flows)`` when the caller has it already."""
         n = flows.n_flows
         if n == 0:
             return {name: np.zeros(0, np.float32) for name in CONTEXT_FEATURES + CONTEXT_EXTRAS}
-        new = self._new_events(packets, flows)
+        new = self._new_events(flows, facts if facts is not None else flow_facts(packets, flows))
         ev = self._events.concat(new)
         self._events = ev
         w = self.window_us
@@ -389,10 +407,10 @@ class ContextTracker:
 
 
 def compute_context(
-    packets: PacketTable, flows: FlowTable, *, settings: ContextSettings
+    packets: PacketTable, flows: FlowTable, *, settings: ContextSettings, facts: FlowFacts | None = None
 ) -> dict[str, npt.NDArray[np.float32]]:
     """Per-flow context columns (n_flows each) in one pass (module docstring).
 
     Holds ``CONTEXT_FEATURES`` (model inputs) and ``CONTEXT_EXTRAS`` (raw values for explanations).
     """
-    return ContextTracker(settings).update(packets, flows)
+    return ContextTracker(settings).update(packets, flows, facts=facts)

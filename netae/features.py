@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from netae.context import flow_dns, flow_tcp
+from netae.context import FlowFacts, flow_facts
 from netae.errors import IncompatibleModel
 from netae.tables import Features, FlowTable, PacketTable
 
@@ -75,14 +75,12 @@ def _segment_first(offsets: npt.NDArray[np.int64], n: int) -> npt.NDArray[np.boo
     return is_first
 
 
-def _flow_columns(flows: FlowTable, packets: PacketTable) -> dict[str, npt.NDArray[np.float32]]:
+def _flow_columns(flows: FlowTable, facts: FlowFacts) -> dict[str, npt.NDArray[np.float32]]:
     lengths = flows.n_packets
-    tcp = flow_tcp(packets, flows)
-    is_tcp = flows.proto == 6
+    tcp, dns, is_tcp = facts.tcp, facts.dns, facts.is_tcp
     pkts = lengths.astype(np.float64)
     total_bytes = (flows.fwd_bytes + flows.bwd_bytes).astype(np.float64)
     duration_ms = (flows.last_ns - flows.first_ns) / 1e6
-    dns = flow_dns(packets, flows)
     return {
         "proto_tcp": is_tcp,
         "proto_udp": flows.proto == 17,
@@ -102,18 +100,23 @@ def _flow_columns(flows: FlowTable, packets: PacketTable) -> dict[str, npt.NDArr
 
 
 def compute_features(
-    packets: PacketTable, flows: FlowTable, *, context: dict[str, npt.NDArray[np.float32]] | None = None
+    packets: PacketTable,
+    flows: FlowTable,
+    *,
+    context: dict[str, npt.NDArray[np.float32]] | None = None,
+    facts: FlowFacts | None = None,
 ) -> Features:
     """Per-packet features of every flow, in flow order (rows align with ``flows.order``).
 
     ``context`` holds per-flow columns from ``context.py`` (n_flows each), broadcast like the
-    flow-level columns. No loop per packet or per flow.
+    flow-level columns; ``facts`` is ``flow_facts(packets, flows)`` when the caller computed it
+    for the context already. No loop per packet or per flow.
     """
     po = flows.order
     n = len(po)
     offsets = flows.offsets
     lengths = flows.n_packets
-    per_flow = _flow_columns(flows, packets)
+    per_flow = _flow_columns(flows, facts if facts is not None else flow_facts(packets, flows))
     if context:
         per_flow = {**per_flow, **context}
     names = PACKET_FEATURES + tuple(per_flow)

@@ -18,7 +18,7 @@ import numpy.typing as npt
 
 from netae.capture import read_packets
 from netae.config import Settings
-from netae.context import CONTEXT_FEATURES, ContextTracker, compute_context
+from netae.context import CONTEXT_FEATURES, ContextTracker, compute_context, flow_facts
 from netae.errors import CaptureError, InputError
 from netae.features import compute_features
 from netae.flows import FlowAssembler, flow_key_hash
@@ -137,9 +137,10 @@ def featurize_closed(
 ) -> tuple[PacketTable, FlowTable, Features, dict[str, npt.NDArray[np.float32]]]:
     """Context and features of a batch of closed flows (streaming; ``tracker`` keeps the state)."""
     packets, flows = _compact(table, closed)
-    context = tracker.update(packets, flows, horizon_ns=horizon_ns) if tracker is not None else {}
+    facts = flow_facts(packets, flows)
+    context = tracker.update(packets, flows, horizon_ns=horizon_ns, facts=facts) if tracker is not None else {}
     model_context = {name: context[name] for name in CONTEXT_FEATURES} if context else None
-    return packets, flows, compute_features(packets, flows, context=model_context), context
+    return packets, flows, compute_features(packets, flows, context=model_context, facts=facts), context
 
 
 def iter_featurized(
@@ -199,9 +200,12 @@ def featurize_files(
     # Flows in time order across files, so context sees each flow's past.
     if flows.n_flows:
         flows = _sort_flows(flows)
-    context = compute_context(packets, flows, settings=settings.context) if settings.context.enabled else {}
+    facts = flow_facts(packets, flows)
+    context = (
+        compute_context(packets, flows, settings=settings.context, facts=facts) if settings.context.enabled else {}
+    )
     model_context = {name: context[name] for name in CONTEXT_FEATURES} if context else None
-    features = compute_features(packets, flows, context=model_context)
+    features = compute_features(packets, flows, context=model_context, facts=facts)
     return Featurized(
         packets=packets,
         flows=flows,
