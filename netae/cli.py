@@ -10,6 +10,7 @@ Exit statuses (the same for every command):
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import functools
 import logging
@@ -33,8 +34,12 @@ EXIT_HELP = """\b
 Exit status: 0 nothing anomalous · 1 anomalies found · 2 usage, input, config or model error ·
 3 some inputs unreadable, the others processed · 70 internal error (rerun with --debug)."""
 DEVICE_HELP = (
-    "Where to run the model. On the CPU netae runs its own compiled kernel, without importing PyTorch; "
-    "NETAE_CPU_ENGINE=torch runs PyTorch there instead."
+    "Where to run the model. On the CPU netae runs its own compiled kernel, without importing PyTorch "
+    "(see --engine); cuda needs netae[train]."
+)
+ENGINE_HELP = (
+    "What runs the model on the CPU: numba (netae's compiled kernel), torch (PyTorch, needs netae[train]) "
+    "or auto (numba)."
 )
 
 app = typer.Typer(
@@ -69,6 +74,12 @@ class Device(enum.StrEnum):
     auto = "auto"
     cpu = "cpu"
     cuda = "cuda"
+
+
+class Engine(enum.StrEnum):
+    auto = "auto"
+    numba = "numba"
+    torch = "torch"
 
 
 def _setup_logging(verbose: int, quiet: bool) -> None:
@@ -119,7 +130,7 @@ def _quiet_broken_pipe() -> None:
 
 
 def _write_report(path: Path, text: str) -> None:
-    from netae.output import atomic_write
+    from netae.files import atomic_write
 
     with atomic_write(path) as fh:
         fh.write(text)
@@ -208,20 +219,34 @@ def train(
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing on success.")] = False,
 ) -> None:
-    from netae.config import load_settings
+    from netae.config import given, load_settings
     from netae.dataset import is_dataset
+    from netae.extras import require
     from netae.pipeline import expand_inputs
+
+    require("torch", "netae train")
     from netae.train import dist_info
     from netae.workflow import train_captures
 
     is_main = dist_info().is_main  # under torchrun only rank 0 reports; errors show on every rank
     quiet = quiet or not is_main
     _quiet(quiet)
-    settings = load_settings(config)
-    settings = settings.replace("train", epochs=epochs, seed=seed, device=device.value if device else None)
-    settings = settings.replace("train", batch_size=batch_size)
-    settings = settings.replace("model", hidden_size=hidden_size, num_layers=layers)
-    settings = settings.replace("threshold", strategy=threshold_strategy)
+    s = load_settings(config)
+    s = dataclasses.replace(
+        s,
+        train=dataclasses.replace(
+            s.train,
+            epochs=given(epochs, s.train.epochs),
+            seed=given(seed, s.train.seed),
+            device=device.value if device else s.train.device,
+            batch_size=given(batch_size, s.train.batch_size),
+        ),
+        model=dataclasses.replace(
+            s.model, hidden_size=given(hidden_size, s.model.hidden_size), num_layers=given(layers, s.model.num_layers)
+        ),
+        threshold=dataclasses.replace(s.threshold, strategy=given(threshold_strategy, s.threshold.strategy)),
+    )
+    settings = s.check()
     # Feature datasets (directories of shards) are read as they are, captures searched for.
     sources = [s for p in paths for s in ([p] if p != "-" and is_dataset(p) else expand_inputs([p]))]
     on_file, stop = _file_progress(sources, quiet)
@@ -257,24 +282,23 @@ def train(
     finally:
         stop()
         epoch_bar.stop()
-    tr = run.meta["training"]
+    tr = run.model.training
     if report is not None and is_main:
-        from netae.modelfile import load_model
         from netae.report import render_training_report
 
-        _write_report(report, render_training_report(run, model_id=load_model(output).model_id))
+        _write_report(report, render_training_report(run, model_id=run.model.model_id))
     for name, message in run.data.failures if is_main else ():
         err_console.print(f"[yellow]warning:[/] skipped {escape(name)}: {escape(message)}", markup=True, soft_wrap=True)
     if not quiet:
-        hist = tr["history"]
-        best = hist[tr["best_epoch"] - 1] if hist else {}
+        best = tr.best
         err_console.print(
-            f"trained on {tr['flows']} flows ({tr['packets']} packets) from {len(tr['inputs'])} file(s): "
-            f"{tr['epochs']} epochs on {tr['device']}"
-            + (f" x {tr['ranks']} ranks" if tr.get("ranks", 1) > 1 else "")
-            + f", best epoch {tr['best_epoch']} "
-            f"(train loss {best.get('train_loss', math.nan):.4f}, val loss {best.get('val_loss', math.nan):.4f}); "
-            f"threshold {run.threshold.value_:.4g} ({run.threshold.strategy}, {tr['val_flows']} validation flows); "
+            f"trained on {tr.flows} flows ({tr.packets} packets) from {len(tr.inputs)} file(s): "
+            f"{tr.epochs} epochs on {tr.device}"
+            + (f" x {tr.ranks} ranks" if tr.ranks > 1 else "")
+            + f", best epoch {tr.best_epoch} "
+            f"(train loss {best.train_loss if best else math.nan:.4f}, "
+            f"val loss {best.val_loss if best else math.nan:.4f}); "
+            f"threshold {run.threshold.value_:.4g} ({run.threshold.strategy}, {tr.val_flows} validation flows); "
             f"wrote {output}" + (f" and {report}" if report else ""),
             soft_wrap=True,
         )
@@ -294,6 +318,7 @@ def score(
     limit: Annotated[int, typer.Option(help="Rows shown by --format table (0: all).")] = 50,
     append: Annotated[bool, typer.Option(help="Append to --output (jsonl/csv), whole lines only.")] = False,
     device: Annotated[Device, typer.Option(help=DEVICE_HELP)] = Device.auto,
+    engine: Annotated[Engine, typer.Option(help=ENGINE_HELP)] = Engine.auto,
     stream: Annotated[
         bool | None,
         typer.Option(
@@ -325,8 +350,8 @@ def score(
         raise typer.BadParameter("--group-by needs the whole capture; use it without --stream")
     if stream or (stream is None and report is None and group_by is None and wants_stream(sources)):
         _score_stream(sources, model=model, fmt=fmt, output=output, all_flows=all_flows, threshold=threshold,
-                      limit=limit, append=append, device=device, quiet=quiet)  # fmt: skip
-    run = _score_with_progress(sources, model=model, threshold=threshold, device=device, quiet=quiet)
+                      limit=limit, append=append, device=device, quiet=quiet, engine=engine)  # fmt: skip
+    run = _score_with_progress(sources, model=model, threshold=threshold, device=device, quiet=quiet, engine=engine)
     table = run.table
     kwargs = {"limit": limit or None} if fmt is OutputFormat.table else {}
     if group_by is not None:
@@ -350,14 +375,17 @@ def score(
 
 
 def _score_with_progress(
-    sources: list[str], *, model: Path, threshold: float | None, device: Device, quiet: bool
-) -> Any:
+    sources: list[str], *, model: Path, threshold: float | None, device: Device, quiet: bool,
+    engine: Engine = Engine.auto,
+) -> Any:  # fmt: skip
     """Batch-score ``sources`` with a per-file progress bar on stderr."""
     from netae.workflow import score_captures
 
     on_file, stop = _file_progress(sources, quiet)
     try:
-        return score_captures(sources, model_path=model, threshold=threshold, device=device.value, on_file=on_file)
+        return score_captures(
+            sources, model_path=model, threshold=threshold, device=device.value, on_file=on_file, engine=engine.value
+        )
     finally:
         stop()
 
@@ -396,6 +424,7 @@ def _score_stream(
     append: bool,
     device: Device,
     quiet: bool,
+    engine: Engine = Engine.auto,
 ) -> None:
     """``netae score --stream``: write each batch of expired flows as soon as it is scored.
 
@@ -425,7 +454,7 @@ def _score_stream(
             sink = stack.enter_context(atomic_write(output))
             header_done = False
         batches = stream_scores(sources, model=m, threshold=threshold, device=device.value, totals=totals,
-                                on_file=on_file)  # fmt: skip
+                                on_file=on_file, engine=engine.value)  # fmt: skip
         for table in batches:
             rows = select_rows(table, include_all=all_flows, by_score=fmt is OutputFormat.table)
             if fmt is OutputFormat.table and not len(rows):
@@ -493,32 +522,27 @@ def info(
     from netae.modelfile import load_model
 
     m = load_model(model)
-    meta = m.meta
     if as_json:
-        sys.stdout.write(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+        sys.stdout.write(json.dumps(m.to_meta(), indent=2, sort_keys=True) + "\n")
         return
-    tr = meta["training"]
-    th = meta["threshold"]
-    s = meta["settings"]
+    tr, th, s = m.training, m.threshold, m.settings
     lines = [
         f"model        {model} (id {m.model_id})",
-        f"created      {meta['created']} by netae {meta['netae_version']} (schema {meta['schema_version']})",
-        f"trained on   {', '.join(tr.get('inputs', []))}",
-        f"             {tr.get('flows')} flows, {tr.get('packets')} packets ({tr.get('fit_flows')} fit, "
-        f"{tr.get('val_flows')} validation)",
-        f"training     {tr.get('epochs')} epochs (best {tr.get('best_epoch')}) on {tr.get('device')}, "
-        f"{tr.get('seconds')} s",
-        f"threshold    {th['value']:.6g} ({th['strategy']}, {json.dumps(th.get('params', {}), sort_keys=True)})",
-        f"flows        idle {s['flows']['idle_timeout_s']} s, active {s['flows']['active_timeout_s']} s, "
-        f"window {s['flows']['max_packets']} packets",
-        f"model        LSTM autoencoder, hidden {s['model']['hidden_size']}, layers {s['model']['num_layers']}",
-        f"context      {'on' if s['context']['enabled'] else 'off'} (window {s['context']['window_s']} s)",
-        f"features     {len(meta['feature_names'])}: {', '.join(meta['feature_names'])}",
+        f"created      {m.created} by netae {m.netae_version} (schema {m.schema_version})",
+        f"trained on   {', '.join(tr.inputs)}",
+        f"             {tr.flows} flows, {tr.packets} packets ({tr.fit_flows} fit, {tr.val_flows} validation)",
+        f"training     {tr.epochs} epochs (best {tr.best_epoch}) on {tr.device}, {tr.seconds} s",
+        f"threshold    {th.value_:.6g} ({th.strategy}, {json.dumps(th.params, sort_keys=True)})"
+        + (f", fitted on {m.threshold_engine} scores" if m.threshold_engine else ""),
+        f"flows        idle {s.flows.idle_timeout_s} s, active {s.flows.active_timeout_s} s, "
+        f"window {s.flows.max_packets} packets",
+        f"model        LSTM autoencoder, hidden {s.model.hidden_size}, layers {s.model.num_layers}",
+        f"context      {'on' if s.context.enabled else 'off'} (window {s.context.window_s} s)",
+        f"features     {m.n_features}: {', '.join(m.feature_names)}",
     ]
-    hist = tr.get("history") or []
-    if hist:
-        last = hist[-1]
-        lines.append(f"final loss   train {last['train_loss']:.5f}, validation {last['val_loss']:.5f}")
+    if tr.history:
+        last = tr.history[-1]
+        lines.append(f"final loss   train {last.train_loss:.5f}, validation {last.val_loss:.5f}")
     sys.stdout.write("\n".join(lines) + "\n")
 
 

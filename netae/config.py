@@ -2,16 +2,23 @@
 
 Precedence: built-in defaults < ``--config FILE`` < explicit CLI options. ``configs/default.toml``
 mirrors the defaults here (a test checks it). Unknown keys and out-of-range values raise
-``ConfigError`` naming the key.
+``ConfigError`` naming the key; every number must be finite and within a documented bound (a
+timeout of ``inf`` or ``1e300`` is refused, in a config file and in a model file alike).
+
+Settings are frozen: change them with ``dataclasses.replace``, which mypy checks field by field,
+then ``check()`` the result; ``given`` keeps a default where a CLI option was not given::
+
+    settings = dataclasses.replace(s, train=dataclasses.replace(s.train, epochs=given(epochs, s.train.epochs))).check()
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from netae.errors import ConfigError
 
@@ -22,9 +29,23 @@ __all__ = [
     "Settings",
     "ThresholdSettings",
     "TrainSettings",
+    "given",
     "load_settings",
     "settings_from_dict",
 ]
+
+
+T = TypeVar("T")
+
+# Upper bounds of the durations (seconds; ten years, still exact as int64 nanoseconds) and of
+# the other unbounded positive numbers.
+MAX_SECONDS = 10 * 365 * 86400.0
+MAX_FACTOR = 1e6
+
+
+def given(value: T | None, default: T) -> T:
+    """``value`` where an option was given, else ``default`` (for ``dataclasses.replace``)."""
+    return default if value is None else value
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,8 +57,8 @@ class FlowSettings:
     max_packets: int = 64
 
     def check(self) -> None:
-        _positive("flows.idle_timeout_s", self.idle_timeout_s)
-        _positive("flows.active_timeout_s", self.active_timeout_s)
+        _positive("flows.idle_timeout_s", self.idle_timeout_s, MAX_SECONDS)
+        _positive("flows.active_timeout_s", self.active_timeout_s, MAX_SECONDS)
         _int_range("flows.max_packets", self.max_packets, 2, 100_000)
 
 
@@ -49,7 +70,7 @@ class ContextSettings:
     window_s: float = 300.0
 
     def check(self) -> None:
-        _positive("context.window_s", self.window_s)
+        _positive("context.window_s", self.window_s, MAX_SECONDS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +86,7 @@ class ModelSettings:
         _int_range("model.hidden_size", self.hidden_size, 1, 4096)
         _int_range("model.num_layers", self.num_layers, 1, 8)
         _choice("model.input_path", self.input_path, ("auto", "packed", "padded"))
-        _positive("model.context_weight", self.context_weight)
+        _positive("model.context_weight", self.context_weight, MAX_FACTOR)
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,9 +107,9 @@ class TrainSettings:
     def check(self) -> None:
         _int_range("train.epochs", self.epochs, 1, 100_000)
         _int_range("train.batch_size", self.batch_size, 1, 1_000_000)
-        _positive("train.learning_rate", self.learning_rate)
+        _positive("train.learning_rate", self.learning_rate, MAX_FACTOR)
         _int_range("train.patience", self.patience, 1, 100_000)
-        _positive("train.grad_clip", self.grad_clip)
+        _positive("train.grad_clip", self.grad_clip, MAX_FACTOR)
         if not 0.0 < self.val_fraction < 1.0:
             raise ConfigError(f"train.val_fraction must be between 0 and 1 (exclusive), got {self.val_fraction}")
         _int_range("train.seed", self.seed, 0, 2**32 - 1)
@@ -111,7 +132,7 @@ class ThresholdSettings:
         _choice("threshold.strategy", self.strategy, ("quantile", "meanstd", "spot"))
         if not 0.0 < self.quantile < 1.0:
             raise ConfigError(f"threshold.quantile must be between 0 and 1 (exclusive), got {self.quantile}")
-        _positive("threshold.k", self.k)
+        _positive("threshold.k", self.k, MAX_FACTOR)
         if not 0.0 < self.spot_level < 1.0:
             raise ConfigError(f"threshold.spot_level must be between 0 and 1 (exclusive), got {self.spot_level}")
         if not 0.0 < self.spot_q < 1.0:
@@ -136,17 +157,10 @@ class Settings:
     def to_dict(self) -> dict[str, dict[str, Any]]:
         return dataclasses.asdict(self)
 
-    def replace(self, section: str, **values: Any) -> Settings:
-        """A copy with ``values`` set in ``section``; None values are ignored (option not given)."""
-        values = {k: v for k, v in values.items() if v is not None}
-        if not values:
-            return self
-        return settings_from_dict({**self.to_dict(), section: {**self.to_dict()[section], **values}})
 
-
-def _positive(key: str, value: float) -> None:
-    if not isinstance(value, int | float) or isinstance(value, bool) or not value > 0:
-        raise ConfigError(f"{key} must be a positive number, got {value!r}")
+def _positive(key: str, value: float, hi: float) -> None:
+    if not isinstance(value, int | float) or isinstance(value, bool) or not 0 < value <= hi or not math.isfinite(value):
+        raise ConfigError(f"{key} must be a positive number of at most {hi:g}, got {value!r}")
 
 
 def _int_range(key: str, value: int, lo: int, hi: int) -> None:

@@ -99,7 +99,7 @@ class ParquetStream:
         self._writer: Any = None
 
     def __enter__(self) -> ParquetStream:
-        from netae.output import atomic_write
+        from netae.files import atomic_write
 
         self._ctx = atomic_write(self.path, binary=True)
         self._fh = self._ctx.__enter__()
@@ -208,7 +208,7 @@ def is_dataset(path: str | os.PathLike[str]) -> bool:
 def write_manifest(
     directory: Path, shards: list[dict[str, Any]], *, names: tuple[str, ...], settings: Settings
 ) -> None:
-    from netae.output import atomic_write
+    from netae.files import atomic_write
 
     doc = {"format": "netae-dataset", "version": 1, "feature_names": list(names), "settings": settings_key(settings),
            "shards": shards}  # fmt: skip

@@ -227,7 +227,7 @@ def _fill_python(
 _LOG1P_LUT = np.log1p(np.arange(65536, dtype=np.float64))
 _compiled_fill: Any = None
 try:  # numba is a dependency (the capture kernels use it); without it the numpy path runs
-    import numba
+    from netae.jit import numba
 
     _compiled_fill = numba.njit(cache=True, nogil=True)(_fill_python)
 except ImportError:  # pragma: no cover - numba missing

@@ -399,7 +399,7 @@ _flows_kernel: Any = None
 _layout_kernel: Any = None
 
 try:  # numba is a dependency; without it the numpy sort-and-group code gives the same flows
-    from numba import njit
+    from netae.jit import njit
 except ImportError:  # pragma: no cover - exercised only without numba
     pass
 else:

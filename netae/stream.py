@@ -89,6 +89,7 @@ def stream_scores(
     flush_s: float = FLUSH_S,
     flush_packets: int = FLUSH_PACKETS,
     on_file: Callable[[str, SkipCounts], None] | None = None,
+    engine: str = "auto",
 ) -> Iterator[ScoreTable]:
     """Score ``sources`` one after another, yielding one ScoreTable per batch of closed flows.
 
@@ -103,7 +104,7 @@ def stream_scores(
     t = StreamTotals() if totals is None else totals
     t.files = tuple(sources)
     batcher = _Batcher(
-        model, threshold=threshold, device=device, totals=t, flush_s=flush_s, flush_packets=flush_packets
+        model, threshold=threshold, device=device, totals=t, flush_s=flush_s, flush_packets=flush_packets, engine=engine
     )
     for file_id, source in enumerate(sources):
         counts = SkipCounts()
@@ -148,9 +149,10 @@ class _Batcher:
 
     def __init__(
         self, model: ModelFile, *, threshold: float | None, device: str, totals: StreamTotals,
-        flush_s: float, flush_packets: int,
+        flush_s: float, flush_packets: int, engine: str = "auto",
     ) -> None:  # fmt: skip
         self.model = model
+        self.engine = engine
         self.threshold = threshold
         self.device = device
         self.totals = totals
@@ -187,7 +189,7 @@ class _Batcher:
         data = Featurized(
             packets=packets, flows=flows, features=features, files=self.totals.files, counts=(), context=context
         )
-        run = score_featurized(data, self.model, threshold=self.threshold, device=self.device)
+        run = score_featurized(data, self.model, threshold=self.threshold, device=self.device, engine=self.engine)
         t = self.totals
         t.n_flows += run.table.n_flows
         t.n_anomalies += int(run.table.is_anomaly.sum())

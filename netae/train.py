@@ -26,6 +26,7 @@ early-stopping decisions and sees the same threshold input. gloo on CPU, NCCL on
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -52,7 +53,7 @@ from netae.model import (
     step_mask,
     weights_to_numpy,
 )
-from netae.score import padded_values, resolve_device, score_features, score_windows, set_threads, to_device
+from netae.score import padded_values, resolve_device, score_features, score_windows, to_device, torch_threads
 from netae.tables import Features
 
 __all__ = [
@@ -327,11 +328,24 @@ def train_parts(
     See NOTE [streaming] for when the result equals the in-memory one, and NOTE [distributed]
     for torchrun. ``on_epoch`` is called on rank 0 only.
     """
-    ts = settings.train
-    device = resolve_device(ts.device)
+    device = resolve_device(settings.train.device)
     info = _init_distributed(device)
-    if device == "cpu":
-        set_threads(_threads_per_rank(ts.threads, info))
+    threads = _threads_per_rank(settings.train.threads, info)
+    with torch_threads(threads) if device == "cpu" else contextlib.nullcontext(0):
+        return _fit(source, settings=settings, device=device, info=info, buffer_bytes=buffer_bytes, on_epoch=on_epoch)
+
+
+def _fit(
+    source: PartSource,
+    *,
+    settings: Settings,
+    device: str,
+    info: DistInfo,
+    buffer_bytes: int | None,
+    on_epoch: Callable[[EpochStats], None] | None,
+) -> TrainResult:
+    """The body of ``train_parts`` on a resolved device, inside its thread setting."""
+    ts = settings.train
     input_path = resolve_input_path(settings.model.input_path, device)
     if source.n_fit_windows == 0:
         raise InputError("no training flows to fit the model on (every flow is empty or held out for validation)")

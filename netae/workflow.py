@@ -6,6 +6,7 @@ stays cheap.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -17,18 +18,17 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
-from netae import __version__
-from netae.config import Settings, settings_from_dict
-from netae.errors import CaptureError, ConfigError, IncompatibleModel, InputError, NetaeError, UnsupportedLinkType
+from netae.config import Settings, given, settings_from_dict
+from netae.errors import CaptureError, ConfigError, InputError, NetaeError, UnsupportedLinkType
 from netae.features import Scaler, fit_scaler
-from netae.modelfile import ModelFile, dump_model, load_model
+from netae.modelfile import Calibration, EpochRecord, TrainedModel, TrainingSummary, dump_model, load_model
 from netae.pipeline import Featurized, featurize_files, validation_mask
 from netae.tables import Features, FlowTable, PacketTable, ScoreTable, SkipCounts
 from netae.threshold import Threshold, fit_threshold
 
 if TYPE_CHECKING:
     from netae.score import FlowScores
-    from netae.train import EpochStats, PartSource
+    from netae.train import EpochStats, PartSource, TrainResult
 
 __all__ = ["ScoreRun", "TrainRun", "build_score_table", "fit_feature_weights", "score_captures", "train_captures"]
 
@@ -39,15 +39,18 @@ TOP_K = 3
 
 @dataclass(frozen=True, slots=True)
 class TrainRun:
-    """What a training run produced (the model file is already written)."""
+    """What a training run produced: the model as written to ``path`` (its digest set on rank 0)."""
 
     path: Path
-    meta: dict[str, Any]
+    model: TrainedModel
     data: Featurized
-    threshold: Threshold
     val_scores: npt.NDArray[np.float32]
     shard_bytes: tuple[int, ...] = ()
     max_buffer_bytes: int = 0
+
+    @property
+    def threshold(self) -> Threshold:
+        return self.model.threshold
 
 
 def _describe_skips(counts: SkipCounts) -> str:
@@ -106,6 +109,7 @@ def train_captures(
     rank runs this and only rank 0 writes ``output``.
     """
     from netae.dataset import is_dataset
+    from netae.score import engine_for
     from netae.train import PartSource, dist_info, finish_distributed, train_parts, validation_scores
 
     t0 = time.perf_counter()
@@ -142,54 +146,58 @@ def train_captures(
         result.weights, source, settings=settings, device=result.device, buffer_bytes=buffer_bytes,
         feature_weights=feature_weights,
     )  # fmt: skip
-    threshold = fit_threshold(val_scores, settings.threshold)
-    history = [
-        {
-            "epoch": e.epoch,
-            "train_loss": e.train_loss,
-            "val_loss": e.val_loss,
-            "seconds": round(e.seconds, 3),
-            "packets_per_s": round(e.packets_per_s),
-        }
-        for e in result.history
-    ]
-    meta: dict[str, Any] = {
-        "netae_version": __version__,
-        "created": datetime.now(tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "feature_names": list(scaler.names),
-        "feature_weights": [float(w) for w in feature_weights],
-        "settings": settings.to_dict(),
-        "threshold": threshold.to_dict(),
-        "training": {
-            "inputs": [str(Path(s).name) if s != "-" else "-" for s in data.files],
-            "failed_inputs": [name for name, _ in data.failures],
-            "flows": summary.n_flows,
-            "packets": summary.n_packets,
-            "fit_flows": summary.n_flows - summary.n_val_flows,
-            "val_flows": summary.n_val_flows,
-            "epochs": len(result.history),
-            "best_epoch": result.best_epoch,
-            "device": result.device,
-            "input_path": result.input_path,
-            "ranks": result.world_size,
-            "history": history,
-            "val_score_quantiles": {
-                str(q): float(np.quantile(val_scores, q)) for q in (0.5, 0.9, 0.99, 0.999) if len(val_scores)
-            },
-            "seconds": round(time.perf_counter() - t0, 2),
-        },
-    }
+    model = TrainedModel(
+        weights=result.weights,
+        scaler=scaler,
+        feature_weights=feature_weights,
+        settings=settings,
+        threshold=fit_threshold(val_scores, settings.threshold),
+        threshold_engine=engine_for(result.device),
+        training=_training_summary(result, summary, data, val_scores, seconds=time.perf_counter() - t0),
+        created=_now(),
+    )
     if dist_info().is_main:
-        dump_model(output, weights=result.weights, scaler_mean=scaler.mean_, scaler_scale=scaler.scale_, meta=meta)
+        model = dump_model(output, model)
     finish_distributed()
     return TrainRun(
         path=output,
-        meta=meta,
+        model=model,
         data=data,
-        threshold=threshold,
         val_scores=val_scores,
         shard_bytes=source.n_bytes,
         max_buffer_bytes=result.max_buffer_bytes,
+    )
+
+
+def _now() -> str:
+    return datetime.now(tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _training_summary(
+    result: TrainResult, summary: _DatasetSummary, data: Featurized, val_scores: npt.NDArray[np.float32], *,
+    seconds: float,
+) -> TrainingSummary:  # fmt: skip
+    """What the model file records about a training run."""
+    return TrainingSummary(
+        inputs=tuple(str(Path(s).name) if s != "-" else "-" for s in data.files),
+        failed_inputs=tuple(name for name, _ in data.failures),
+        flows=summary.n_flows,
+        packets=summary.n_packets,
+        fit_flows=summary.n_flows - summary.n_val_flows,
+        val_flows=summary.n_val_flows,
+        epochs=len(result.history),
+        best_epoch=result.best_epoch,
+        device=result.device,
+        input_path=result.input_path,
+        ranks=result.world_size,
+        history=tuple(
+            EpochRecord(e.epoch, e.train_loss, e.val_loss, round(e.seconds, 3), round(e.packets_per_s))
+            for e in result.history
+        ),
+        val_score_quantiles={
+            str(q): float(np.quantile(val_scores, q)) for q in (0.5, 0.9, 0.99, 0.999) if len(val_scores)
+        },
+        seconds=round(seconds, 2),
     )
 
 
@@ -374,11 +382,9 @@ def merge_flow_features(
     return flows, Features(values=values, offsets=offsets, names=names), files
 
 
-def model_settings(model: ModelFile) -> Settings:
-    try:
-        return settings_from_dict(model.meta["settings"], source="model settings")
-    except ConfigError as exc:
-        raise IncompatibleModel(f"the model's settings are not understood by this netae: {exc}") from exc
+def model_settings(model: TrainedModel) -> Settings:
+    """The settings the model was trained with (checked when the file was loaded)."""
+    return model.settings
 
 
 @dataclass(frozen=True, slots=True)
@@ -386,7 +392,7 @@ class ScoreRun:
     table: ScoreTable
     data: Featurized
     scores: FlowScores
-    model: ModelFile
+    model: TrainedModel
 
 
 def score_captures(
@@ -396,32 +402,28 @@ def score_captures(
     threshold: float | None = None,
     device: str = "auto",
     on_file: Callable[[str, SkipCounts], None] | None = None,
+    engine: str = "auto",
 ) -> ScoreRun:
     """Featurize with the model's settings, score every flow, compare with the threshold."""
     model = load_model(model_path)
-    settings = model_settings(model)
-    data = featurize_files(sources, settings=settings, on_file=on_file)
+    data = featurize_files(sources, settings=model.settings, on_file=on_file)
     require_flows(data)
-    return score_featurized(data, model, threshold=threshold, device=device)
+    return score_featurized(data, model, threshold=threshold, device=device, engine=engine)
 
 
-def score_featurized(data: Featurized, model: ModelFile, *, threshold: float | None, device: str) -> ScoreRun:
+def score_featurized(
+    data: Featurized, model: TrainedModel, *, threshold: float | None, device: str, engine: str = "auto"
+) -> ScoreRun:
+    """Score featurized flows with ``model``; ``threshold`` overrides the model's."""
     from netae.score import score_features
 
-    settings = model_settings(model)
-    scaler = Scaler(names=tuple(model.meta["feature_names"]), mean_=model.scaler_mean, scale_=model.scaler_scale)
-    scaler.check(data.features)
-    n_features = len(scaler.names)
-    weights = model.meta.get("feature_weights")
-    feature_weights = None if weights is None else np.asarray(weights, np.float32)
-    if feature_weights is not None and len(feature_weights) != n_features:
-        raise IncompatibleModel(
-            f"the model has {len(feature_weights)} feature weights for {n_features} features; retrain it"
-        )
+    settings = model.settings
+    model.scaler.check(data.features)
     scores = score_features(
-        model.weights, data.features, settings=settings, device=device, feature_weights=feature_weights, scaler=scaler
-    )
-    value = float(threshold) if threshold is not None else float(model.meta["threshold"]["value"])
+        dict(model.weights), data.features, settings=settings, device=device,
+        feature_weights=model.feature_weights, scaler=model.scaler, engine=engine,
+    )  # fmt: skip
+    value = float(threshold) if threshold is not None else model.threshold.value_
     table = build_score_table(
         data, scores, threshold=value, model_id=model.model_id, window_s=settings.context.window_s
     )
@@ -463,7 +465,7 @@ def _worst_python(offsets, err, k, out):  # type: ignore[no-untyped-def]  # comp
 
 
 try:
-    import numba
+    from netae.jit import numba
 
     _worst_kernel: Any = numba.njit(cache=True, nogil=True)(_worst_python)
 except ImportError:  # pragma: no cover - numba missing
@@ -545,27 +547,28 @@ def calibrate_model(
 ) -> tuple[float, Threshold]:
     """Score benign captures with a model, refit its threshold on them, write the model again."""
     model = load_model(model_path)
-    settings = model_settings(model)
     if quantile is not None and strategy is None:
         strategy = "quantile"  # a quantile given alone asks for the quantile strategy
-    settings = settings.replace("threshold", strategy=strategy, quantile=quantile)
+    ts = model.settings.threshold
+    ts = dataclasses.replace(ts, strategy=given(strategy, ts.strategy), quantile=given(quantile, ts.quantile))
+    settings = dataclasses.replace(model.settings, threshold=ts).check()
     data = featurize_files(sources, settings=settings, on_file=on_file)
     require_flows(data)
     run = score_featurized(data, model, threshold=None, device=device)
     threshold = fit_threshold(run.table.score, settings.threshold)
-    meta = dict(model.meta)
-    old = float(meta["threshold"]["value"])
-    meta["threshold"] = threshold.to_dict()
-    meta["settings"] = settings.to_dict()
-    meta["calibration"] = {
-        "inputs": [Path(s).name for s in data.files],
-        "flows": int(data.flows.n_flows),
-        "previous_threshold": old,
-        "created": datetime.now(tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-    }
-    meta.pop("digest", None)
-    dump_model(output, weights=model.weights, scaler_mean=model.scaler_mean, scaler_scale=model.scaler_scale, meta=meta)
-    return old, threshold
+    calibration = Calibration(
+        inputs=tuple(Path(s).name for s in data.files),
+        flows=int(data.flows.n_flows),
+        previous_threshold=model.threshold.value_,
+        created=_now(),
+    )
+    dump_model(
+        output,
+        dataclasses.replace(
+            model, settings=settings, threshold=threshold, threshold_engine=run.scores.engine, calibration=calibration
+        ),
+    )
+    return model.threshold.value_, threshold
 
 
 @dataclass(frozen=True, slots=True)

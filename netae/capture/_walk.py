@@ -143,7 +143,7 @@ walk_pcapng: Callable[..., tuple[int, int, int, int]] = _walk_pcapng_py
 HAVE_NUMBA = False
 
 try:  # numba is optional: the struct walkers above give the same results, slower
-    from numba import njit
+    from netae.jit import njit
 except ImportError:  # pragma: no cover - exercised only without numba
     pass
 else:

@@ -557,7 +557,7 @@ HAVE_KERNEL = False
 _decode_kernel: Any = None
 
 try:  # numba is a dependency; without it the vectorised path above gives the same tables
-    from numba import njit
+    from netae.jit import njit
 except ImportError:  # pragma: no cover - exercised only without numba
     pass
 else:

@@ -209,7 +209,7 @@ def _dns_python(  # type: ignore[no-untyped-def]  # compiled by numba below
 _USE_KERNEL = [True]
 _dns_kernel = None
 try:
-    import numba
+    from netae.jit import numba
 
     _dns_kernel = numba.njit(cache=True, nogil=True)(_dns_python)
 except ImportError:  # pragma: no cover - numba missing: the numpy path runs
