@@ -13,6 +13,7 @@ plus a .txt with the traceback. Every ``--score-every``-th case is also scored w
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import random
 import sys
@@ -41,8 +42,11 @@ def tiny_model(settings: Settings) -> ModelFile:
     path = OUT / "tiny.netae"
     tmp = OUT / "seed.pcap"
     tmp.write_bytes(seeds()[0])
-    s = settings.replace("train", epochs=1, seed=0, device="cpu", threads=1)
-    s = s.replace("model", hidden_size=8, num_layers=1)
+    s = dataclasses.replace(
+        settings,
+        train=dataclasses.replace(settings.train, epochs=1, seed=0, device="cpu", threads=1),
+        model=dataclasses.replace(settings.model, hidden_size=8, num_layers=1),
+    )
     train_captures([str(tmp)], output=path, settings=s)
     return load_model(path)
 

@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
 
-from netae.config import ModelSettings, Settings
+from netae.config import FlowSettings, ModelSettings, Settings, TrainSettings
 from netae.errors import ConfigError
 from netae.model import build_model, weights_to_numpy
 from netae.score import resolve_device, score_features
@@ -14,12 +16,11 @@ from tests.helpers.synthetic import synthetic_features
 
 
 def _settings(max_packets: int = 8, input_path: str = "auto") -> Settings:
-    return (
-        Settings()
-        .replace("model", hidden_size=8, input_path=input_path)
-        .replace("flows", max_packets=max_packets)
-        .replace("train", threads=1, device="cpu", epochs=5, batch_size=16)
-    )
+    return Settings(
+        model=ModelSettings(hidden_size=8, input_path=input_path),
+        flows=FlowSettings(max_packets=max_packets),
+        train=TrainSettings(threads=1, device="cpu", epochs=5, batch_size=16),
+    ).check()
 
 
 def _random_weights(n_features: int = 4, seed: int = 0) -> dict[str, np.ndarray]:
@@ -128,7 +129,10 @@ def test_empty_flow_scores_zero(engine):
 
 def test_injected_anomalous_packet_has_the_largest_error(engine):
     features = synthetic_features(n_flows=80)
-    settings = _settings(max_packets=8).replace("train", epochs=40, learning_rate=1e-2)
+    settings = dataclasses.replace(
+        _settings(max_packets=8),
+        train=TrainSettings(threads=1, device="cpu", epochs=40, batch_size=16, learning_rate=1e-2),
+    )
     result = train_model(features, is_val=np.arange(features.n_flows) % 5 == 0, settings=settings)
     values = features.values.copy()
     flow = int(np.flatnonzero(features.lengths >= 4)[0])
