@@ -25,6 +25,7 @@ import numpy as np
 
 from netae.config import Settings
 from netae.errors import ConfigError, InputError
+from netae.extras import require
 from netae.pipeline import canonical_order, reorder_flows
 from netae.tables import Features, FlowTable, format_ips, parse_ip
 
@@ -55,6 +56,7 @@ def settings_key(settings: Settings) -> dict[str, Any]:
 
 def _arrow_table(flows: FlowTable, features: Features, files: tuple[str, ...], settings: Settings) -> Any:
     """Flows and their feature sequences as one Arrow table (schema fixed: large lists)."""
+    require("pyarrow")
     import pyarrow as pa
 
     n_feat = len(features.names)
@@ -138,6 +140,7 @@ class Shard:
 
 def read_parquet(path: Path) -> Shard:
     """Read a file written by ``write_parquet``; anything else is an ``InputError``."""
+    require("pyarrow")
     import pyarrow as pa
     import pyarrow.parquet as pq
 
