@@ -559,9 +559,11 @@ def featurize(
 ) -> None:
     """Write flows and their per-packet feature sequences to Parquet (a file, or a sharded dataset)."""
     from netae.config import load_settings
+    from netae.extras import require
     from netae.pipeline import expand_inputs
     from netae.workflow import featurize_to
 
+    require("pyarrow", "netae featurize")
     _quiet(quiet)
     settings = load_settings(config)
     sources = expand_inputs(paths)

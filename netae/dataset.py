@@ -56,7 +56,6 @@ def settings_key(settings: Settings) -> dict[str, Any]:
 
 def _arrow_table(flows: FlowTable, features: Features, files: tuple[str, ...], settings: Settings) -> Any:
     """Flows and their feature sequences as one Arrow table (schema fixed: large lists)."""
-    require("pyarrow")
     import pyarrow as pa
 
     n_feat = len(features.names)
@@ -103,6 +102,7 @@ class ParquetStream:
     def __enter__(self) -> ParquetStream:
         from netae.files import atomic_write
 
+        require("pyarrow", "writing Parquet feature files")
         self._ctx = atomic_write(self.path, binary=True)
         self._fh = self._ctx.__enter__()
         return self

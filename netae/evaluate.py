@@ -20,12 +20,13 @@ import numpy as np
 import numpy.typing as npt
 
 from netae.errors import InputError
+from netae.protocols import PORTED
 from netae.tables import ScoreTable, format_ips
 
 __all__ = ["Evaluation", "average_precision", "evaluate_scores", "match_labels", "read_labels", "roc_auc", "tpr_at_fpr"]
 
 LABEL_COLUMNS = ("src_ip", "src_port", "dst_ip", "dst_port", "protocol", "first_seen", "last_seen", "label")
-_PORTED = (6, 17, 132)
+_PORTED = PORTED
 
 
 def read_labels(path: Path) -> dict[tuple[Any, ...], list[tuple[float, float, str]]]:

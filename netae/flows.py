@@ -21,14 +21,12 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from netae.protocols import IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP
 from netae.tables import FlowTable, PacketTable
 
 __all__ = ["HAVE_KERNEL", "FlowAssembler", "assemble_flows", "flow_key_hash", "splitmix64", "use_compiled"]
 
-PROTO_ICMP = 1
-PROTO_TCP = 6
-PROTO_UDP = 17
-PROTO_ICMPV6 = 58
+PROTO_ICMP, PROTO_TCP, PROTO_UDP, PROTO_ICMPV6 = IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, IPPROTO_ICMPV6
 
 # ICMP reply type -> request type (Zeek's counterpart mapping), so both share one flow key.
 _ICMP4_REPLY_TO_REQUEST = {0: 8, 14: 13, 16: 15, 18: 17, 9: 10}

@@ -22,6 +22,7 @@ import numpy as np
 import numpy.typing as npt
 
 from netae.files import LineAppender, append_lines, atomic_write
+from netae.protocols import ICMP_PROTOCOLS, PORTED, PROTOCOL_NAMES
 from netae.tables import ScoreTable, format_ip, format_ips
 
 __all__ = [
@@ -71,7 +72,7 @@ CSV_COLUMNS = (
     "explanation",
 )
 
-_TRANSPORT = {1: "icmp", 6: "tcp", 17: "udp", 58: "ipv6-icmp", 132: "sctp", 47: "gre", 50: "esp", 51: "ah"}
+_TRANSPORT = PROTOCOL_NAMES
 
 # Community ID v1: ICMP request/reply counterparts (types), per the spec.
 _ICMP4_PAIRS = {8: 0, 0: 8, 13: 14, 14: 13, 15: 16, 16: 15, 10: 9, 9: 10, 17: 18, 18: 17}
@@ -88,7 +89,7 @@ def _addr_bytes(hi: int, lo: int) -> bytes:
 def community_id(src: bytes, dst: bytes, proto: int, sport: int | None, dport: int | None, *, seed: int = 0) -> str:
     """Community ID v1 of a flow (corelight/community-id-spec); ICMP gives type/code as ports."""
     one_way = False
-    if proto in (1, 58) and sport is not None:
+    if proto in ICMP_PROTOCOLS and sport is not None:
         pairs = _ICMP4_PAIRS if proto == 1 else _ICMP6_PAIRS
         icmp_type, code = sport, dport
         if icmp_type in pairs:
@@ -300,7 +301,7 @@ def ecs_documents(table: ScoreTable, rows: npt.NDArray[np.int64]) -> Iterator[di
             file_id, cid, w_idx, w_fwd, w_len, w_err, top) in enumerate(columns):  # fmt: skip
         source: dict[str, Any] = {"ip": src_ip, "packets": pf, "bytes": bf}
         destination: dict[str, Any] = {"ip": dst_ip, "packets": pb, "bytes": bb}
-        if proto in (6, 17, 132):
+        if proto in PORTED:
             source["port"], destination["port"] = sport, dport
         network: dict[str, Any] = {
             "transport": _TRANSPORT.get(proto, str(proto)),
@@ -332,7 +333,7 @@ def ecs_documents(table: ScoreTable, rows: npt.NDArray[np.int64]) -> Iterator[di
             "worst_packets": worst,
             "top_features": [names[k] for k in top if k >= 0],
         }
-        if proto in (1, 58):
+        if proto in ICMP_PROTOCOLS:
             netae["icmp"] = {"type": sport, "code": dport}
         explanation = table.explanations[i] if table.explanations else ""
         if explanation:
@@ -504,7 +505,7 @@ def _group_worst(table: ScoreTable, groups: FlowGroups, k: int) -> list[dict[str
             "is_anomaly": bool(table.is_anomaly[i]),
             "community_id": r.community_id(),
         }
-        if r.proto in (6, 17, 132):
+        if r.proto in PORTED:
             item["src_port"], item["dst_port"] = r.sport, r.dport
         if r.explanation():
             item["explanation"] = r.explanation()

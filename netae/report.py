@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
+from netae.protocols import ICMP_PROTOCOLS, PORTED, PROTOCOL_NAMES
 from netae.tables import ScoreTable, format_ip
 
 if TYPE_CHECKING:
@@ -47,7 +48,7 @@ C_TRAIN = "#4c78a8"
 C_VAL = "#f08c1a"
 C_ALL = "#d9dde3"
 
-_PROTO = {1: "icmp", 6: "tcp", 17: "udp", 58: "icmpv6", 132: "sctp", 47: "gre", 50: "esp", 51: "ah"}
+_PROTO = PROTOCOL_NAMES
 STRIP_MAX_PKTS = 96  # packets drawn per strip; longer flows show a window around the worst packet
 
 _CSS = """
@@ -529,14 +530,14 @@ def _flow_key(table: ScoreTable, i: int) -> str:
     dst = format_ip(int(f.dst_hi[i]), int(f.dst_lo[i]))
     proto = int(f.proto[i])
     name = _PROTO.get(proto, str(proto))
-    if proto in (6, 17, 132):
+    if proto in PORTED:
         a = f"[{src}]:{int(f.src_port[i])}" if ":" in src else f"{src}:{int(f.src_port[i])}"
         return (
             f"{a} → {dst}:{int(f.dst_port[i])}/{name}"
             if ":" not in dst
             else f"{a} → [{dst}]:{int(f.dst_port[i])}/{name}"
         )
-    if proto in (1, 58):
+    if proto in ICMP_PROTOCOLS:
         return f"{src} → {dst}/{name} type {int(f.src_port[i])} code {int(f.dst_port[i])}"
     return f"{src} → {dst}/{name}"
 

@@ -29,6 +29,17 @@ from netae.capture.linktypes import (
     LINK_TYPES,
     link_type_name,
 )
+from netae.protocols import (
+    IPPROTO_AH,
+    IPPROTO_DSTOPTS,
+    IPPROTO_FRAGMENT,
+    IPPROTO_HOPOPTS,
+    IPPROTO_ICMP,
+    IPPROTO_ICMPV6,
+    IPPROTO_ROUTING,
+    IPPROTO_TCP,
+    IPPROTO_UDP,
+)
 from netae.tables import PacketTable, RecordBatch, SkipCounts
 
 __all__ = ["HAVE_KERNEL", "MAX_IPV6_EXT", "PAD_BYTES", "decode_records", "use_compiled"]
@@ -36,15 +47,6 @@ __all__ = ["HAVE_KERNEL", "MAX_IPV6_EXT", "PAD_BYTES", "decode_records", "use_co
 PAD_BYTES = 128  # zero bytes after the last record of a batch (NOTE [captured bytes])
 MAX_IPV6_EXT = 8  # extension headers followed before giving up on the transport header
 
-IPPROTO_HOPOPTS = 0
-IPPROTO_ICMP = 1
-IPPROTO_TCP = 6
-IPPROTO_UDP = 17
-IPPROTO_ROUTING = 43
-IPPROTO_FRAGMENT = 44
-IPPROTO_AH = 51
-IPPROTO_ICMPV6 = 58
-IPPROTO_DSTOPTS = 60
 
 _V4_LO_TAG = np.uint64(0xFFFF << 32)
 _ARANGE = np.arange(64, dtype=np.int64)
