@@ -353,7 +353,9 @@ def score(
                       limit=limit, append=append, device=device, quiet=quiet, engine=engine)  # fmt: skip
     run = _score_with_progress(sources, model=model, threshold=threshold, device=device, quiet=quiet, engine=engine)
     table = run.table
-    kwargs = {"limit": limit or None} if fmt is OutputFormat.table else {}
+    kwargs: dict[str, Any] = {"limit": limit or None} if fmt is OutputFormat.table else {}
+    if output is None and fmt is OutputFormat.table:
+        kwargs["fh"] = sys.stdout  # the terminal itself: its width, colour and NO_COLOR
     if group_by is not None:
         text = render_groups(table, group_by.value, fmt.value, include_all=all_flows, **kwargs)
     else:
@@ -440,7 +442,7 @@ def _score_stream(
     m = load_model(model)
     totals = StreamTotals()
     on_file, stop = _file_progress(sources, quiet)
-    kwargs = {"limit": limit or None} if fmt is OutputFormat.table else {}
+    kwargs: dict[str, Any] = {"limit": limit or None} if fmt is OutputFormat.table else {}
     with contextlib.ExitStack() as stack:
         stack.callback(stop)
         sink: Any
@@ -459,7 +461,8 @@ def _score_stream(
             rows = select_rows(table, include_all=all_flows, by_score=fmt is OutputFormat.table)
             if fmt is OutputFormat.table and not len(rows):
                 continue
-            text = render(table, rows, fmt.value, **kwargs)
+            to_terminal = fmt is OutputFormat.table and sink is sys.stdout  # rich sees the terminal
+            text = render(table, rows, fmt.value, **kwargs, **({"fh": sink} if to_terminal else {}))
             if fmt is OutputFormat.csv:
                 if header_done:
                     text = text.split("\n", 1)[1] if "\n" in text else ""

@@ -396,10 +396,17 @@ def write_table(table: ScoreTable, rows: npt.NDArray[np.int64], fh: IO[str], *, 
 WRITERS: dict[str, Callable[..., None]] = {"csv": write_csv, "jsonl": write_jsonl, "table": write_table}
 
 
-def render(table: ScoreTable, rows: npt.NDArray[np.int64], fmt: str, **kwargs: Any) -> str:
-    """The output as text (used for files, which are then written atomically)."""
+def render(
+    table: ScoreTable, rows: npt.NDArray[np.int64], fmt: str, *, fh: IO[str] | None = None, **kwargs: Any
+) -> str:
+    """The output as text (for files, which are then written atomically), or written to ``fh``.
+
+    The table goes straight to the real stream (``fh=sys.stdout``) so that rich sees the
+    terminal: its width, colours and ``NO_COLOR``; text meant for a file or pipe is rendered
+    plain, 200 columns wide.
+    """
     buf = io.StringIO()
-    WRITERS[fmt](table, rows, buf, **kwargs)
+    WRITERS[fmt](table, rows, buf if fh is None else fh, **kwargs)
     return buf.getvalue()
 
 
@@ -636,10 +643,12 @@ GROUP_WRITERS: dict[str, Callable[..., None]] = {
 }
 
 
-def render_groups(table: ScoreTable, by: str, fmt: str, *, include_all: bool, **kwargs: Any) -> str:
-    """Flow verdicts rolled up per host or pair, as text in ``fmt``."""
+def render_groups(
+    table: ScoreTable, by: str, fmt: str, *, include_all: bool, fh: IO[str] | None = None, **kwargs: Any
+) -> str:
+    """Flow verdicts rolled up per host or pair, as text in ``fmt`` (written to ``fh`` instead, if given)."""
     groups = group_flows(table, by=by)
     rows = select_groups(groups, include_all=include_all, by_score=fmt == "table")
     buf = io.StringIO()
-    GROUP_WRITERS[fmt](table, groups, rows, buf, **kwargs)
+    GROUP_WRITERS[fmt](table, groups, rows, buf if fh is None else fh, **kwargs)
     return buf.getvalue()
