@@ -28,17 +28,25 @@ def _random_weights(n_features: int = 4, seed: int = 0) -> dict[str, np.ndarray]
     return weights_to_numpy(build_model(n_features, ModelSettings(hidden_size=8)))
 
 
+def _use_engine(monkeypatch, engine: str) -> None:
+    """Make ``auto`` pick ``engine``, as ``netae score --engine`` would."""
+    import netae.score as score_mod
+
+    chosen = score_mod.cpu_engine
+    monkeypatch.setattr(score_mod, "cpu_engine", lambda choice="auto": chosen(engine if choice == "auto" else choice))
+
+
 @pytest.fixture(params=["numba", "torch"])
 def engine(request, monkeypatch):
     """Runs a test with each CPU engine (NOTE [cpu engine] in infer.py)."""
-    monkeypatch.setenv("NETAE_CPU_ENGINE", request.param)
+    _use_engine(monkeypatch, request.param)
     return request.param
 
 
 @pytest.fixture
 def torch_engine(monkeypatch):
     """For tests of the torch path's own options (input paths, batch sizes)."""
-    monkeypatch.setenv("NETAE_CPU_ENGINE", "torch")
+    _use_engine(monkeypatch, "torch")
 
 
 def _features(lengths: list[int], n_features: int = 4, seed: int = 0) -> Features:
