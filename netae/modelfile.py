@@ -68,6 +68,10 @@ _MAX_HEADER_BYTES = 64 << 20
 # The largest model the settings allow (hidden 4096, 8 layers) is far larger; real ones are
 # about 100 KB. A bigger file is refused before it is read.
 MAX_MODEL_BYTES = 1 << 30
+_MODELLED_META = frozenset(
+    ("schema_version", "netae_version", "created", "feature_names", "settings", "threshold", "training")
+    + ("feature_weights", "calibration", "digest")
+)
 _REQUIRED_META = ("schema_version", "netae_version", "created", "feature_names", "settings", "threshold", "training")
 
 
@@ -122,7 +126,9 @@ class TrainedModel:
     """A model as netae uses it: weights, scaler, feature weights, threshold, settings, provenance.
 
     ``threshold_engine`` is what ran the model on the validation flows the threshold was fitted
-    on (``numba`` or ``torch``; empty in files written before it was recorded). Update with
+    on (``numba`` or ``torch``; empty in files written before it was recorded). ``extra`` holds
+    the metadata keys this class does not model (a later stage's fitted values), kept verbatim
+    through load and save; their readers check them. Update with
     ``dataclasses.replace``; ``model_id`` and ``schema_version`` describe the file it was read
     from (empty and current for a model not yet written).
     """
@@ -137,6 +143,7 @@ class TrainedModel:
     netae_version: str = __version__
     threshold_engine: str = ""
     calibration: Calibration | None = None
+    extra: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
     digest: str = ""
 
@@ -164,6 +171,7 @@ class TrainedModel:
             "val_score_quantiles": dict(tr.val_score_quantiles),
         }
         meta: dict[str, Any] = {
+            **self.extra,
             "schema_version": self.schema_version,
             "netae_version": self.netae_version,
             "created": self.created,
@@ -360,6 +368,7 @@ def _from_document(tensors: dict[str, np.ndarray], meta: dict[str, Any], name: s
         created=str(meta["created"]),
         netae_version=str(meta["netae_version"]),
         calibration=None if calibration is None else _calibration(_mapping(calibration, "calibration")),
+        extra={k: v for k, v in meta.items() if k not in _MODELLED_META},
         schema_version=int(meta["schema_version"]),
         digest=str(meta["digest"]),
     )

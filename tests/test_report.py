@@ -177,7 +177,7 @@ def test_training_report_has_model_card_loss_curves_and_validation_scores(traine
     assert {"model", "distribution"} <= set(page.sections)
     assert "training loss" in text
     assert "validation loss" in text
-    n_epochs = len(trained.meta["training"]["history"])
+    n_epochs = len(trained.model.training.history)
     assert text.count("<circle") == 2 * n_epochs  # one marker per epoch per curve
     assert f"{len(trained.val_scores)} held-out" in text.replace("\u202f", "")
 
