@@ -88,8 +88,8 @@ def test_dataset_larger_than_the_shard_buffer(tmp_path, config):
     assert 0 < small.max_buffer_bytes <= max(small.shard_bytes)
     assert small.max_buffer_bytes < sum(small.shard_bytes) > 0.5 * 2**20
     assert fits.max_buffer_bytes >= sum(fits.shard_bytes)
-    assert small.training.flows == whole.training.flows
-    assert small.training.val_flows == whole.training.val_flows
+    assert small.model.training.flows == whole.model.training.flows
+    assert small.model.training.val_flows == whole.model.training.val_flows
     s_whole, auc_whole = _auc(tmp_path / "whole.netae")
     s_small, auc_small = _auc(tmp_path / "small.netae")
     assert np.corrcoef(np.log(s_whole), np.log(s_small))[0, 1] > 0.95
