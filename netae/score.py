@@ -41,6 +41,7 @@ __all__ = [
     "ENGINES",
     "cpu_threads",
     "engine_for",
+    "fit_feature_weights",
     "resolve_device",
     "score_features",
     "score_windows",
@@ -59,7 +60,7 @@ SCORE_MAX_PACKETS = 1 << 18
 # NOTE [feature weights]
 # A flow's score is the mean over packets and features of the squared reconstruction error, each
 # feature's error times its weight. Weights are fitted after training on the validation flows
-# (``workflow.fit_feature_weights``): 1 / max(mean validation error of the feature, the 75th
+# (``fit_feature_weights``): 1 / max(mean validation error of the feature, the 75th
 # percentile of those means), normalised to mean 1. A feature the model cannot reconstruct well
 # even on normal traffic (e.g. the exact length of a DNS name) then weighs less, and no feature
 # weighs more than the typical one: a rare flag that is reconstructed almost perfectly on
@@ -315,6 +316,35 @@ def _score_batches(
                 owned = (local >= windows.skip[sel][:, None]) & (local < lengths[:, None])
                 target = np.where(owned, starts[:, None] + local, n_packets)
                 packet_error[to_device(target, device).reshape(-1)] = sq.mean(2).reshape(-1)
+
+
+FEATURE_WEIGHT_FLOOR_QUANTILE = 0.75
+
+
+def fit_feature_weights(
+    feature_error: npt.NDArray[np.float32],
+    *,
+    names: tuple[str, ...] = (),
+    context_weight: float = 1.0,
+) -> npt.NDArray[np.float32]:
+    """Per-feature error weights from validation flows' errors (n_val_flows, n_features).
+
+    NOTE [feature weights]: 1 / max(mean error, its 75th percentile over features),
+    times ``context_weight`` for the cross-flow context columns (``ctx_*`` in ``names``: a flow
+    that is unusual only in what its host or pair did around it must not be drowned by its many
+    ordinary per-packet columns), normalised to mean 1; all ones without validation flows.
+    """
+    n_features = feature_error.shape[1] if feature_error.ndim == 2 else 0
+    if feature_error.ndim != 2 or len(feature_error) == 0:
+        return np.ones(n_features, np.float32)
+    mean = feature_error.astype(np.float64).mean(axis=0)
+    floor = max(float(np.quantile(mean, FEATURE_WEIGHT_FLOOR_QUANTILE)), 1e-9)
+    w = 1.0 / np.maximum(mean, floor)
+    if names:
+        is_ctx = np.array([n.startswith("ctx_") for n in names], dtype=bool)
+        w = np.where(is_ctx, w * context_weight, w)
+    out: npt.NDArray[np.float32] = (w / w.mean()).astype(np.float32)
+    return out
 
 
 def flow_scores(windows: Windows, errors: WindowErrors, n_flows: int, *, engine: str = "torch") -> FlowScores:

@@ -64,6 +64,7 @@ __all__ = [
     "TrainResult",
     "dist_info",
     "finish_distributed",
+    "held_out",
     "train_model",
     "train_parts",
     "validation_scores",
@@ -595,6 +596,19 @@ def validation_scores(
     if not out:
         return np.zeros(0, np.float32), np.zeros((0, source.n_features), np.float32)
     return np.concatenate(out), np.concatenate(out_feat)
+
+
+def held_out(masks: list[npt.NDArray[np.bool_]]) -> list[npt.NDArray[np.bool_]]:
+    """The validation flags of each part, or every fifth flow (counted across the parts) held out
+    instead where the hash split holds out all flows or none (too few flows for it)."""
+    n_flows = sum(len(m) for m in masks)
+    n_val = sum(int(m.sum()) for m in masks)
+    if 0 < n_val < n_flows:
+        return masks
+    if n_flows < 2:
+        raise InputError("training needs at least 2 flows; give more traffic")
+    every_fifth = np.arange(n_flows) % 5 == 0
+    return np.split(every_fifth, np.cumsum([len(m) for m in masks[:-1]]).astype(np.int64))
 
 
 def _take_flows(features: Features, idx: npt.NDArray[np.int64]) -> Features:

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from netae.score import FlowScores
     from netae.train import EpochStats, PartSource, TrainResult
 
-__all__ = ["ScoreRun", "TrainRun", "build_score_table", "fit_feature_weights", "score_captures", "train_captures"]
+__all__ = ["ScoreRun", "TrainRun", "build_score_table", "score_captures", "train_captures"]
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +109,7 @@ def train_captures(
     rank runs this and only rank 0 writes ``output``.
     """
     from netae.dataset import is_dataset
-    from netae.score import engine_for
+    from netae.score import engine_for, fit_feature_weights
     from netae.train import PartSource, dist_info, finish_distributed, train_parts, validation_scores
 
     t0 = time.perf_counter()
@@ -202,14 +202,10 @@ def _training_summary(
 
 
 def _split(flows: FlowTable, fraction: float) -> npt.NDArray[np.bool_]:
-    """The hash split; with too few flows for it, every fifth flow is held out."""
-    is_val = validation_mask(flows, fraction)
-    if is_val.all() or not is_val.any():
-        is_val = np.zeros(flows.n_flows, dtype=bool)
-        is_val[::5] = True
-        if flows.n_flows < 2:
-            raise InputError("training needs at least 2 flows; give more traffic")
-    return is_val
+    """The hash split of the flows (``train.held_out`` when it holds out all or none)."""
+    from netae.train import held_out
+
+    return held_out([validation_mask(flows, fraction)])[0]
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,7 +225,7 @@ def dataset_source(sources: list[str], *, settings: Settings) -> tuple[PartSourc
     """
     from netae.dataset import dataset_files, read_shard
     from netae.features import ScalerAccumulator
-    from netae.train import PartSource, TrainPart
+    from netae.train import PartSource, TrainPart, held_out
 
     files = [f for s in sources for f in dataset_files(s)]
     masks: list[npt.NDArray[np.bool_]] = []
@@ -254,12 +250,8 @@ def dataset_source(sources: list[str], *, settings: Settings) -> tuple[PartSourc
     if names is None or n_flows == 0:
         raise InputError(f"{', '.join(sources[:3])}: the dataset holds no flows")
     n_val = sum(int(m.sum()) for m in masks)
-    if n_val in (0, n_flows):
-        if n_flows < 2:
-            raise InputError("training needs at least 2 flows; give more traffic")
-        first = np.cumsum([0] + [len(m) for m in masks[:-1]])
-        masks = [(np.arange(len(m)) + b) % 5 == 0 for m, b in zip(masks, first, strict=True)]
-    if n_val in (0, n_flows):
+    masks = held_out(masks)
+    if n_val in (0, n_flows):  # the fallback changed the split: fit the scaler again
         acc = ScalerAccumulator(names=names)
         for f, m in zip(files, masks, strict=True):
             shard = read_shard(f, settings=settings)
@@ -292,35 +284,6 @@ def dataset_source(sources: list[str], *, settings: Settings) -> tuple[PartSourc
         n_val_flows=int(sum(int(m.sum()) for m in masks)),
     )
     return source, scaler, summary
-
-
-FEATURE_WEIGHT_FLOOR_QUANTILE = 0.75
-
-
-def fit_feature_weights(
-    feature_error: npt.NDArray[np.float32],
-    *,
-    names: tuple[str, ...] = (),
-    context_weight: float = 1.0,
-) -> npt.NDArray[np.float32]:
-    """Per-feature error weights from validation flows' errors (n_val_flows, n_features).
-
-    NOTE [feature weights] in score.py: 1 / max(mean error, its 75th percentile over features),
-    times ``context_weight`` for the cross-flow context columns (``ctx_*`` in ``names``: a flow
-    that is unusual only in what its host or pair did around it must not be drowned by its many
-    ordinary per-packet columns), normalised to mean 1; all ones without validation flows.
-    """
-    n_features = feature_error.shape[1] if feature_error.ndim == 2 else 0
-    if feature_error.ndim != 2 or len(feature_error) == 0:
-        return np.ones(n_features, np.float32)
-    mean = feature_error.astype(np.float64).mean(axis=0)
-    floor = max(float(np.quantile(mean, FEATURE_WEIGHT_FLOOR_QUANTILE)), 1e-9)
-    w = 1.0 / np.maximum(mean, floor)
-    if names:
-        is_ctx = np.array([n.startswith("ctx_") for n in names], dtype=bool)
-        w = np.where(is_ctx, w * context_weight, w)
-    out: npt.NDArray[np.float32] = (w / w.mean()).astype(np.float32)
-    return out
 
 
 def load_training_data(

@@ -175,7 +175,7 @@ def test_feature_weights_scale_each_features_error(engine):
 
 
 def test_fit_feature_weights_downweights_noisy_features_only():
-    from netae.workflow import fit_feature_weights
+    from netae.score import fit_feature_weights
 
     err = np.tile(np.array([[1e-4, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 4.0]], np.float32), (20, 1))
     w = fit_feature_weights(err)
@@ -196,7 +196,7 @@ def test_worst_packets_kernel_matches_numpy():
 
 
 def test_context_weight_scales_only_context_columns():
-    from netae.workflow import fit_feature_weights
+    from netae.score import fit_feature_weights
 
     err = np.ones((10, 4), np.float32)
     names = ("log_ip_len_bytes", "ctx_src_flows_log", "tcp_syn", "ctx_pair_flows_log")
