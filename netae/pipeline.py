@@ -22,9 +22,25 @@ from netae.context import CONTEXT_FEATURES, ContextTracker, compute_context, flo
 from netae.errors import CaptureError, InputError
 from netae.features import compute_features
 from netae.flows import FlowAssembler, flow_key_hash
-from netae.tables import Features, FlowTable, PacketTable, SkipCounts
+from netae.tables import (
+    Features,
+    FlowTable,
+    PacketTable,
+    SkipCounts,
+    canonical_order,
+    concat_flow_parts,
+    reorder_flows,
+)
 
-__all__ = ["CAPTURE_SUFFIXES", "Featurized", "expand_inputs", "featurize_files", "validation_mask"]
+__all__ = [
+    "CAPTURE_SUFFIXES",
+    "Featurized",
+    "canonical_order",
+    "expand_inputs",
+    "featurize_files",
+    "reorder_flows",
+    "validation_mask",
+]
 
 log = logging.getLogger(__name__)
 
@@ -72,20 +88,7 @@ def expand_inputs(paths: Iterable[str | os.PathLike[str]]) -> list[str]:
 
 def _merge(tables: list[tuple[PacketTable, FlowTable]]) -> tuple[PacketTable, FlowTable]:
     """Concatenate (packets, flows) pairs, shifting each flow's packet rows."""
-    tables = [(p, f) for p, f in tables if f.n_flows]
-    if not tables:
-        return PacketTable.empty(), FlowTable.empty()
-    if len(tables) == 1:
-        p, f = tables[0]
-        return p, f
-    packets = PacketTable.concat([p for p, _ in tables])
-    base = np.cumsum([0] + [p.n_packets for p, _ in tables[:-1]])
-    pkt_base = np.cumsum([0] + [len(f.order) for _, f in tables[:-1]])
-    cols = {name: np.concatenate([f.column_dict()[name] for _, f in tables]) for name in tables[0][1].column_dict()}
-    order = np.concatenate([f.order + b for (_, f), b in zip(tables, base, strict=True)])
-    offsets = np.concatenate([[0]] + [f.offsets[1:] + b for (_, f), b in zip(tables, pkt_base, strict=True)])
-    is_fwd = np.concatenate([f.is_fwd for _, f in tables])
-    return packets, FlowTable(**cols, order=order, offsets=offsets.astype(np.int64), is_fwd=is_fwd)
+    return concat_flow_parts(tables)
 
 
 def assemble_file(
@@ -215,26 +218,6 @@ def featurize_files(
         failures=tuple(failures),
         context=context,
     )
-
-
-def canonical_order(flows: FlowTable) -> npt.NDArray[np.int64]:
-    """A total order of flows: first packet time, then file and key (used wherever flows are laid
-    out, so that streamed, chunked and one-pass featurizing give the same rows)."""
-    return np.lexsort(
-        (flows.proto, flows.dst_port, flows.dst_lo, flows.dst_hi, flows.src_port, flows.src_lo, flows.src_hi,
-         flows.file_id, flows.first_ns)
-    ).astype(np.int64)  # fmt: skip
-
-
-def reorder_flows(flows: FlowTable, rank: npt.NDArray[np.int64]) -> tuple[FlowTable, npt.NDArray[np.int64]]:
-    """Flows in ``rank`` order with their packet runs; also the packet-row permutation used."""
-    lengths = flows.n_packets[rank]
-    offsets = np.zeros(len(rank) + 1, dtype=np.int64)
-    np.cumsum(lengths, out=offsets[1:])
-    starts = flows.offsets[:-1][rank]
-    idx = np.repeat(starts, lengths) + (np.arange(offsets[-1]) - np.repeat(offsets[:-1], lengths))
-    cols = {name: arr[rank] for name, arr in flows.column_dict().items()}
-    return FlowTable(**cols, order=flows.order[idx], offsets=offsets, is_fwd=flows.is_fwd[idx]), idx
 
 
 def _sort_flows(flows: FlowTable) -> FlowTable:

@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 from netae.flows import FlowAssembler, assemble_flows
 from netae.tables import FlowTable, PacketTable, format_ip
 from tests.helpers.packets import make_packets, tcp_session
+from tests.reference import flows as reference
 
 IDLE, ACTIVE = 120.0, 1800.0
 
@@ -166,20 +167,16 @@ def test_chunked_assembly_equals_one_pass(rows, cuts):
     assert got == whole
 
 
-@settings(max_examples=60, deadline=None)
-@given(rows=packet_rows, seed=st.integers(0, 1000))
-def test_compiled_and_numpy_assembly_give_the_same_table(rows, seed):
-    import netae.flows as flows_mod
-
+@settings(max_examples=80, deadline=None)
+@given(rows=packet_rows, seed=st.integers(0, 1000), linger=st.sampled_from([0.0, 1.0]))
+def test_assembler_equals_the_reference_oracle_field_by_field(rows, seed, linger):
+    flags = [0x02, 0x12, 0x10, 0x18, 0x11, 0x04]
+    for i, r in enumerate(rows):
+        r["flags"] = flags[(seed + i) % len(flags)]
     p = make_packets(rows)
     p = p.take(np.random.default_rng(seed).permutation(p.n_packets))  # not in time order either
-    tables = []
-    for compiled in (True, False):
-        flows_mod.use_compiled(compiled)
-        try:
-            tables.append(flows_of(p, idle=30.0, active=100.0))
-        finally:
-            flows_mod.use_compiled(True)
-    a, b = tables
+    a = assemble_flows(p, idle_timeout_s=30.0, active_timeout_s=100.0, tcp_close_linger_s=linger)
+    a.validate(p.n_packets)
+    b = reference.assemble_flows(p, idle_timeout_s=30.0, active_timeout_s=100.0, tcp_close_linger_s=linger)
     for name in [*a.column_dict(), "order", "offsets", "is_fwd"]:
         assert np.array_equal(getattr(a, name), getattr(b, name)), name
