@@ -50,7 +50,7 @@ import numpy as np
 import numpy.typing as npt
 from numba import njit
 
-from netae.tables import FlowTable, PacketTable, canonical_order, concat_flow_parts, reorder_flows
+from netae.tables import FlowTable, PacketTable, canonical_order, concat_flow_parts, format_ip, reorder_flows
 
 __all__ = [
     "KEY_WORDS",
@@ -62,6 +62,7 @@ __all__ = [
     "hash_seed",
     "splitmix64",
     "tcp_close_ns",
+    "with_aggregate_notes",
 ]
 
 log = logging.getLogger(__name__)
@@ -600,6 +601,7 @@ class FlowAssembler:
         clock = self.max_ts
         if clock is not None:
             self._sweep(clock if now_ns is None else max(clock, now_ns))
+        self._compact()  # never inside _ingest: the chunk's rows are linked as it goes
         packets_out, flows, _ = self._drain()
         return packets_out, flows
 
@@ -610,6 +612,7 @@ class FlowAssembler:
     def finish(self) -> tuple[PacketTable, FlowTable]:
         """Close every open flow."""
         self._release(np.flatnonzero(self._live))
+        self._compact()
         packets, flows, _ = self._drain()
         return packets, flows
 
@@ -721,7 +724,6 @@ class FlowAssembler:
         if len(slots):
             self._out.append(self._emit(slots))
         self._free_slots(slots)
-        self._compact()
 
     def _free_slots(self, slots: npt.NDArray[np.int64]) -> None:
         pos = self._st[slots, S_TPOS]
@@ -821,7 +823,6 @@ class FlowAssembler:
             self.stats.forced_flows += len(oldest)
             self._next_due = -NEVER_NS
             self._sweep(clock)
-        self._compact()
 
     def _warn(self, clock: int) -> None:
         message = (
@@ -928,3 +929,21 @@ def tcp_close_ns(packets: PacketTable, flows: FlowTable) -> npt.NDArray[np.int64
     both_fins = np.maximum(first(fin & flows.is_fwd), first(fin & ~flows.is_fwd))
     closed: npt.NDArray[np.int64] = np.minimum(both_fins, first(is_tcp & ((flags & TCP_RST) != 0)))
     return closed
+
+
+def with_aggregate_notes(flows: FlowTable, explanations: tuple[str, ...]) -> tuple[str, ...]:
+    """``explanations`` with each flood aggregate's counts in words (NOTE [flood cap])."""
+    rows = np.flatnonzero(flows.agg_flows > 0)
+    if not len(rows):
+        return explanations
+    out = list(explanations) if explanations else [""] * flows.n_flows
+    for i in rows.tolist():
+        target = "many targets" if flows.dst_hi[i] == 0 and flows.dst_lo[i] == 0 else (
+            f"{format_ip(flows.dst_hi[i], flows.dst_lo[i])} port {int(flows.dst_port[i])}"
+        )  # fmt: skip
+        out[i] = (
+            f"flood: {int(flows.agg_flows[i]):,} one-packet or handshake-only flows ({int(flows.agg_pkts[i]):,} "
+            f"packets, {int(flows.agg_bytes[i]):,} bytes) from {int(flows.agg_srcs[i]):,} sources to {target}, "
+            "aggregated past flows.max_open_flows"
+        )
+    return tuple(out)

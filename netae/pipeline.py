@@ -44,7 +44,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-ASSEMBLE_BATCH_PACKETS = 4_000_000
 CAPTURE_SUFFIXES = (".pcap", ".pcapng", ".cap", ".ntar", ".pcap.gz", ".pcapng.gz", ".cap.gz")
 
 
@@ -91,36 +90,32 @@ def _merge(tables: list[tuple[PacketTable, FlowTable]]) -> tuple[PacketTable, Fl
     return concat_flow_parts(tables)
 
 
+def new_assembler(
+    settings: Settings, *, early_close: bool = False, on_warning: Callable[[str], None] | None = None
+) -> FlowAssembler:
+    """A FlowAssembler with the flow rules of ``settings`` (``early_close``: live streams)."""
+    f = settings.flows
+    return FlowAssembler(
+        idle_timeout_s=f.idle_timeout_s, active_timeout_s=f.active_timeout_s,
+        tcp_close_linger_s=f.tcp_close_linger_s, early_close=early_close, max_open_flows=f.max_open_flows,
+        on_warning=on_warning,
+    )  # fmt: skip
+
+
 def assemble_file(
     source: str, *, file_id: int, settings: Settings, counts: SkipCounts, chunk_bytes: int = 64 << 20
 ) -> tuple[PacketTable, FlowTable]:
-    """Read one capture in chunks and assemble its flows (chunked == one pass).
+    """Read one capture in chunks and assemble its flows (chunked == one pass, NOTE [flow table]).
 
-    Chunks are pushed to the assembler in batches of about ``ASSEMBLE_BATCH_PACKETS``: a
-    packet table costs less than half the features made from it, so holding that many packets
-    keeps memory bounded by the output while sparing re-assembly of open flows at every chunk.
+    Each chunk is pushed as it is read: the assembler keeps its state, so memory holds the open
+    flows and the closed ones (the output), never the capture.
     """
-    assembler = FlowAssembler(
-        idle_timeout_s=settings.flows.idle_timeout_s, active_timeout_s=settings.flows.active_timeout_s
-    )
+    assembler = new_assembler(settings, on_warning=counts.warn)
     parts: list[tuple[PacketTable, FlowTable]] = []
-    pending: list[PacketTable] = []
-    n_pending = 0
-
-    def push() -> None:
-        table, flows = assembler.push(PacketTable.concat(pending))
-        pending.clear()
+    for chunk in read_packets(source, file_id=file_id, counts=counts, chunk_bytes=chunk_bytes):
+        table, flows = assembler.push(chunk)
         if flows.n_flows:
             parts.append(_compact(table, flows))
-
-    for chunk in read_packets(source, file_id=file_id, counts=counts, chunk_bytes=chunk_bytes):
-        pending.append(chunk)
-        n_pending += chunk.n_packets
-        if n_pending >= ASSEMBLE_BATCH_PACKETS:
-            push()
-            n_pending = 0
-    if pending:
-        push()
     parts.append(assembler.finish())
     return _merge(parts)
 
@@ -153,9 +148,7 @@ def iter_featurized(
     """Featurize one capture batch by batch as its flows close: memory holds the open flows, one
     batch and the context window, never the whole capture. Same values as ``featurize_files``
     (context is exact when streamed, NOTE in context.py); rows come in closing order."""
-    assembler = FlowAssembler(
-        idle_timeout_s=settings.flows.idle_timeout_s, active_timeout_s=settings.flows.active_timeout_s
-    )
+    assembler = new_assembler(settings, on_warning=counts.warn)
     tracker = ContextTracker(settings.context) if settings.context.enabled else None
     pending: list[PacketTable] = []
     n_pending = 0

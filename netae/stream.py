@@ -28,9 +28,8 @@ import numpy as np
 from netae.capture import read_packets
 from netae.context import ContextTracker
 from netae.errors import CaptureError
-from netae.flows import FlowAssembler
 from netae.modelfile import ModelFile
-from netae.pipeline import Featurized, _merge, featurize_closed
+from netae.pipeline import Featurized, _merge, featurize_closed, new_assembler
 from netae.tables import Features, FlowTable, PacketTable, ScoreTable, SkipCounts
 from netae.workflow import model_settings, require_flows, score_featurized
 
@@ -109,9 +108,7 @@ def stream_scores(
         counts = SkipCounts()
         t.counts.append(counts)
         size = chunk_bytes or (STDIN_CHUNK_BYTES if source == "-" else STREAM_CHUNK_BYTES)
-        asm = FlowAssembler(
-            idle_timeout_s=settings.flows.idle_timeout_s, active_timeout_s=settings.flows.active_timeout_s
-        )
+        asm = new_assembler(settings, on_warning=counts.warn)
         tracker = ContextTracker(settings.context) if settings.context.enabled else None
         try:
             for chunk in read_packets(source, file_id=file_id, counts=counts, chunk_bytes=size):

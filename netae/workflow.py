@@ -21,6 +21,7 @@ from netae import __version__
 from netae.config import Settings, settings_from_dict
 from netae.errors import CaptureError, ConfigError, IncompatibleModel, InputError, NetaeError, UnsupportedLinkType
 from netae.features import Scaler, fit_scaler
+from netae.flows import with_aggregate_notes
 from netae.modelfile import ModelFile, dump_model, load_model
 from netae.pipeline import Featurized, featurize_files, validation_mask
 from netae.tables import Features, FlowTable, PacketTable, ScoreTable, SkipCounts
@@ -375,8 +376,12 @@ def merge_flow_features(
 
 
 def model_settings(model: ModelFile) -> Settings:
+    """The settings saved in the model; flow rules it predates keep their old behaviour."""
+    saved = dict(model.meta["settings"])
+    if isinstance(saved.get("flows"), dict) and "tcp_close_linger_s" not in saved["flows"]:
+        saved["flows"] = {**saved["flows"], "tcp_close_linger_s": 0.0}  # made before FIN/RST closing
     try:
-        return settings_from_dict(model.meta["settings"], source="model settings")
+        return settings_from_dict(saved, source="model settings")
     except ConfigError as exc:
         raise IncompatibleModel(f"the model's settings are not understood by this netae: {exc}") from exc
 
@@ -502,7 +507,7 @@ def build_score_table(
     worst_err = np.where(valid, err[pos] if len(err) else 0, 0).astype(np.float32)
     top = np.argsort(-scores.feature_error, axis=1, kind="stable")[:, :k].astype(np.int64)
     score = scores.score.astype(np.float32)
-    is_anomaly = score > threshold
+    is_anomaly = (score > threshold) | (flows.agg_flows > 0)  # flood aggregates (NOTE [flood cap])
     first_rows = data.features.values[data.features.offsets[:-1][data.features.lengths > 0]]
     flow_values = np.zeros((n_flows, data.features.values.shape[1]), np.float32)
     flow_values[data.features.lengths > 0] = first_rows
@@ -515,6 +520,7 @@ def build_score_table(
         window_s=window_s,
         which=is_anomaly,
     )
+    explanations = with_aggregate_notes(flows, explanations)
     return ScoreTable(
         flows=flows,
         score=score,
