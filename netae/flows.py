@@ -29,13 +29,16 @@ effective times, the same whether a capture is read whole or in chunks, streamed
 ``assemble_flows`` (a table, not a capture) sorts its rows by time first.
 
 NOTE [flood cap]: at most ``max_open_flows`` flows are open. When a new flow would pass the cap,
-flows that are due to close are closed; then every open one-packet or handshake-only flow (no
-payload, at most 4 packets, TCP flags SYN/ACK/RST only) is evicted into aggregate records, one
-per target service (responder address, port, protocol), or one per protocol when targets are
-too many. Such records are flows with ``agg_flows`` > 0 (and counts of flows, packets, bytes and
-distinct sources); scoring flags each of them. Evictable flows that end within the idle timeout
-of an eviction round are aggregated too. Should the evictable flows free less than a quarter of
-the cap, the flows idle longest are closed early. A warning says when the cap is first reached.
+flows that are due to close are closed; then the open one-packet or handshake-only flows (no
+payload, at most 4 packets, TCP flags SYN/ACK/RST only) of every target service (responder
+address, port, protocol) that holds many of them are evicted into one aggregate record per
+service; when that frees less than a quarter of the cap (a scan, no dominant target), all such
+flows are, one record per protocol. A record is a flow with ``agg_flows`` > 0 (and counts of
+flows, packets, bytes and distinct sources); scoring flags each one. Evictable flows of those
+targets that end within the idle timeout of an eviction round are aggregated too. Should the
+open flows still pass three quarters of the cap, those idle longest are closed early. Evictions
+happen at the same packets however the capture is chunked. A warning says when the cap is first
+reached.
 """
 
 from __future__ import annotations
@@ -587,6 +590,7 @@ class FlowAssembler:
         self._out: list[tuple[PacketTable, FlowTable, npt.NDArray[np.int64]]] = []
         self._n_arrived = 0
         self._last_evict_ns: int | None = None
+        self._flood_keys: set[tuple[int, ...]] = set()  # aggregate keys of the eviction rounds
         self._next_due = -NEVER_NS
 
     # -- public API --
@@ -716,11 +720,11 @@ class FlowAssembler:
         """Hand ``slots`` out (aggregated when NOTE [flood cap] says so) and free them."""
         if not len(slots):
             return
-        if self._last_evict_ns is not None:
-            st = self._st[slots]
-            agg = self._evictable(slots) & (st[:, S_LAST] <= self._last_evict_ns + self._idle_ns)
-            self._aggregate(slots[agg])
-            slots = slots[~agg]
+        if self._flood_keys:
+            agg, words = self._flooded(slots)
+            self._aggregate(agg, words)
+            self._free_slots(agg)
+            slots = np.setdiff1d(slots, agg)
         if len(slots):
             self._out.append(self._emit(slots))
         self._free_slots(slots)
@@ -802,20 +806,22 @@ class FlowAssembler:
         return out
 
     def _on_cap(self, clock: int) -> None:
-        """The cap is reached: close what is due, then evict, then close the longest idle early."""
+        """The cap is reached: close what is due, evict the floods, close the longest idle early."""
         self._sweep(clock)
         if self._sc[SC_LIVE] < self.max_open_flows:
             return
         if self._last_evict_ns is None:
             self._warn(clock)
         self._last_evict_ns = clock
-        live = np.flatnonzero(self._live)
-        evict = self._evictable(live)
         self.stats.rounds += 1
-        self.stats.evicted_flows += int(evict.sum())
-        self._aggregate(live[evict])
-        self._free_slots(live[evict])
-        rest = live[~evict]
+        live = np.flatnonzero(self._live)
+        ev = live[self._evictable(live)]
+        o, starts = _groups(list(self._service_words(ev).T), self._st[ev, S_START])
+        sizes = np.diff(np.r_[starts, len(o)])
+        chosen = ev[o[np.repeat(sizes >= max(8, len(ev) // 1000), sizes)]]  # the targets of a flood
+        coarse = len(chosen) < self.max_open_flows // 4  # no dominant target (a scan): all, per protocol
+        self._evict(ev if coarse else chosen, coarse=coarse)
+        rest = np.flatnonzero(self._live)
         excess = len(rest) - (3 * self.max_open_flows) // 4
         if excess > 0:
             oldest = rest[np.argsort(self._st[rest, S_LAST], kind="stable")[:excess]]
@@ -823,6 +829,35 @@ class FlowAssembler:
             self.stats.forced_flows += len(oldest)
             self._next_due = -NEVER_NS
             self._sweep(clock)
+
+    def _service_words(self, slots: npt.NDArray[np.int64]) -> npt.NDArray[np.uint64]:
+        """(n, 6) target service of each flow: responder address, port, protocol, file, tunnel."""
+        head, a = self._st[slots, S_HEAD], self._arena.cols
+        out = np.empty((len(slots), 6), np.uint64)
+        out[:, 0], out[:, 1] = a["dst_hi"][head], a["dst_lo"][head]
+        out[:, 2] = self._st[slots, S_KDPORT]
+        out[:, 3], out[:, 4], out[:, 5] = a["proto"][head], a["file_id"][head], a["tunnel_key"][head]
+        return out
+
+    def _evict(self, slots: npt.NDArray[np.int64], *, coarse: bool) -> None:
+        words = self._service_words(slots)
+        if coarse:
+            words[:, :3] = 0
+        self._flood_keys.update(map(tuple, np.unique(words, axis=0).tolist()))
+        self.stats.evicted_flows += len(slots)
+        self._aggregate(slots, words)
+        self._free_slots(slots)
+
+    def _flooded(self, slots: npt.NDArray[np.int64]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.uint64]]:
+        """Which of ``slots`` belong to a flood target seen by an eviction round within the idle
+        timeout (NOTE [flood cap]), and their aggregate keys."""
+        cand = slots[self._evictable(slots) & (self._st[slots, S_LAST] <= (self._last_evict_ns or 0) + self._idle_ns)]
+        words = self._service_words(cand)
+        keys = self._flood_keys
+        in_svc = np.array([tuple(w) in keys for w in words.tolist()], np.bool_)
+        words[~in_svc, :3] = 0
+        in_any = in_svc | np.array([tuple(w) in keys for w in words.tolist()], np.bool_)
+        return cand[in_any], words[in_any]
 
     def _warn(self, clock: int) -> None:
         message = (
@@ -834,18 +869,14 @@ class FlowAssembler:
         else:
             log.warning("%s", message)
 
-    def _aggregate(self, slots: npt.NDArray[np.int64]) -> None:
-        """One record per target service (or per protocol past ``agg_cap`` targets) of ``slots``."""
+    def _aggregate(self, slots: npt.NDArray[np.int64], words: npt.NDArray[np.uint64]) -> None:
+        """One record per distinct row of ``words`` (target service, or protocol) over ``slots``."""
         if not len(slots):
             return
         st, a = self._st[slots], self._arena.cols
         head = st[:, S_HEAD]
-        svc = [a["dst_hi"][head], a["dst_lo"][head], st[:, S_KDPORT].astype(np.uint64), a["proto"][head],
-               a["file_id"][head], a["tunnel_key"][head]]  # fmt: skip
+        svc = list(words.T)
         o, starts = _groups(svc, st[:, S_START])
-        if len(starts) > max(1024, self.max_open_flows // 64):
-            svc = [np.zeros(len(slots), np.uint64)] * 3 + svc[3:]
-            o, starts = _groups(svc, st[:, S_START])
         rows = head[o[starts]]
         group = np.repeat(np.arange(len(starts)), np.diff(np.r_[starts, len(o)]))
         srcs = _distinct_per_group(group, a["src_hi"][head][o], a["src_lo"][head][o])
