@@ -334,7 +334,7 @@ def _verdicts(tables) -> dict[tuple[int, ...], bool]:
         for i in range(t.n_flows):
             key = (int(f.src_lo[i]), int(f.dst_lo[i]), int(f.src_port[i]), int(f.dst_port[i]), int(f.first_ns[i]),
                    int(f.agg_flows[i]))  # fmt: skip
-            out[key] = (bool(t.is_anomaly[i]), round(float(t.score[i]), 4))
+            out[key] = (bool(t.is_anomaly[i]), float(t.score[i]))
     return out
 
 
@@ -344,7 +344,11 @@ def test_stream_equals_batch_with_jumping_time_stamps_and_floods(capped_model, t
     path.write_bytes(_jumpy_capture(with_flood))
     batch = score_captures([str(path)], model_path=capped_model).table
     stream = list(stream_scores([str(path)], model=load_model(capped_model), chunk_bytes=2048, flush_s=0.0))
-    assert _verdicts(stream) == _verdicts([batch])
+    got, want = _verdicts(stream), _verdicts([batch])
+    assert got.keys() == want.keys()
+    for k, (anomaly, score) in want.items():
+        assert got[k][0] == anomaly
+        assert got[k][1] == pytest.approx(score, rel=1e-4, abs=1e-6)  # inference batches differ
     agg = batch.flows.agg_flows > 0
     if with_flood:
         assert agg.any() and bool(np.all(batch.is_anomaly[agg]))  # the flood itself is the alert
