@@ -591,6 +591,8 @@ class FlowAssembler:
         self._n_arrived = 0
         self._last_evict_ns: int | None = None
         self._flood_keys: set[tuple[int, ...]] = set()  # aggregate keys of the eviction rounds
+        self._live_pkts = 0  # packets of open flows
+        self._min_start: int | None = None  # cached pending_min_ts
         self._next_due = -NEVER_NS
 
     # -- public API --
@@ -644,13 +646,15 @@ class FlowAssembler:
 
     @property
     def n_pending_packets(self) -> int:
-        return int(self._st[self._live, S_N].sum())
+        return self._live_pkts
 
     @property
     def pending_min_ts(self) -> int | None:
         """The earliest first-packet time of a still-open flow (the clock when none is open)."""
         if self._sc[SC_LIVE]:
-            return int(self._st[self._live, S_START].min())
+            if self._min_start is None:  # new flows start at the clock: only releases change it
+                self._min_start = int(self._st[self._live, S_START].min())
+            return self._min_start
         return self.max_ts
 
     # -- packets in --
@@ -661,6 +665,7 @@ class FlowAssembler:
         _clock_nb(p.ts_ns, self._sc, self._idle_ns, ts)
         sport, dport, self._firsts = _join_fragments(p, ts, self._firsts, self._idle_ns, self.max_open_flows)
         base = self._arena.append(p, ts, self._n_arrived)
+        self._live_pkts += n
         self._n_arrived += n
         cols = _kernel_cols(p, ts, sport, dport)
         j = 0
@@ -730,6 +735,8 @@ class FlowAssembler:
         self._free_slots(slots)
 
     def _free_slots(self, slots: npt.NDArray[np.int64]) -> None:
+        self._live_pkts -= int(self._st[slots, S_N].sum())
+        self._min_start = None
         pos = self._st[slots, S_TPOS]
         pos = pos[pos >= 0]
         self._table[pos] = -1
@@ -748,11 +755,11 @@ class FlowAssembler:
 
     def _compact(self) -> None:
         """Renumber the arena when more than half of it belongs to closed flows."""
+        if self._arena.n <= 2 * self._live_pkts + 65536:
+            return
         live = np.flatnonzero(self._live)
         counts = self._st[live, S_N]
         n_live = int(counts.sum())
-        if self._arena.n <= 2 * n_live + 65536:
-            return
         rows = self._rows_of(live)
         self._arena.compact(rows)
         starts = np.zeros(len(live), np.int64)
@@ -843,9 +850,8 @@ class FlowAssembler:
         words = self._service_words(slots)
         if coarse:
             words[:, :3] = 0
-        self._flood_keys.update(map(tuple, np.unique(words, axis=0).tolist()))
         self.stats.evicted_flows += len(slots)
-        self._aggregate(slots, words)
+        self._flood_keys.update(map(tuple, self._aggregate(slots, words).tolist()))
         self._free_slots(slots)
 
     def _flooded(self, slots: npt.NDArray[np.int64]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.uint64]]:
@@ -869,10 +875,11 @@ class FlowAssembler:
         else:
             log.warning("%s", message)
 
-    def _aggregate(self, slots: npt.NDArray[np.int64], words: npt.NDArray[np.uint64]) -> None:
-        """One record per distinct row of ``words`` (target service, or protocol) over ``slots``."""
+    def _aggregate(self, slots: npt.NDArray[np.int64], words: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint64]:
+        """One record per distinct row of ``words`` (target service, or protocol) over ``slots``;
+        returns those distinct rows."""
         if not len(slots):
-            return
+            return words[:0]
         st, a = self._st[slots], self._arena.cols
         head = st[:, S_HEAD]
         svc = list(words.T)
@@ -895,6 +902,7 @@ class FlowAssembler:
         )  # fmt: skip
         self.stats.aggregates += n
         self._out.append((rep, flows, self._arena.arrival[rows]))
+        return words[o[starts]]
 
 
 def _groups(cols: list[np.ndarray], tiebreak: np.ndarray) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
