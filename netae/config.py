@@ -56,9 +56,12 @@ class ContextSettings:
 
     enabled: bool = True
     window_s: float = 300.0
+    # Context looks back over at most this many flows (the latest to end; NOTE [context cap]).
+    max_events: int = 1_000_000
 
     def check(self) -> None:
         _positive("context.window_s", self.window_s)
+        _int_range("context.max_events", self.max_events, 1_000, 1_000_000_000)
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,10 +22,18 @@ bounded by two windows of flows. Groups (flows of different capture files never 
   file's first flow to end.
 
 Everything is computed by sorting and cumulative sums: no loop per flow.
+
+NOTE [context cap]: a flow's context counts at most the ``max_events`` flows that ended last
+before it started (and within ``window_s``). Which flows those are does not depend on how the
+flows were batched, so batch and stream agree past the cap too, and the streaming tracker keeps
+only them (plus the flows that ended after the horizon): its state is bounded under floods of
+whole connections. A warning says when the cap first cuts a window short.
 """
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -69,6 +77,8 @@ CONTEXT_FEATURES: tuple[str, ...] = (
 
 # Raw values that explanations quote (not model inputs): the pair's start gaps in seconds.
 CONTEXT_EXTRAS: tuple[str, ...] = ("ctx_pair_gap_mean_s", "ctx_pair_gap_std_s")
+
+log = logging.getLogger(__name__)
 
 TCP_SYN, TCP_ACK, TCP_RST = 0x02, 0x10, 0x04
 _F64 = npt.NDArray[np.float64]
@@ -268,11 +278,22 @@ def group_ids(ev: _Events, q: _Events, key: str) -> tuple[_I64, _I64]:
     return gid[:n_ev], gid[n_ev:]
 
 
+def _lookback_cut(ev_t: _I64, q_t: _I64, max_events: int) -> _I64 | None:
+    """Per query, the end time of the ``max_events``-th latest event before it (NOTE [context cap])."""
+    if not max_events or len(ev_t) <= max_events:
+        return None
+    ends = np.sort(ev_t)
+    k = np.searchsorted(ends, q_t, side="left")
+    return np.where(k > max_events, ends[np.maximum(k - max_events, 0)], ends[0])  # ends[0]: no cut
+
+
 def _window_query(
-    ev: _Events, ev_t: _I64, q: _Events, q_t: _I64, key: str, window_us: int, weights: list[_F64]
-) -> tuple[_I64, list[_F64], _I64]:
-    """For each query: events of its ``key`` group with time in [q_t - window, q_t): count and
-    weighted sums. Also returns the index (into the events) of the latest such event, or -1.
+    ev: _Events, ev_t: _I64, q: _Events, q_t: _I64, key: str, window_us: int, weights: list[_F64],
+    max_events: int = 0,
+) -> tuple[_I64, list[_F64], _I64]:  # fmt: skip
+    """For each query: events of its ``key`` group with time in [q_t - window, q_t), among the
+    last ``max_events`` to end before q_t (0: all): count and weighted sums. Also returns the
+    index (into the events) of the latest such event, or -1.
     """
     n_ev, n_q = len(ev_t), len(q_t)
     if n_ev == 0 or n_q == 0:
@@ -283,6 +304,9 @@ def _window_query(
     span = max(int(ev_t.max()), int(q_t.max())) - t0 + window_us + 2
     ev_rel, q_rel = ev_t - t0, q_t - t0
     q_from = np.maximum(q_rel - window_us, 0)
+    cut = _lookback_cut(ev_t, q_t, max_events)
+    if cut is not None:
+        q_from = np.maximum(q_from, cut - t0)
     if n_groups * span >= 2**62:
         # Times spread over centuries (a damaged capture): use their ranks, which keep the order.
         times, inv_t = np.unique(np.concatenate([ev_rel, q_rel, q_from]), return_inverse=True)
@@ -319,8 +343,11 @@ class ContextTracker:
     packet time) lets old state go.
     """
 
-    def __init__(self, settings: ContextSettings) -> None:
+    def __init__(self, settings: ContextSettings, *, on_warning: Callable[[str], None] | None = None) -> None:
         self.window_us = int(settings.window_s * 1e6)
+        self.max_events = settings.max_events
+        self.on_warning = on_warning
+        self._warned = False
         self._events = _Events.empty()
         self._file_start_us: dict[int, int] = {}
 
@@ -357,11 +384,11 @@ class ContextTracker:
             ("new_dst", "src_dst"), ("new_dport", "src_dport"), ("new_src", "svc_src"),
             ("new_dns_name", "dns_name"), ("src_new_dns_name", "src_dns_name"),
         ):  # fmt: skip
-            cnt, _, _ = _window_query(every, every.end_us, batch, batch.end_us, key, w, [])
+            cnt, _, _ = _window_query(every, every.end_us, batch, batch.end_us, key, w, [], self.max_events)
             flags[name] = (cnt == 0).astype(np.float64)
         flags["new_dns_name"] *= batch.is_dns
         flags["src_new_dns_name"] *= batch.is_dns
-        _, _, last = _window_query(every, every.end_us, batch, batch.end_us, "pair", w, [])
+        _, _, last = _window_query(every, every.end_us, batch, batch.end_us, "pair", w, [], self.max_events)
         has = last >= 0
         gap = np.where(has, np.maximum(batch.start_us - every.start_us[np.maximum(last, 0)], 0) / 1e6, 0.0)
         return _Events(**{**{f.name: getattr(batch, f.name) for f in fields(batch)}, **flags,
@@ -380,18 +407,21 @@ class ContextTracker:
         self._events = ev
         w = self.window_us
         q = new  # queries: the new flows, at their start times
+        self._warn_if_capped(ev.end_us, q.start_us)
         n_src, (fail, tcp, new_dst, new_dport, src_dns_new), _ = _window_query(
             ev, ev.end_us, q, q.start_us, "src", w,
-            [ev.failed, ev.is_tcp, ev.new_dst, ev.new_dport, ev.src_new_dns_name],
+            [ev.failed, ev.is_tcp, ev.new_dst, ev.new_dport, ev.src_new_dns_name], self.max_events,
         )  # fmt: skip
         n_pair, (fwd, bwd, gap_n, gap_sum, gap_sq, b_sum, b_sq, lin_sum, lin_sq), last = _window_query(
             ev, ev.end_us, q, q.start_us, "pair", w,
             [ev.fwd_bytes, ev.bwd_bytes, ev.has_pair_gap, ev.pair_gap_log, ev.pair_gap_log**2,
-             ev.log_bytes, ev.log_bytes**2, ev.pair_gap_s, ev.pair_gap_s**2],
+             ev.log_bytes, ev.log_bytes**2, ev.pair_gap_s, ev.pair_gap_s**2], self.max_events,
         )  # fmt: skip
-        n_parent, (parent_new,), _ = _window_query(ev, ev.end_us, q, q.start_us, "dns_parent", w, [ev.new_dns_name])
+        n_parent, (parent_new,), _ = _window_query(
+            ev, ev.end_us, q, q.start_us, "dns_parent", w, [ev.new_dns_name], self.max_events
+        )
         is_dns = q.is_dns > 0
-        n_svc, (new_src,), _ = _window_query(ev, ev.end_us, q, q.start_us, "svc", w, [ev.new_src])
+        n_svc, (new_src,), _ = _window_query(ev, ev.end_us, q, q.start_us, "svc", w, [ev.new_src], self.max_events)
         has_last = last >= 0
         since = np.where(has_last, np.maximum(q.start_us - ev.end_us[np.maximum(last, 0)], 0) / 1e6, w / 1e6)
         mean = np.where(gap_n > 0, gap_sum / np.maximum(gap_n, 1), 0.0)
@@ -422,9 +452,34 @@ class ContextTracker:
             "ctx_pair_gap_std_s": np.sqrt(np.maximum(lin_var, 0.0)),
         }
         if horizon_ns is not None:
-            keep_from = horizon_ns // 1000 - 2 * w
-            self._events = self._events.take(self._events.end_us >= keep_from)
+            self._forget(horizon_ns // 1000)
         return {name: np.asarray(cols[name], dtype=np.float32) for name in CONTEXT_FEATURES + CONTEXT_EXTRAS}
+
+    def _warn_if_capped(self, ends: _I64, starts: _I64) -> None:
+        if self._warned or not self.max_events or len(ends) <= self.max_events:
+            return
+        cut = _lookback_cut(ends, starts, self.max_events)
+        k = np.searchsorted(np.sort(ends), starts, side="left")
+        if cut is not None and np.any((k > self.max_events) & (cut > starts - self.window_us)):
+            self._warned = True
+            message = (
+                f"more than {self.max_events:,} flows in the context window (context.max_events): context "
+                "looks back over the latest of them only"
+            )
+            if self.on_warning is not None:
+                self.on_warning(message)
+            else:
+                log.warning("%s", message)
+
+    def _forget(self, horizon_us: int) -> None:
+        """Drop the events no later query can see: ended more than two windows before the horizon,
+        or before the last ``max_events`` to end before it (NOTE [context cap])."""
+        ends = self._events.end_us
+        keep_from = horizon_us - 2 * self.window_us
+        cut = _lookback_cut(ends, np.array([horizon_us], np.int64), self.max_events)
+        if cut is not None:
+            keep_from = max(keep_from, int(cut[0]))
+        self._events = self._events.take(ends >= keep_from)
 
     @property
     def n_events(self) -> int:

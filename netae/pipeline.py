@@ -149,7 +149,7 @@ def iter_featurized(
     batch and the context window, never the whole capture. Same values as ``featurize_files``
     (context is exact when streamed, NOTE in context.py); rows come in closing order."""
     assembler = new_assembler(settings, on_warning=counts.warn)
-    tracker = ContextTracker(settings.context) if settings.context.enabled else None
+    tracker = ContextTracker(settings.context, on_warning=counts.warn) if settings.context.enabled else None
     pending: list[PacketTable] = []
     n_pending = 0
     for chunk in read_packets(source, file_id=file_id, counts=counts, chunk_bytes=chunk_bytes):

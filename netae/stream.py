@@ -109,7 +109,7 @@ def stream_scores(
         t.counts.append(counts)
         size = chunk_bytes or (STDIN_CHUNK_BYTES if source == "-" else STREAM_CHUNK_BYTES)
         asm = new_assembler(settings, on_warning=counts.warn)
-        tracker = ContextTracker(settings.context) if settings.context.enabled else None
+        tracker = ContextTracker(settings.context, on_warning=counts.warn) if settings.context.enabled else None
         try:
             for chunk in read_packets(source, file_id=file_id, counts=counts, chunk_bytes=size):
                 table, closed = asm.push(chunk)
