@@ -158,7 +158,7 @@ def stream_scores(
             for chunk, now_ns in _arrivals(chunks, tick_s, asm) if live else ((c, None) for c in chunks):
                 run.saw(file_id, chunk)
                 table, closed = asm.push(PacketTable.empty() if chunk is None else chunk, now_ns=now_ns)
-                batcher.add(table, run.relabel(closed), tracker, asm.pending_min_ts)
+                batcher.add(table, closed, tracker, asm.pending_min_ts, relabel=run.relabel)
                 if batcher.due():
                     yield from batcher.flush()
             if run.state_path is None:
@@ -318,11 +318,15 @@ class _Batcher:
         self.since = 0.0
 
     def add(
-        self, table: PacketTable, closed: FlowTable, tracker: ContextTracker | None, horizon_ns: int | None
-    ) -> None:
+        self, table: PacketTable, closed: FlowTable, tracker: ContextTracker | None, horizon_ns: int | None,
+        relabel: Callable[[FlowTable], FlowTable] | None = None,
+    ) -> None:  # fmt: skip
+        """``relabel``: the flows as output (source files) once context is computed."""
         if closed.n_flows == 0:
             return
         packets, flows, features, context = featurize_closed(table, closed, tracker, horizon_ns)
+        if relabel is not None:
+            flows = relabel(flows)
         if not self.pieces:
             self.since = time.monotonic()
         self.pieces.append((packets, flows, features, context))
