@@ -156,7 +156,7 @@ def stream_scores(
         chunks = read_packets(source, file_id=run.packet_file_id(file_id), counts=counts, chunk_bytes=size, live=live)
         try:
             for chunk, now_ns in _arrivals(chunks, tick_s, asm) if live else ((c, None) for c in chunks):
-                run.saw(file_id, chunk)
+                run.saw(file_id, chunk, counts, source)
                 table, closed = asm.push(PacketTable.empty() if chunk is None else chunk, now_ns=now_ns)
                 batcher.add(table, closed, tracker, asm.pending_min_ts, relabel=run.relabel)
                 if batcher.due():
@@ -217,9 +217,19 @@ class _Run:
         """With a state the sources are one capture: one file id for flow keys and context."""
         return 0 if self.state_path is not None else file_id
 
-    def saw(self, file_id: int, chunk: PacketTable | None) -> None:
-        if chunk is not None and len(self.source_start_ns) == file_id:
-            self.source_start_ns.append(int(chunk.ts_ns.min()))
+    def saw(self, file_id: int, chunk: PacketTable | None, counts: SkipCounts, source: str) -> None:
+        """Note where each source starts; warn when it starts before what the state has seen."""
+        if chunk is None or len(self.source_start_ns) != file_id:
+            return
+        start = int(chunk.ts_ns.min())
+        self.source_start_ns.append(start)
+        newest = self.asm.max_ts if self.asm is not None and self.state_path is not None else None
+        if newest is not None and start < newest:
+            counts.warn(
+                f"{source} starts {(newest - start) / 1e9:.3f} s before the newest packet already scored with "
+                f"--state {self.state_path}: score each capture once, in time order (flows near the boundary "
+                "may be split)"
+            )
 
     def relabel(self, flows: FlowTable) -> FlowTable:
         """The source of each flow (its last packet's) for output; context keys stay on file 0."""

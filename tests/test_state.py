@@ -181,3 +181,12 @@ def test_state_with_report_is_a_usage_error(small_model, tmp_path):
     r = run("score", MIXED, "-m", small_model, "--state", tmp_path / "s", "--report", tmp_path / "r.html")
     assert r.exit_code == 2
     assert "--state" in r.stderr
+
+
+def test_a_capture_scored_twice_with_the_state_is_warned_about(small_model, tmp_path):
+    piece = cut(MIXED, 3, tmp_path)[0]
+    state = tmp_path / "s.state"
+    assert run("score", piece, "-m", small_model, "--state", state).exit_code in (0, 1)
+    r = run("score", piece, "-m", small_model, "--state", state)
+    assert r.exit_code in (0, 1)
+    assert "warning:" in r.stderr and "in time order" in r.stderr
