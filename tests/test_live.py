@@ -207,3 +207,12 @@ def test_alerts_on_a_paced_pipe_come_within_seconds_of_the_flow_end(small_model,
     print(f"\nalert delay past the flow's end on a paced pipe: median {median:.2f} s, max {max(delays):.2f} s "
           f"over {len(delays)} flows (FIN/RST: from the last packet; idle: from last packet + {IDLE_S} s)")  # fmt: skip
     assert median <= 5.0
+
+
+@pytest.mark.parametrize("value", [-1.0, 5000.0, True])
+def test_linger_out_of_range_is_a_config_error(value):
+    from netae.config import settings_from_dict
+    from netae.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="tcp_close_linger_s"):
+        settings_from_dict({"flows": {"tcp_close_linger_s": value}})
