@@ -190,3 +190,13 @@ def test_a_capture_scored_twice_with_the_state_is_warned_about(small_model, tmp_
     r = run("score", piece, "-m", small_model, "--state", state)
     assert r.exit_code in (0, 1)
     assert "warning:" in r.stderr and "in time order" in r.stderr
+
+
+def test_the_state_file_can_be_a_setting(small_model, tmp_path):
+    state = tmp_path / "env.state"
+    piece = cut(MIXED, 3, tmp_path)[0]
+    r = run("score", piece, "-m", small_model, "-q", env={"NETAE_STATE": str(state)})
+    assert r.exit_code in (0, 1), r.stderr
+    saved = load_state(state, model=load_model(small_model))
+    assert saved is not None and saved.open_packets.n_packets > 0
+    assert saved.sources == (str(piece),)
