@@ -43,7 +43,8 @@ class FlowSettings:
         _positive("flows.idle_timeout_s", self.idle_timeout_s)
         _positive("flows.active_timeout_s", self.active_timeout_s)
         _int_range("flows.max_packets", self.max_packets, 2, 100_000)
-        if not isinstance(self.tcp_close_linger_s, float) or not 0.0 <= self.tcp_close_linger_s <= 3600.0:
+        linger = self.tcp_close_linger_s
+        if not isinstance(linger, int | float) or isinstance(linger, bool) or not 0.0 <= linger <= 3600.0:
             raise ConfigError(
                 f"flows.tcp_close_linger_s must be from 0 to 3600 seconds (0: off), got {self.tcp_close_linger_s!r}"
             )
