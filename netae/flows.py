@@ -197,7 +197,7 @@ def hash_rows(words: npt.NDArray[np.uint64], seed: npt.NDArray[np.uint64] | None
  S_FINS, S_CLOSED, S_TPOS, S_KSPORT, S_KDPORT) = range(18)  # fmt: skip
 _S_WIDTH = 18
 # Scalars carried between calls (int64).
-SC_CLOCK, SC_OFFSET, SC_HAVE_CLOCK, SC_LIVE, SC_USED, SC_NFREE, SC_PROBES, SC_LOOKUPS, SC_TOP = range(9)
+SC_CLOCK, SC_OFFSET, SC_HAVE_CLOCK, SC_LIVE, SC_USED, SC_NFREE, SC_PROBES, SC_LOOKUPS, SC_LINGER_DUE = range(9)
 _SC_WIDTH = 9
 # Why the kernel stopped early.
 _STOP_CAP, _STOP_TABLE, _STOP_SLOTS = 1, 2, 3
@@ -316,7 +316,7 @@ def _new_flow(kw: Any, h: Any, pos: int, r: int, row: int, t: int, c: Any, ks: i
 
 
 @njit(cache=True, nogil=True)
-def _add_packet(f: int, r: int, row: int, t: int, c: Any, st: Any, nxt: Any, fwd_out: Any,
+def _add_packet(f: int, r: int, row: int, t: int, c: Any, st: Any, nxt: Any, fwd_out: Any, sc: Any,
                 linger_ns: int) -> None:  # fmt: skip  # pragma: no cover - compiled
     # Direction: same source as the flow's first packet (and same port on one host).
     fwd = np.int64(c.src_hi[r]) == st[f, S_SRC_HI] and np.int64(c.src_lo[r]) == st[f, S_SRC_LO]
@@ -346,6 +346,7 @@ def _add_packet(f: int, r: int, row: int, t: int, c: Any, st: Any, nxt: Any, fwd
         if (bits & _FIN_BITS_CLOSED) == 0 and ((bits & 3) == 3 or (bits & 4) != 0):
             bits |= _FIN_BITS_CLOSED
             st[f, S_CLOSED] = t
+            sc[SC_LINGER_DUE] = min(sc[SC_LINGER_DUE], t + linger_ns)  # when a sweep must look
         st[f, S_FINS] = bits
 
 
@@ -376,7 +377,7 @@ def _assign_nb(c: Any, j0: int, base: int, keys: Any, st: Any, table: Any, free:
                 return r, _STOP_SLOTS
             f = _new_flow(kw, h, pos, r, base + r, t, c, ks, kd, icmp, keys, st, table, free, sc)
             live[f] = True
-        _add_packet(f, r, base + r, t, c, st, nxt, fwd_out, linger_ns)
+        _add_packet(f, r, base + r, t, c, st, nxt, fwd_out, sc, linger_ns)
     return len(c.ts), 0
 
 
@@ -585,6 +586,7 @@ class FlowAssembler:
         self._free = np.zeros(0, np.int64)
         self._table = np.zeros(1024, np.int64)
         self._sc = np.zeros(_SC_WIDTH, np.int64)
+        self._sc[SC_LINGER_DUE] = NEVER_NS
         self._arena = _Arena()
         self._firsts = _Firsts.empty()
         self._out: list[tuple[PacketTable, FlowTable, npt.NDArray[np.int64]]] = []
@@ -710,16 +712,20 @@ class FlowAssembler:
 
     def _sweep(self, clock: int) -> None:
         """Close the open flows that ``clock`` says can no longer grow."""
-        if clock <= self._next_due and not (self.early_close and self._linger_ns):
+        early = self.early_close and self._linger_ns > 0
+        if clock <= self._next_due and not (early and clock > self._sc[SC_LINGER_DUE]):
             return
         live = np.flatnonzero(self._live)
         st = self._st[live]
         closable = (clock - st[:, S_LAST] > self._idle_ns) | ((st[:, S_FINS] & _FORCED) != 0)
-        if self.early_close and self._linger_ns:
-            closable |= ((st[:, S_FINS] & _FIN_BITS_CLOSED) != 0) & (clock - st[:, S_CLOSED] > self._linger_ns)
+        ended = (st[:, S_FINS] & _FIN_BITS_CLOSED) != 0
+        if early:
+            closable |= ended & (clock - st[:, S_CLOSED] > self._linger_ns)
         self._release(live[closable])
         rest = st[~closable, S_LAST]
         self._next_due = int(rest.min()) + self._idle_ns if len(rest) else NEVER_NS
+        lingering = st[~closable & ended, S_CLOSED]
+        self._sc[SC_LINGER_DUE] = int(lingering.min()) + self._linger_ns if len(lingering) else NEVER_NS
 
     def _release(self, slots: npt.NDArray[np.int64]) -> None:
         """Hand ``slots`` out (aggregated when NOTE [flood cap] says so) and free them."""
