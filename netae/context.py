@@ -32,7 +32,6 @@ whole connections. A warning says when the cap first cuts a window short.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import Any
@@ -41,7 +40,7 @@ import numpy as np
 import numpy.typing as npt
 
 from netae.config import ContextSettings
-from netae.flows import hash_rows
+from netae.flows import hash_rows, warn
 from netae.tables import FlowTable, PacketTable
 
 __all__ = [
@@ -77,8 +76,6 @@ CONTEXT_FEATURES: tuple[str, ...] = (
 
 # Raw values that explanations quote (not model inputs): the pair's start gaps in seconds.
 CONTEXT_EXTRAS: tuple[str, ...] = ("ctx_pair_gap_mean_s", "ctx_pair_gap_std_s")
-
-log = logging.getLogger(__name__)
 
 TCP_SYN, TCP_ACK, TCP_RST = 0x02, 0x10, 0x04
 _F64 = npt.NDArray[np.float64]
@@ -462,14 +459,11 @@ class ContextTracker:
         k = np.searchsorted(np.sort(ends), starts, side="left")
         if cut is not None and np.any((k > self.max_events) & (cut > starts - self.window_us)):
             self._warned = True
-            message = (
+            warn(
+                self.on_warning,
                 f"more than {self.max_events:,} flows in the context window (context.max_events): context "
-                "looks back over the latest of them only"
+                "looks back over the latest of them only",
             )
-            if self.on_warning is not None:
-                self.on_warning(message)
-            else:
-                log.warning("%s", message)
 
     def _forget(self, horizon_us: int) -> None:
         """Drop the events no later query can see: ended more than two windows before the horizon,

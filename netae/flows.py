@@ -872,14 +872,11 @@ class FlowAssembler:
         return cand[in_any], words[in_any]
 
     def _warn(self, clock: int) -> None:
-        message = (
+        warn(
+            self.on_warning,
             f"more than {self.max_open_flows:,} flows open at once (flows.max_open_flows): one-packet and "
-            "handshake-only flows are aggregated per target service from here on (a flood?)"
+            "handshake-only flows are aggregated per target service from here on (a flood?)",
         )
-        if self.on_warning is not None:
-            self.on_warning(message)
-        else:
-            log.warning("%s", message)
 
     def _aggregate(self, slots: npt.NDArray[np.int64], words: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint64]:
         """One record per distinct row of ``words`` (target service, or protocol) over ``slots``;
@@ -909,6 +906,14 @@ class FlowAssembler:
         self.stats.aggregates += n
         self._out.append((rep, flows, self._arena.arrival[rows]))
         return words[o[starts]]
+
+
+def warn(on_warning: Callable[[str], None] | None, message: str) -> None:
+    """Hand ``message`` to the caller's warning callback, or log it when there is none."""
+    if on_warning is not None:
+        on_warning(message)
+    else:
+        log.warning("%s", message)
 
 
 def _groups(cols: list[np.ndarray], tiebreak: np.ndarray) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
