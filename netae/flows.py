@@ -221,7 +221,7 @@ def _clock_nb(ts: Any, sc: Any, bound_ns: int, out: Any) -> None:  # pragma: no 
         out[i] = e
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _packet_key(r: int, c: Any, kw: Any, canon4: Any, canon6: Any) -> Any:  # pragma: no cover
     """Fill ``kw`` with packet ``r``'s canonical key; returns the key ports (s, d) and is-ICMP."""
     s_hi, s_lo, d_hi, d_lo = c.src_hi[r], c.src_lo[r], c.dst_hi[r], c.dst_lo[r]
@@ -247,7 +247,7 @@ def _packet_key(r: int, c: Any, kw: Any, canon4: Any, canon6: Any) -> Any:  # pr
     return ks, kd, icmp
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _find(kw: Any, h: Any, keys: Any, table: Any, sc: Any) -> Any:  # pragma: no cover - compiled
     """(slot of the open flow with key ``kw`` or -1, table position to insert at)."""
     mask = len(table) - 1
@@ -272,7 +272,7 @@ def _find(kw: Any, h: Any, keys: Any, table: Any, sc: Any) -> Any:  # pragma: no
         i = (i + 1) & mask
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _expired(st: Any, f: int, t: int, idle_ns: int, active_ns: int, linger_ns: int) -> Any:  # pragma: no cover
     if t - st[f, S_LAST] > idle_ns or t - st[f, S_START] > active_ns:
         return True
@@ -280,7 +280,7 @@ def _expired(st: Any, f: int, t: int, idle_ns: int, active_ns: int, linger_ns: i
     return closed and t - st[f, S_CLOSED] > linger_ns or (st[f, S_FINS] & _FORCED) != 0
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _unlink(f: int, st: Any, table: Any, sc: Any) -> None:  # pragma: no cover - compiled
     """Take flow ``f`` out of the key table (it stays in its slot until gathered)."""
     pos = st[f, S_TPOS]
@@ -289,7 +289,7 @@ def _unlink(f: int, st: Any, table: Any, sc: Any) -> None:  # pragma: no cover -
     st[f, S_TPOS] = -1
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _new_flow(kw: Any, h: Any, pos: int, r: int, row: int, t: int, c: Any, ks: int, kd: int, icmp: bool,
               keys: Any, st: Any, table: Any, free: Any, sc: Any) -> Any:  # fmt: skip  # pragma: no cover
     sc[SC_NFREE] -= 1
@@ -315,7 +315,7 @@ def _new_flow(kw: Any, h: Any, pos: int, r: int, row: int, t: int, c: Any, ks: i
     return f
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _add_packet(f: int, r: int, row: int, t: int, c: Any, st: Any, nxt: Any, fwd_out: Any, sc: Any,
                 linger_ns: int) -> None:  # fmt: skip  # pragma: no cover - compiled
     # Direction: same source as the flow's first packet (and same port on one host).
@@ -531,6 +531,9 @@ class _Arena:
         return base
 
     def take(self, rows: npt.NDArray[np.int64]) -> PacketTable:
+        if len(rows) > 1 and bool(np.all(np.diff(rows) == 1)):  # a run: copy a slice
+            a, b = int(rows[0]), int(rows[-1]) + 1
+            return PacketTable(**{name: arr[a:b].copy() for name, arr in self.cols.items()})
         return PacketTable(**{name: arr[rows] for name, arr in self.cols.items()})
 
     def compact(self, rows: npt.NDArray[np.int64]) -> None:
@@ -785,6 +788,7 @@ class FlowAssembler:
         slots = self._sorted(slots)
         st = self._st[slots]
         rows = self._rows_of(slots)
+        kept, order = _in_arrival_order(rows)
         head = st[:, S_HEAD]
         a = self._arena.cols
         offsets = np.zeros(len(slots) + 1, np.int64)
@@ -798,10 +802,9 @@ class FlowAssembler:
             proto=proto, ip_version=a["ip_version"][head], first_ns=st[:, S_START].copy(),
             last_ns=st[:, S_LAST].copy(), fwd_pkts=st[:, S_FWD_N].copy(), bwd_pkts=st[:, S_N] - st[:, S_FWD_N],
             fwd_bytes=st[:, S_FWD_B].copy(), bwd_bytes=st[:, S_B] - st[:, S_FWD_B], file_id=a["file_id"][head],
-            tunnel_key=a["tunnel_key"][head], order=np.arange(len(rows), dtype=np.int64), offsets=offsets,
-            is_fwd=self._arena.fwd[rows],
+            tunnel_key=a["tunnel_key"][head], order=order, offsets=offsets, is_fwd=self._arena.fwd[rows],
         )  # fmt: skip
-        return self._arena.take(rows), flows, self._arena.arrival[rows]
+        return self._arena.take(kept), flows, self._arena.arrival[kept]
 
     def _drain(self) -> tuple[PacketTable, FlowTable, npt.NDArray[np.int64]]:
         out, self._out = self._out, []
@@ -908,6 +911,23 @@ class FlowAssembler:
         return words[o[starts]]
 
 
+def _in_arrival_order(rows: npt.NDArray[np.int64]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """``rows`` sorted (the packets are copied out in arrival order, a near-sequential gather) and
+    where each of ``rows`` lands among them (the flows' ``order``)."""
+    if not len(rows):
+        return rows, rows
+    lo, span = int(rows.min()), int(rows.max()) - int(rows.min()) + 1
+    if span <= 4 * len(rows):  # a mask over the span: linear, no sort
+        mark = np.zeros(span, np.bool_)
+        mark[rows - lo] = True
+        kept = np.flatnonzero(mark) + lo
+        return kept, (np.cumsum(mark) - 1)[rows - lo]
+    by = np.argsort(rows, kind="stable")
+    order = np.empty(len(rows), np.int64)
+    order[by] = np.arange(len(rows))
+    return rows[by], order
+
+
 def warn(on_warning: Callable[[str], None] | None, message: str) -> None:
     """Hand ``message`` to the caller's warning callback, or log it when there is none."""
     if on_warning is not None:
@@ -955,7 +975,8 @@ def assemble_flows(
     asm._ingest(packets.take(perm))
     asm._release(np.flatnonzero(asm._live))
     _, flows, arrival = asm._drain()
-    flows = FlowTable(**flows.column_dict(), order=perm[arrival], offsets=flows.offsets, is_fwd=flows.is_fwd)
+    order = perm[arrival[flows.order]]
+    flows = FlowTable(**flows.column_dict(), order=order, offsets=flows.offsets, is_fwd=flows.is_fwd)
     return reorder_flows(flows, canonical_order(flows))[0]
 
 
