@@ -347,7 +347,7 @@ def _from_document(tensors: dict[str, np.ndarray], meta: dict[str, Any], name: s
         if key not in tensors:
             raise ModelError(f"{name} lacks tensor {key}; the file is damaged")
     try:
-        settings = settings_from_dict(_mapping(meta["settings"], "settings"), source="model settings")
+        settings = settings_from_dict(_saved_settings(_mapping(meta["settings"], "settings")), source="model settings")
     except ConfigError as exc:
         raise IncompatibleModel(f"{name}: the model's settings are not usable: {exc}") from exc
     threshold = _mapping(meta["threshold"], "threshold")
@@ -372,6 +372,14 @@ def _from_document(tensors: dict[str, np.ndarray], meta: dict[str, Any], name: s
         schema_version=int(meta["schema_version"]),
         digest=str(meta["digest"]),
     )
+
+
+def _saved_settings(saved: dict[str, Any]) -> dict[str, Any]:
+    """The model's settings; flow rules that it predates keep their old behaviour."""
+    flows = saved.get("flows")
+    if isinstance(flows, dict) and "tcp_close_linger_s" not in flows:
+        return {**saved, "flows": {**flows, "tcp_close_linger_s": 0.0}}  # made before FIN/RST closing
+    return saved
 
 
 def _mapping(value: Any, what: str) -> dict[str, Any]:

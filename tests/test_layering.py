@@ -27,7 +27,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "stages": ("flows", "context", "features", "windows", "threshold", "explain"),
     "featurize": ("pipeline", "dataset"),
     "model": ("modelfile", "model", "infer", "score", "train"),
-    "workflow": ("workflow", "stream", "output", "evaluate", "report", "incidents"),
+    "workflow": ("workflow", "stream", "state", "output", "evaluate", "report", "incidents"),
     "cli": ("cli", "__main__"),
 }
 RANK = {name: i for i, names in enumerate(LAYERS.values()) for name in names}

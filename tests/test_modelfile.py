@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from safetensors.numpy import save
 
 from netae.config import ModelSettings, Settings
 from netae.errors import IncompatibleModel, ModelError
@@ -23,7 +22,6 @@ from netae.modelfile import (
     SCHEMA_VERSION,
     TrainedModel,
     TrainingSummary,
-    _digest,
     dump_model,
     expected_shapes,
     load_model,
@@ -31,6 +29,7 @@ from netae.modelfile import (
     parse_model,
 )
 from netae.threshold import Threshold
+from tests.helpers.models import model_parts, raw_model_bytes
 
 ROOT = Path(__file__).resolve().parents[1]
 NAMES = ("a", "b", "c")
@@ -51,19 +50,8 @@ def trained(hidden: int = 4, layers: int = 2, names: tuple[str, ...] = NAMES) ->
     )
 
 
-def crafted(tensors: dict[str, np.ndarray], meta: dict) -> bytes:
-    """A file as an attacker writes it: any tensors and metadata, with a digest that matches."""
-    meta = {**meta, "schema_version": SCHEMA_VERSION}
-    meta.pop("digest", None)
-    meta["digest"] = _digest(tensors, meta)
-    return bytes(save(tensors, metadata={"netae": json.dumps(meta)}))
-
-
 def parts(model: TrainedModel | None = None) -> tuple[dict[str, np.ndarray], dict]:
-    model = model or trained()
-    tensors = {f"weights.{k}": v for k, v in model.weights.items()}
-    tensors["scaler.mean"], tensors["scaler.scale"] = model.scaler.mean_, model.scaler.scale_
-    return tensors, model.to_meta()
+    return model_parts(model or trained())
 
 
 def test_round_trip_and_same_bytes_twice(tmp_path):
@@ -83,7 +71,7 @@ def test_old_files_without_engine_or_feature_weights_still_load():
     tensors, meta = parts()
     meta["threshold"].pop("engine")
     meta.pop("feature_weights")
-    m = parse_model(crafted(tensors, meta))
+    m = parse_model(raw_model_bytes(tensors, meta))
     assert m.threshold_engine == "" and m.feature_weights is None
 
 
@@ -183,7 +171,7 @@ def test_crafted_shapes_and_metadata_are_refused(fault):
     tensors, meta = parts()
     SHAPE_FAULTS[fault](tensors, meta)
     with pytest.raises(ModelError) as info:
-        parse_model(crafted(tensors, meta), name="evil.netae")
+        parse_model(raw_model_bytes(tensors, meta), name="evil.netae")
     assert "evil.netae" in str(info.value) and "\n" not in str(info.value)
 
 
@@ -228,7 +216,7 @@ def test_non_finite_or_absurd_values_are_refused(fault):
     tensors, meta = parts()
     VALUE_FAULTS[fault](tensors, meta)
     with pytest.raises(ModelError, match="evil.netae"):
-        parse_model(crafted(tensors, meta), name="evil.netae")
+        parse_model(raw_model_bytes(tensors, meta), name="evil.netae")
 
 
 def test_pickle_in_place_is_never_executed(tmp_path):
@@ -290,7 +278,7 @@ def test_cli_exits_2_with_one_line_on_a_crafted_model(tmp_path, fault):
     tensors, meta = parts(trained(names=tuple(f"f{i}" for i in range(3))))
     SHAPE_FAULTS[fault](tensors, meta)
     path = tmp_path / "evil.netae"
-    path.write_bytes(crafted(tensors, meta))
+    path.write_bytes(raw_model_bytes(tensors, meta))
     r = subprocess.run(
         [sys.executable, "-m", "netae", "score", str(ROOT / "sample_pcaps" / "mixed.pcap"), "-m", str(path)],
         capture_output=True,
