@@ -250,26 +250,7 @@ def train(
     # Feature datasets (directories of shards) are read as they are, captures searched for.
     sources = [s for p in paths for s in ([p] if p != "-" and is_dataset(p) else expand_inputs([p]))]
     on_file, stop = _file_progress(sources, quiet)
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-    epoch_bar = Progress(
-        TextColumn("training"),
-        BarColumn(),
-        TextColumn("{task.completed}/{task.total} epochs {task.fields[info]}"),
-        TimeElapsedColumn(),
-        console=err_console,
-        transient=True,
-        disable=quiet or not err_console.is_terminal,
-    )
-    task = epoch_bar.add_task("train", total=settings.train.epochs, info="")
-
-    def on_epoch(e: Any) -> None:
-        if not epoch_bar.live.is_started:
-            stop()
-            epoch_bar.start()
-        epoch_bar.update(task, completed=e.epoch, info=f"loss {e.train_loss:.4f} val {e.val_loss:.4f}")
-        log.info("epoch %d/%d loss %.5f val %.5f%s", e.epoch, e.n_epochs, e.train_loss, e.val_loss, " *" * e.is_best)
-
+    on_epoch, epoch_bar = _epoch_progress(settings.train.epochs, quiet, stop)
     try:
         run = train_captures(
             sources,
@@ -282,7 +263,6 @@ def train(
     finally:
         stop()
         epoch_bar.stop()
-    tr = run.model.training
     if report is not None and is_main:
         from netae.report import render_training_report
 
@@ -290,20 +270,50 @@ def train(
     for name, message in run.data.failures if is_main else ():
         err_console.print(f"[yellow]warning:[/] skipped {escape(name)}: {escape(message)}", markup=True, soft_wrap=True)
     if not quiet:
-        best = tr.best
-        err_console.print(
-            f"trained on {tr.flows} flows ({tr.packets} packets) from {len(tr.inputs)} file(s): "
-            f"{tr.epochs} epochs on {tr.device}"
-            + (f" x {tr.ranks} ranks" if tr.ranks > 1 else "")
-            + f", best epoch {tr.best_epoch} "
-            f"(train loss {best.train_loss if best else math.nan:.4f}, "
-            f"val loss {best.val_loss if best else math.nan:.4f}); "
-            f"threshold {run.threshold.value_:.4g} ({run.threshold.strategy}, {tr.val_flows} validation flows); "
-            f"wrote {output}" + (f" and {report}" if report else ""),
-            soft_wrap=True,
-        )
+        written = f"{output}" + (f" and {report}" if report else "")
+        err_console.print(_training_summary(run.model, written), soft_wrap=True)
     if run.data.failures:
         raise typer.Exit(EXIT_PARTIAL)
+
+
+def _epoch_progress(n_epochs: int, quiet: bool, stop_files: Callable[[], None]) -> tuple[Callable[[Any], None], Any]:
+    """An on_epoch callback with a progress bar (it replaces the file bar), and the bar to stop."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    epoch_bar = Progress(
+        TextColumn("training"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} epochs {task.fields[info]}"),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=True,
+        disable=quiet or not err_console.is_terminal,
+    )
+    task = epoch_bar.add_task("train", total=n_epochs, info="")
+
+    def on_epoch(e: Any) -> None:
+        if not epoch_bar.live.is_started:
+            stop_files()
+            epoch_bar.start()
+        epoch_bar.update(task, completed=e.epoch, info=f"loss {e.train_loss:.4f} val {e.val_loss:.4f}")
+        log.info("epoch %d/%d loss %.5f val %.5f%s", e.epoch, e.n_epochs, e.train_loss, e.val_loss, " *" * e.is_best)
+
+    return on_epoch, epoch_bar
+
+
+def _training_summary(model: Any, written: str) -> str:
+    """The one line ``netae train`` ends with."""
+    tr, th = model.training, model.threshold
+    best = tr.best
+    return (
+        f"trained on {tr.flows} flows ({tr.packets} packets) from {len(tr.inputs)} file(s): "
+        f"{tr.epochs} epochs on {tr.device}"
+        + (f" x {tr.ranks} ranks" if tr.ranks > 1 else "")
+        + f", best epoch {tr.best_epoch} "
+        f"(train loss {best.train_loss if best else math.nan:.4f}, "
+        f"val loss {best.val_loss if best else math.nan:.4f}); "
+        f"threshold {th.value_:.4g} ({th.strategy}, {tr.val_flows} validation flows); wrote {written}"
+    )
 
 
 @app.command(help="Score captures with a model and report the anomalous flows.\n\n" + EXIT_HELP)
