@@ -16,9 +16,16 @@ import numpy as np
 import numpy.typing as npt
 
 from netae.config import ThresholdSettings
-from netae.errors import ConfigError
+from netae.errors import ConfigError, ModelError
 
-__all__ = ["Threshold", "fit_threshold"]
+__all__ = ["Threshold", "check_threshold", "fit_threshold"]
+
+
+def check_threshold(value: object, *, source: str) -> float:
+    """A threshold must be a finite number above 0: NaN would flag nothing, inf nothing ever."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not (math.isfinite(value) and value > 0):
+        raise ModelError(f"{source}: the threshold must be a finite number above 0, got {value!r}")
+    return float(value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,8 +40,13 @@ class Threshold:
         return {"strategy": self.strategy, "value": self.value_, "params": self.params}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Threshold:
-        return cls(strategy=str(data["strategy"]), value_=float(data["value"]), params=dict(data.get("params", {})))
+    def from_dict(cls, data: dict[str, Any], *, source: str = "model") -> Threshold:
+        """The threshold of a model's metadata; a missing, malformed or non-finite one is a ModelError."""
+        try:
+            value = check_threshold(data["value"], source=source)
+            return cls(strategy=str(data["strategy"]), value_=value, params=dict(data.get("params", {})))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelError(f"{source}: malformed threshold in the metadata ({exc})") from exc
 
 
 def fit_threshold(scores: npt.NDArray[np.floating[Any]], settings: ThresholdSettings) -> Threshold:

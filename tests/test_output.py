@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from netae.flows import assemble_flows
-from netae.output import CSV_COLUMNS, atomic_write, community_id, render, select_rows
+from netae.output import CSV_COLUMNS, append_lines, atomic_write, community_id, render, select_rows
 from netae.tables import ScoreTable, format_ip
 from tests.helpers.packets import make_packets, tcp_session
 
@@ -123,12 +123,15 @@ def test_atomic_write_leaves_target_untouched_on_error(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["out.jsonl"]
 
 
-def test_atomic_append_keeps_whole_lines_only(tmp_path):
+def test_append_cuts_a_torn_last_line_in_place(tmp_path, caplog):
     target = tmp_path / "out.jsonl"
     target.write_text('{"a":1}\n{"torn":')
-    with atomic_write(target, append=True) as fh:
+    inode = target.stat().st_ino
+    with append_lines(target) as fh:
         fh.write('{"b":2}\n')
     assert target.read_text() == '{"a":1}\n{"b":2}\n'
+    assert target.stat().st_ino == inode  # truncated in place, never rewritten
+    assert "torn last line" in caplog.text
 
 
 def group_table() -> ScoreTable:
