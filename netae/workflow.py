@@ -693,7 +693,7 @@ def featurize_to(
     Either way captures are featurized as their flows close and written batch by batch, so
     memory is bounded by the open flows and one batch, not by the capture or the output.
     """
-    from netae.dataset import ParquetStream, read_parquet, write_manifest
+    from netae.dataset import ParquetStream, add_to_manifest, next_shard_index, read_parquet
 
     if output.suffix == ".parquet":
         out = ParquetStream(output, files=tuple(sources), settings=settings)
@@ -708,7 +708,8 @@ def featurize_to(
         return one_file
     workers = max(1, min(workers, len(sources), os.cpu_count() or 1))  # never more processes than work
     output.mkdir(parents=True, exist_ok=True)
-    args = [(src, str(output), i, settings.to_dict()) for i, src in enumerate(sources)]
+    first = next_shard_index(output, settings=settings)  # more captures into a dataset: added, never over
+    args = [(src, str(output), first + i, settings.to_dict()) for i, src in enumerate(sources)]
     results: list[ShardResult] = []
     if workers > 1 and len(sources) > 1 and "-" not in sources:
         from concurrent.futures import ProcessPoolExecutor
@@ -729,5 +730,5 @@ def featurize_to(
         raise InputError(f"no capture could be featurized: {results[0].error if results else 'no inputs'}")
     names = read_parquet(output / good[0].file).features.names
     shards = [{"file": r.file, "source": r.source, "flows": r.flows, "packets": r.packets} for r in good]
-    write_manifest(output, shards, names=names, settings=settings)
+    add_to_manifest(output, shards, names=names, settings=settings)
     return results
