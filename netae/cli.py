@@ -169,8 +169,7 @@ def _check_output(output: Path | None, *, inputs: Sequence[str] = (), model: Pat
         return
     for other in [*inputs, *([str(model)] if model is not None else [])]:
         if other != "-" and os.path.exists(other) and os.path.samefile(output, other):
-            raise typer.BadParameter(f"{printable(output)} is also an input; writing it would destroy it",
-                                     param_hint="'--output' / '-o'")  # fmt: skip
+            raise InputError(f"-o {output} is also an input; writing it would destroy it, so nothing was written")
 
 
 def _stdin_open(sources: list[str]) -> None:

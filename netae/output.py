@@ -326,7 +326,7 @@ def csv_text(value: str) -> str:
     return gets a leading single quote. Only text cells go through here; numbers stay numbers.
     """
     text = printable(value)
-    return "'" + text if text.startswith(_FORMULA_START) else text
+    return "'" + text if value.startswith(_FORMULA_START) else text
 
 
 def finite_or_none(value: float, digits: int = 8) -> float | None:

@@ -516,7 +516,7 @@ def build_score_table(
     worst_err = np.where(valid, err[pos] if len(err) else 0, 0).astype(np.float32)
     top = np.argsort(-scores.feature_error, axis=1, kind="stable")[:, :k].astype(np.int64)
     score = scores.score.astype(np.float32)
-    is_anomaly = ~(score <= threshold)  # a score that is not finite is an anomaly, never "normal"
+    is_anomaly = ~(np.isfinite(score) & (score <= threshold))  # not finite: an anomaly, never "normal"
     first_rows = data.features.values[data.features.offsets[:-1][data.features.lengths > 0]]
     flow_values = np.zeros((n_flows, data.features.values.shape[1]), np.float32)
     flow_values[data.features.lengths > 0] = first_rows
