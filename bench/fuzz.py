@@ -4,16 +4,17 @@ Usage: PYTHONPATH=. python bench/fuzz.py [--cases 10000] [--seed 0] [--score-eve
 
 Three kinds of case, drawn at random:
 
-- captures (about 60 %): the mutation strategy of tests/helpers/mutate.py (the property test in
+- captures (about 70 %): the mutation strategy of tests/helpers/mutate.py (the property test in
   tests/test_fuzz.py draws from the same one) through read, decode, flows and features, in this
   process; every ``--score-every``-th one is also scored with a tiny model, batch and streamed,
   in a forked child (the compiled kernel's threads are never started in this process, so forking
   stays safe). A crash is any exception that is not a ``NetaeError``, or a broken invariant.
-- model files (about 30 %): the tiny model with bytes flipped or cut, or rewritten with a fresh
+- model files (about 20 %): the tiny model with bytes flipped or cut, or rewritten with a fresh
   digest (what an attacker who edits a model can do): tensors dropped, cut, reshaped, transposed,
   NaN or inf; metadata with a threshold or setting that is NaN, inf, huge, negative or of the
   wrong type, feature names added or removed, keys removed, hostile strings. ``netae info`` and
-  ``netae score --format jsonl --all`` run on it in a forked child.
+  ``netae score --format jsonl --all`` run on it in a forked child (score only when info did not
+  refuse the file: it would be refused the same way).
 - hostile names (about 10 %): a seed capture saved under a name with escape sequences, OSC 8
   links, newlines, bidi controls, undecodable bytes, rich markup or a formula start, scored by
   the CLI in a forked child in a random format.
@@ -76,6 +77,19 @@ def tiny_model() -> Path:
 
 
 # --- forked children ------------------------------------------------------------------------------
+
+
+def warm_up(capture: Path, settings: Settings) -> None:
+    """Import the CLI and load the featurize kernels here once, so that each child inherits them.
+
+    The scoring kernel is left alone: it starts OpenMP threads, and a process with those must not fork.
+    """
+    import netae.cli  # noqa: F401
+    import netae.report  # noqa: F401
+    import netae.stream  # noqa: F401
+    from netae.pipeline import featurize_files
+
+    featurize_files([str(capture)], settings=settings)
 
 
 def in_child(fn: Callable[[], int], *, stdout: Path, stderr: Path) -> tuple[str, int]:
@@ -279,6 +293,9 @@ def model_case(case: int, rng: random.Random, tally: Tally, raw: bytes, model: M
         if verdict:
             tally.crash(case, f"model {args[0]}: {verdict}", _class(verdict), data, _child_err())
             return
+        if _last_status == 2:  # refused at load: score would load it the same way
+            tally.outcomes["model refused"] += 1
+            return
 
 
 def name_case(case: int, rng: random.Random, tally: Tally, model: Path) -> None:
@@ -299,9 +316,14 @@ def name_case(case: int, rng: random.Random, tally: Tally, model: Path) -> None:
         tally.crash(case, f"name ({fmt}): {verdict}", _class(verdict), name, _child_err())
 
 
+_last_status = 0
+
+
 def _run_child(fn: Callable[[], int], *, jsonl: bool) -> str | None:
+    global _last_status
     stdout, stderr = OUT / "child.out", OUT / "child.err"
     kind, value = in_child(fn, stdout=stdout, stderr=stderr)
+    _last_status = value if kind == "exit" else -value
     return child_verdict(kind, value, stdout, stderr, jsonl=jsonl)
 
 
@@ -327,12 +349,13 @@ def main() -> int:
     raw = model_path.read_bytes()
     capture = OUT / "score-seed.pcap"
     capture.write_bytes(seeds()[0])
+    warm_up(capture, settings)
     rng = random.Random(args.seed)
     tally = Tally()
     t0 = time.perf_counter()
     for case in range(args.cases):
         draw = rng.random()
-        if draw < 0.6:
+        if draw < 0.7:
             scored = bool(args.score_every) and case % args.score_every == 0
             capture_case(case, rng, tally, settings, model_path, scored)
         elif draw < 0.9:
