@@ -86,7 +86,14 @@ class Device(enum.StrEnum):
 def _setup_logging(verbose: int, quiet: bool) -> None:
     level = logging.ERROR if quiet else (logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING)
     handler = RichHandler(console=err_console, show_path=False, show_time=False, markup=False)
+    handler.addFilter(_printable_record)
     logging.basicConfig(level=level, handlers=[handler], format="%(message)s", force=True)
+
+
+def _printable_record(record: logging.LogRecord) -> bool:
+    """Escape controls in every log line: names from files and packets reach them (issue 21)."""
+    record.msg, record.args = printable(record.getMessage()), None
+    return True
 
 
 def handle_errors(func: F) -> F:
@@ -657,8 +664,8 @@ def featurize(
     results = featurize_to(sources, output, settings=settings, workers=workers)
     failed = [r for r in results if r.error]
     for r in results:
-        for message in r.warnings:
-            log.warning("%s: %s", r.source, message)
+        for message in r.warnings if not quiet else ():
+            warn(message if message.startswith(r.source) else f"{r.source}: {message}")
     for r in failed:
         warn(f"skipped {r.source}: {r.error}")
     if not quiet:

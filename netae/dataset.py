@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from netae.config import Settings
-from netae.errors import ConfigError, InputError
+from netae.errors import ConfigError, InputError, printable
 from netae.pipeline import canonical_order, reorder_flows
 from netae.tables import Features, FlowTable, format_ips, parse_ip
 
@@ -67,7 +67,8 @@ def _arrow_table(flows: FlowTable, features: Features, files: tuple[str, ...], s
     }
     for name in _FLOW_INT_COLUMNS:
         cols[name] = pa.array(getattr(flows, name))
-    cols["source_file"] = pa.array([files[i] if files else "" for i in flows.file_id.tolist()], type=pa.string())
+    names = [printable(f) for f in files]  # a name that is not UTF-8 cannot go into a Parquet string
+    cols["source_file"] = pa.array([names[i] if names else "" for i in flows.file_id.tolist()], type=pa.string())
     cols["features"] = pa.LargeListArray.from_arrays(pa.array(features.offsets * n_feat, type=pa.int64()), flat)
     meta = {
         b"netae.feature_names": json.dumps(list(features.names)).encode(),

@@ -129,7 +129,8 @@ def _in_place(target: Path, *, binary: bool) -> Iterator[IO[Any]]:
     except OSError as exc:
         raise OutputError(f"cannot write {printable(target)}: {exc.strerror}") from exc
     with raw:
-        yield raw if binary else io.TextIOWrapper(raw, encoding="utf-8", newline="", write_through=True)
+        yield raw if binary else io.TextIOWrapper(raw, encoding="utf-8", errors="surrogateescape", newline="",
+                                                  write_through=True)  # fmt: skip
 
 
 @contextlib.contextmanager
@@ -158,7 +159,12 @@ def atomic_write(path: str | os.PathLike[str], *, binary: bool = False) -> Itera
     except OSError as exc:
         raise OutputError(f"cannot write in {printable(directory)}: {exc.strerror}") from exc
     try:
-        opened: IO[Any] = os.fdopen(fd, "wb") if binary else os.fdopen(fd, "w", encoding="utf-8", newline="")
+        opened: IO[Any] = (
+            os.fdopen(fd, "wb")
+            if binary
+            # surrogateescape: a name that is not UTF-8 goes out as its own bytes, never a crash
+            else os.fdopen(fd, "w", encoding="utf-8", errors="surrogateescape", newline="")
+        )
         with opened as fh:
             yield fh
             fh.flush()
@@ -179,15 +185,15 @@ def atomic_write(path: str | os.PathLike[str], *, binary: bool = False) -> Itera
         raise
 
 
-_APPEND_CHUNK_BYTES = 1 << 20
 _TAIL_BYTES = 16 << 20
 
 
 class LineAppender:
-    """Appends whole lines to an ``O_APPEND`` file descriptor; no line is ever split across writes.
+    """Appends whole lines to an ``O_APPEND`` file descriptor: one ``write()`` per line.
 
-    Each ``write`` issues one ``write()`` per run of whole lines of up to 1 MiB (a longer line
-    goes alone), so concurrent appenders interleave whole lines only. ``flush`` fsyncs a regular
+    Concurrent appenders thus interleave whole lines only (the kernel appends each write at the
+    end, under the inode lock), and a run killed mid-write can tear at most the line being
+    written, which the next run repairs (``_repair_last_line``). ``flush`` fsyncs a regular
     file. ``had_lines`` says whether the file held lines before (a CSV header is not repeated).
     """
 
@@ -198,13 +204,12 @@ class LineAppender:
         self.had_lines = had_lines
 
     def write(self, text: str) -> None:
-        data = text.encode("utf-8")
+        raw = text.encode("utf-8", "surrogateescape")
+        view = memoryview(raw)
         start = 0
-        while start < len(data):
-            end = data.rfind(b"\n", start, start + _APPEND_CHUNK_BYTES) + 1
-            if end <= start:  # one line longer than a chunk: it goes alone
-                end = data.find(b"\n", start) + 1 or len(data)
-            self._write_all(memoryview(data)[start:end])
+        while start < len(raw):
+            end = raw.find(b"\n", start) + 1 or len(raw)
+            self._write_all(view[start:end])
             start = end
 
     def _write_all(self, chunk: memoryview) -> None:

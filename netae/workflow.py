@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -671,7 +672,8 @@ def featurize_shard(source: str, out_dir: str, index: int, settings_dict: dict[s
     from netae.dataset import ParquetStream
 
     settings = settings_from_dict(settings_dict)
-    base = Path(source).name if source != "-" else "stdin"
+    # A portable shard name: Parquet paths must be UTF-8, and a capture's name may not be.
+    base = re.sub(r"[^A-Za-z0-9._-]", "_", Path(source).name) if source != "-" else "stdin"
     name = f"{index:05d}-{base}.parquet"
     out = ParquetStream(Path(out_dir) / name, files=(source,), settings=settings)
     try:

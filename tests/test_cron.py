@@ -225,12 +225,13 @@ def test_kill_9_in_the_middle_of_an_append_loses_no_whole_line(small_model, tmp_
     proc.kill()
     proc.communicate(timeout=30)
     written = out.read_bytes()
-    assert written, "no batch was appended before the kill"
-    assert written.endswith(b"\n")  # each write holds whole lines: a kill cannot tear one
-    kept = strict_lines(out)
+    assert b"\n" in written, "no batch was appended before the kill"
+    whole = written[: written.rfind(b"\n") + 1]  # a kill mid-write may tear the line being written
+    kept = [json.loads(line, parse_constant=_refuse) for line in whole.decode().splitlines()]
     inode = out.stat().st_ino
-    with open(out, "ab") as fh:  # what a write cut short by a full disk or power loss leaves
-        fh.write(b'{"@timestamp":"2025-')
+    if written == whole:  # not torn this time: tear it, as a write cut short by a kill leaves it
+        with open(out, "ab") as fh:
+            fh.write(b'{"@timestamp":"2025-')
     again = subprocess.run([*NETAE, *(str(a) for a in args[:1]), str(SAMPLES / "mixed.pcap"),
                             *(str(a) for a in args[2:])], capture_output=True, timeout=300)  # fmt: skip
     assert again.returncode in (0, 1), again.stderr.decode()

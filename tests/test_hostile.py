@@ -153,6 +153,14 @@ def test_file_names_that_are_not_utf8_are_written_with_escapes(small_model, tmp_
     r = netae("score", capture, "-m", small_model, "-f", "jsonl", "--all")
     assert r.returncode in (0, 1), r.stderr
     assert all(strict_json(line) for line in r.stdout.decode("utf-8").splitlines())
+    r = netae("report", capture, "-m", small_model, "-o", tmp_path / "r.html")
+    assert r.returncode == 0, r.stderr
+    r = netae("featurize", capture, "-o", tmp_path / "ds")
+    assert r.returncode == 0, r.stderr
+    for source in (tmp_path / "ds", capture):
+        r = netae("train", source, "-o", tmp_path / "m.netae", "--epochs", "1", "--hidden-size", "4")
+        assert r.returncode == 0, r.stderr
+    assert "\\xff\\xfecapture.pcap" in netae("info", tmp_path / "m.netae").stdout.decode()
 
 
 # --- exit statuses of environment errors -------------------------------------------------------------
