@@ -165,9 +165,20 @@ def _on_signal(signum: int, frame: Any) -> None:
 
 
 def _finite_threshold(value: float | None) -> float | None:
-    if value is not None and not (math.isfinite(value) and value > 0):
-        raise typer.BadParameter(f"must be a finite number above 0, got {value}")
+    if value is not None and not (math.isfinite(value) and value >= 0):
+        raise typer.BadParameter(f"must be a finite number, not negative, got {value}")
     return value
+
+
+def _strict_json(obj: Any) -> Any:
+    """``obj`` with NaN and infinities as None, so that strict JSON parsers accept the output."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _strict_json(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_strict_json(v) for v in obj]
+    return obj
 
 
 def _check_output(output: Path | None, *, inputs: Sequence[str] = (), model: Path | None = None) -> None:
@@ -586,7 +597,7 @@ def info(
 
     m = load_model(model)
     if as_json:
-        sys.stdout.write(json.dumps(m.meta, indent=2, sort_keys=True) + "\n")
+        sys.stdout.write(json.dumps(_strict_json(m.meta), indent=2, sort_keys=True, allow_nan=False) + "\n")
         return
     try:
         lines = _info_lines(model, m)
@@ -718,7 +729,7 @@ def evaluate(
     matched = match_labels(run.table, table_labels)
     ev = evaluate_scores(run.table.score, matched, threshold=run.table.threshold)
     if fmt is EvalFormat.json:
-        sys.stdout.write(json.dumps(ev.to_dict(), indent=2) + "\n")
+        sys.stdout.write(json.dumps(_strict_json(ev.to_dict()), indent=2, allow_nan=False) + "\n")
     else:
         sys.stdout.write(format_evaluation(ev))
 

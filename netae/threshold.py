@@ -22,9 +22,9 @@ __all__ = ["Threshold", "check_threshold", "fit_threshold"]
 
 
 def check_threshold(value: object, *, source: str) -> float:
-    """A threshold must be a finite number above 0: NaN would flag nothing, inf nothing ever."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or not (math.isfinite(value) and value > 0):
-        raise ModelError(f"{source}: the threshold must be a finite number above 0, got {value!r}")
+    """A threshold must be a finite number, not negative: NaN would flag nothing, inf nothing ever."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not (math.isfinite(value) and value >= 0):
+        raise ModelError(f"{source}: the threshold must be a finite number, not negative, got {value!r}")
     return float(value)
 
 
@@ -50,7 +50,17 @@ class Threshold:
 
 
 def fit_threshold(scores: npt.NDArray[np.floating[Any]], settings: ThresholdSettings) -> Threshold:
-    """Fit the configured strategy on validation scores (n_val_flows,)."""
+    """Fit the configured strategy on validation scores (n_val_flows,); the value is always finite."""
+    threshold = _fit(scores, settings)
+    if not math.isfinite(threshold.value_):
+        raise ConfigError(
+            f"the {threshold.strategy} threshold fitted on these scores is {threshold.value_}; "
+            "use another threshold strategy (--threshold-strategy quantile)"
+        )
+    return threshold
+
+
+def _fit(scores: npt.NDArray[np.floating[Any]], settings: ThresholdSettings) -> Threshold:
     s = np.asarray(scores, dtype=np.float64)
     s = s[np.isfinite(s)]
     if len(s) == 0:
@@ -61,7 +71,9 @@ def fit_threshold(scores: npt.NDArray[np.floating[Any]], settings: ThresholdSett
     if settings.strategy == "meanstd":
         logs = np.log(np.maximum(s, 1e-12))
         mu, sd = float(logs.mean()), float(logs.std())
-        return Threshold("meanstd", math.exp(mu + settings.k * sd), {"k": settings.k, "log_mean": mu, "log_std": sd})
+        z = mu + settings.k * sd
+        value = math.exp(z) if z <= 709.0 else math.inf  # exp(710) overflows; inf is refused by the caller
+        return Threshold("meanstd", value, {"k": settings.k, "log_mean": mu, "log_std": sd})
     if settings.strategy == "spot":
         return _fit_spot(s, level=settings.spot_level, q=settings.spot_q)
     raise ConfigError(f"unknown threshold strategy {settings.strategy!r}")
