@@ -17,6 +17,7 @@ import math
 import os
 import signal
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -228,7 +229,8 @@ def _main(
     _state["debug"] = _state["debug"] or debug
     _state["verbose"] = verbose
     _setup_logging(verbose, quiet=False)
-    signal.signal(signal.SIGTERM, _on_signal)
+    if threading.current_thread() is threading.main_thread():  # only the main thread may set handlers
+        signal.signal(signal.SIGTERM, _on_signal)
 
 
 def _quiet(quiet: bool) -> None:
