@@ -9,6 +9,7 @@ import dataclasses
 import errno
 import io
 import json
+import logging
 import math
 import os
 import signal
@@ -280,6 +281,7 @@ def test_output_naming_an_input_or_the_model_is_refused(small_model, tmp_path, t
 
 
 def test_append_keeps_a_whole_last_record_without_newline(small_model, tmp_path, caplog):
+    caplog.set_level(logging.WARNING, logger="netae.output")
     out = tmp_path / "alerts.jsonl"
     out.write_text('{"a":1}\n{"whole":true}')  # no newline, yet complete: kept
     r = run("score", SAMPLES / "mixed.pcap", "-m", small_model, "-f", "jsonl", "--append", "-o", out, "-q")

@@ -4,6 +4,7 @@ import csv
 import io
 import ipaddress
 import json
+import logging
 import os
 import socket
 import stat
@@ -132,6 +133,7 @@ def test_atomic_write_leaves_target_untouched_on_error(tmp_path):
 
 
 def test_append_cuts_a_torn_last_line_in_place(tmp_path, caplog):
+    caplog.set_level(logging.WARNING, logger="netae.output")
     target = tmp_path / "out.jsonl"
     target.write_text('{"a":1}\n{"torn":')
     inode = target.stat().st_ino
