@@ -433,7 +433,7 @@ def score(
         sys.stdout.write(text)
         sys.stdout.flush()
     elif append:
-        with append_lines(output, fmt=fmt.value) as sink:
+        with append_lines(output, fmt=fmt.value, header=_csv_header(fmt, text)) as sink:
             sink.write(_without_header(text) if fmt is OutputFormat.csv and sink.had_lines else text)
             sink.flush()
     else:
@@ -444,6 +444,11 @@ def score(
 
         _write_report(report, render_report(run, title=_report_title(sources)))
     _finish_scoring(run, quiet, [p for p in (output, report) if p is not None])
+
+
+def _csv_header(fmt: OutputFormat, text: str) -> str:
+    """The header line of CSV output (written once into an empty file by ``append_lines``)."""
+    return text.split("\n", 1)[0] + "\n" if fmt is OutputFormat.csv and text else ""
 
 
 def _without_header(csv_text: str) -> str:
@@ -508,7 +513,7 @@ def _score_stream(
     import contextlib
 
     from netae.modelfile import load_model
-    from netae.output import append_lines, atomic_write, render, select_rows
+    from netae.output import CSV_COLUMNS, append_lines, atomic_write, render, select_rows
     from netae.stream import StreamTotals, stream_scores
 
     m = load_model(model)
@@ -522,7 +527,8 @@ def _score_stream(
             sink = sys.stdout
             header_done = False
         elif append:
-            sink = stack.enter_context(append_lines(output, fmt=fmt.value))
+            header = ",".join(CSV_COLUMNS) + "\n" if fmt is OutputFormat.csv else ""
+            sink = stack.enter_context(append_lines(output, fmt=fmt.value, header=header))
             header_done = sink.had_lines
         else:
             sink = stack.enter_context(atomic_write(output))

@@ -227,6 +227,16 @@ class LineAppender:
                 raise OutputError(f"cannot write {self._name}: {exc.strerror}") from exc
 
 
+class _StdoutLines(LineAppender):
+    """``--append -o -``: whole lines to standard output, through ``sys.stdout`` (its buffer first)."""
+
+    def write(self, text: str) -> None:
+        sys.stdout.write(text)
+
+    def flush(self) -> None:
+        sys.stdout.flush()
+
+
 def is_whole_record(line: bytes, fmt: str) -> bool:
     """Whether a last line without its newline is a complete record (kept) or torn (cut).
 
@@ -280,17 +290,19 @@ def _readable(fd: int) -> bool:
 
 
 @contextlib.contextmanager
-def append_lines(path: str | os.PathLike[str], *, fmt: str = "jsonl") -> Iterator[LineAppender]:
+def append_lines(path: str | os.PathLike[str], *, fmt: str = "jsonl", header: str = "") -> Iterator[LineAppender]:
     """Open ``path`` to append whole lines with ``O_APPEND`` (``--append``): same inode, new bytes only.
 
-    A regular file's last line without a newline is repaired first (``_repair_last_line``). A
-    FIFO, device or socket is written as it is; ``-`` is standard output.
+    A regular file's last line without a newline is repaired first (``_repair_last_line``), and an
+    empty one gets ``header`` (a CSV header line), both under a lock, so that two runs starting
+    together write one header. A FIFO, device or socket is written as it is; ``-`` is standard
+    output.
     """
     target = Path(path)
     name = printable(target)
     kind = _target_kind(target)
     if kind == "stdout":
-        yield LineAppender(sys.stdout.fileno(), name="standard output", had_lines=False, regular=False)
+        yield _StdoutLines(-1, name="standard output", had_lines=False, regular=False)
         return
     if kind == "special":
         with _in_place(target, binary=True) as raw:
@@ -306,6 +318,8 @@ def append_lines(path: str | os.PathLike[str], *, fmt: str = "jsonl") -> Iterato
         fcntl.flock(fd, fcntl.LOCK_EX)
         try:
             _repair_last_line(fd, name, fmt)
+            if header and not os.fstat(fd).st_size:
+                os.write(fd, header.encode("utf-8"))
         except OSError as exc:
             raise OutputError(f"cannot repair {name}: {exc.strerror}") from exc
         finally:

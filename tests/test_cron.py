@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import ipaddress
 import json
 import os
@@ -295,3 +297,23 @@ def test_report_exits_0_when_it_wrote_the_page(small_model, tmp_path):
     assert page.read_text().startswith("<!DOCTYPE html>") or "<html" in page.read_text()[:500]
     scored = runner.invoke(app, ["score", str(SAMPLES / "mixed.pcap"), "-m", str(small_model), "-q"])
     assert scored.exit_code == 1  # there were anomalies: score says so, report does not
+
+
+def test_two_concurrent_csv_appenders_to_a_new_file_write_one_header(small_model, tmp_path):
+    out = tmp_path / "alerts.csv"
+    args = ("score", SAMPLES / "mixed.pcap", "-m", small_model, "-f", "csv", "--all", "--append", "-o", out, "-q")
+    procs = [netae_proc(*args), netae_proc(*args, "--stream")]
+    for p in procs:
+        _, err = p.communicate(timeout=300)
+        assert p.returncode in (0, 1), err.decode()
+    text = out.read_text()
+    assert text.count("src_ip,src_port") == 1 and text.startswith("src_ip,")
+    rows = list(csv.reader(io.StringIO(text)))
+    assert len(rows) > 2000 and {len(r) for r in rows} == {len(rows[0])}
+
+
+def test_append_to_standard_output(small_model):
+    r = runner.invoke(app, ["score", str(SAMPLES / "mixed.pcap"), "-m", str(small_model), "-f", "jsonl", "--append",
+                            "-o", "-", "-q"])  # fmt: skip
+    assert r.exit_code in (0, 1), r.stderr
+    assert r.stdout and all(json.loads(line) for line in r.stdout.splitlines())
