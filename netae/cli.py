@@ -10,6 +10,7 @@ Exit statuses (the same for every command):
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import functools
 import logging
@@ -814,9 +815,28 @@ def main() -> None:
     except BrokenPipeError:
         _quiet_broken_pipe()
         sys.exit(EXIT_OK)
+    except SystemExit as exc:
+        _exit_past_readers(exc)
+        raise
     except Exception as exc:  # raised outside a command (option parsing, callbacks): still a bug
         _internal_error(exc)
         sys.exit(EXIT_INTERNAL)
+
+
+def _exit_past_readers(exc: SystemExit) -> None:
+    """Exit at once when a daemon thread may still block in a read of standard input (live input).
+
+    Finalizing the interpreter would wait for that thread's lock on stdin and abort (SIGABRT)
+    instead of exiting with the status. Every file was closed and every temporary file removed
+    by the time the command returned, so only the standard streams need flushing.
+    """
+    if not any(t.daemon and t.is_alive() for t in threading.enumerate()):
+        return
+    code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else EXIT_USAGE)
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(code)
 
 
 __all__ = ["app", "main"]
