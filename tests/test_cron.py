@@ -280,7 +280,7 @@ def test_import_error_at_start_up_exits_70_with_one_line(tmp_path):
 
 @pytest.mark.parametrize("command", ["score", "report", "evaluate"])
 @pytest.mark.parametrize("value", ["nan", "inf", "-inf", "-1"])
-def test_a_threshold_that_is_not_a_finite_positive_number_is_a_usage_error(small_model, tmp_path, command, value):
+def test_a_threshold_that_is_not_a_finite_number_is_a_usage_error(small_model, tmp_path, command, value):
     extra = ["-l", str(SAMPLES / "mixed_labels.csv")] if command == "evaluate" else []
     extra += ["-o", str(tmp_path / "r.html")] if command == "report" else []
     r = runner.invoke(app, [command, str(SAMPLES / "mixed.pcap"), "-m", str(small_model), "--threshold", value,
