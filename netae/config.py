@@ -2,8 +2,7 @@
 
 Precedence: built-in defaults < ``--config FILE`` < explicit CLI options. ``configs/default.toml``
 mirrors the defaults here (a test checks it). Unknown keys and out-of-range values raise
-``ConfigError`` naming the key; every number must be finite and within a documented bound (a
-timeout of ``inf`` or ``1e300`` is refused, in a config file and in a model file alike).
+``ConfigError`` naming the key.
 
 Settings are frozen: change them with ``dataclasses.replace``, which mypy checks field by field,
 then ``check()`` the result; ``given`` keeps a default where a CLI option was not given::
@@ -14,7 +13,6 @@ then ``check()`` the result; ``given`` keeps a default where a CLI option was no
 from __future__ import annotations
 
 import dataclasses
-import math
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,11 +35,6 @@ __all__ = [
 
 T = TypeVar("T")
 
-# Upper bounds of the durations (seconds; ten years, still exact as int64 nanoseconds) and of
-# the other unbounded positive numbers.
-MAX_SECONDS = 10 * 365 * 86400.0
-MAX_FACTOR = 1e6
-
 
 def given(value: T | None, default: T) -> T:
     """``value`` where an option was given, else ``default`` (for ``dataclasses.replace``)."""
@@ -61,8 +54,8 @@ class FlowSettings:
     max_open_flows: int = 500_000
 
     def check(self) -> None:
-        _positive("flows.idle_timeout_s", self.idle_timeout_s, MAX_SECONDS)
-        _positive("flows.active_timeout_s", self.active_timeout_s, MAX_SECONDS)
+        _positive("flows.idle_timeout_s", self.idle_timeout_s, most=MAX_SECONDS)
+        _positive("flows.active_timeout_s", self.active_timeout_s, most=MAX_SECONDS)
         _int_range("flows.max_packets", self.max_packets, 2, 100_000)
         linger = self.tcp_close_linger_s
         if not isinstance(linger, int | float) or isinstance(linger, bool) or not 0.0 <= linger <= 3600.0:
@@ -82,7 +75,7 @@ class ContextSettings:
     max_events: int = 1_000_000
 
     def check(self) -> None:
-        _positive("context.window_s", self.window_s, MAX_SECONDS)
+        _positive("context.window_s", self.window_s, most=MAX_SECONDS)
         _int_range("context.max_events", self.max_events, 1_000, 1_000_000_000)
 
 
@@ -99,7 +92,7 @@ class ModelSettings:
         _int_range("model.hidden_size", self.hidden_size, 1, 4096)
         _int_range("model.num_layers", self.num_layers, 1, 8)
         _choice("model.input_path", self.input_path, ("auto", "packed", "padded"))
-        _positive("model.context_weight", self.context_weight, MAX_FACTOR)
+        _positive("model.context_weight", self.context_weight)
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,9 +113,9 @@ class TrainSettings:
     def check(self) -> None:
         _int_range("train.epochs", self.epochs, 1, 100_000)
         _int_range("train.batch_size", self.batch_size, 1, 1_000_000)
-        _positive("train.learning_rate", self.learning_rate, MAX_FACTOR)
+        _positive("train.learning_rate", self.learning_rate)
         _int_range("train.patience", self.patience, 1, 100_000)
-        _positive("train.grad_clip", self.grad_clip, MAX_FACTOR)
+        _positive("train.grad_clip", self.grad_clip)
         if not 0.0 < self.val_fraction < 1.0:
             raise ConfigError(f"train.val_fraction must be between 0 and 1 (exclusive), got {self.val_fraction}")
         _int_range("train.seed", self.seed, 0, 2**32 - 1)
@@ -145,7 +138,7 @@ class ThresholdSettings:
         _choice("threshold.strategy", self.strategy, ("quantile", "meanstd", "spot"))
         if not 0.0 < self.quantile < 1.0:
             raise ConfigError(f"threshold.quantile must be between 0 and 1 (exclusive), got {self.quantile}")
-        _positive("threshold.k", self.k, MAX_FACTOR)
+        _positive("threshold.k", self.k)
         if not 0.0 < self.spot_level < 1.0:
             raise ConfigError(f"threshold.spot_level must be between 0 and 1 (exclusive), got {self.spot_level}")
         if not 0.0 < self.spot_q < 1.0:
@@ -171,9 +164,15 @@ class Settings:
         return dataclasses.asdict(self)
 
 
-def _positive(key: str, value: float, hi: float) -> None:
-    if not isinstance(value, int | float) or isinstance(value, bool) or not 0 < value <= hi or not math.isfinite(value):
-        raise ConfigError(f"{key} must be a positive number of at most {hi:g}, got {value!r}")
+# Bounds that keep "unbounded" values out: inf, nan or 1e300 would overflow the integer
+# nanosecond arithmetic of timeouts, or silently switch a check off.
+MAX_SECONDS = 1e7  # about 115 days: the longest timeout or window a setting may give
+MAX_NUMBER = 1e9  # any other positive number
+
+
+def _positive(key: str, value: float, *, most: float = MAX_NUMBER) -> None:
+    if not isinstance(value, int | float) or isinstance(value, bool) or not 0 < value <= most:
+        raise ConfigError(f"{key} must be a positive number of at most {most:g}, got {value!r}")
 
 
 def _int_range(key: str, value: int, lo: int, hi: int) -> None:
@@ -228,4 +227,6 @@ def load_settings(path: Path | None = None) -> Settings:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path} is not valid TOML: {exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path} is not UTF-8 text (byte {exc.start}); save it as UTF-8 TOML") from exc
     return settings_from_dict(data, source=str(path))

@@ -61,6 +61,7 @@ __all__ = [
     "load_model",
     "model_bytes",
     "parse_model",
+    "unchecked_bytes",
 ]
 
 SCHEMA_VERSION = 1
@@ -119,6 +120,8 @@ class Calibration:
     flows: int
     previous_threshold: float
     created: str
+    flagged_by_previous: float = 0.0  # the share of the calibration flows the old threshold flagged
+    forced: bool = False  # written with --force despite the guards' concerns
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,6 +228,20 @@ def _sealed(model: TrainedModel) -> tuple[bytes, TrainedModel]:
     doc["digest"] = digest
     data = bytes(save(tensors, metadata={"netae": json.dumps(doc, sort_keys=True)}))
     return data, dataclasses.replace(model, schema_version=SCHEMA_VERSION, digest=digest)
+
+
+def unchecked_bytes(tensors: dict[str, np.ndarray], meta: dict[str, Any]) -> bytes:
+    """A file of exactly these tensors and metadata, not validated, with a matching digest.
+
+    For tests and ``bench/fuzz.py``, which write the files an attacker would (a digest proves
+    nothing about who wrote a file); netae itself writes models with ``dump_model``.
+    """
+    from safetensors.numpy import save
+
+    meta = {k: v for k, v in meta.items() if k != "digest"}
+    meta["schema_version"] = meta.get("schema_version", SCHEMA_VERSION)
+    meta["digest"] = _digest(tensors, meta)
+    return bytes(save(tensors, metadata={"netae": json.dumps(meta)}))
 
 
 def model_bytes(model: TrainedModel) -> bytes:
@@ -426,6 +443,8 @@ def _calibration(cal: dict[str, Any]) -> Calibration:
         flows=int(_number(cal.get("flows", 0), "calibration flows")),
         previous_threshold=_number(cal.get("previous_threshold", math.nan), "previous threshold"),
         created=str(cal.get("created", "")),
+        flagged_by_previous=_number(cal.get("flagged_by_previous", 0.0), "calibration flagged_by_previous"),
+        forced=bool(cal.get("forced", False)),
     )
 
 

@@ -3,23 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from safetensors.numpy import save
 
-from netae.modelfile import SCHEMA_VERSION, TrainedModel, _digest
+from netae.modelfile import SCHEMA_VERSION, TrainedModel, unchecked_bytes
 
 
 def raw_model_bytes(tensors: dict[str, np.ndarray], meta: dict[str, Any]) -> bytes:
     """A model file of exactly these tensors and metadata, unchecked (the digest is recomputed)."""
-    meta = {**meta, "schema_version": SCHEMA_VERSION}
-    meta.pop("digest", None)
-    meta["digest"] = _digest(tensors, meta)
-    return bytes(save(tensors, metadata={"netae": json.dumps(meta)}))
+    return unchecked_bytes(tensors, {**meta, "schema_version": SCHEMA_VERSION})
 
 
 def model_parts(model: TrainedModel) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
