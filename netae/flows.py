@@ -3,8 +3,10 @@
 Direction: a flow's *fwd* direction is that of its first packet (the initiator, reported as
 ``src``); *bwd* is the other. Both directions share one canonical key: the two (address, port)
 endpoints in sorted order, the IP protocol and the file the packets came from (flows never span
-capture files). ICMP and ICMPv6 carry (type, code) in the port slots the way Zeek does, with
-reply types mapped to their request type so that an echo request and its reply share a flow.
+capture files), plus the packet's ``tunnel_key`` (NOTE [tunnel columns] in tables.py: the same
+inner addresses in two VXLAN VNIs are two flows). ICMP and ICMPv6 carry (type, code) in the port
+slots the way Zeek does, with reply types mapped to their request type so that an echo request
+and its reply share a flow.
 
 A flow ends where the key changes, where the gap to the previous packet exceeds
 ``idle_timeout_s``, or where it has lasted ``active_timeout_s``. Non-first IP fragments take the
@@ -21,7 +23,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from netae.tables import FlowTable, PacketTable
+from netae.tables import TUNNEL_COLUMNS, FlowTable, PacketTable
 
 __all__ = ["HAVE_KERNEL", "FlowAssembler", "assemble_flows", "flow_key_hash", "splitmix64", "use_compiled"]
 
@@ -93,7 +95,7 @@ def _join_fragments(packets: PacketTable) -> tuple[npt.NDArray[np.uint16], npt.N
     idx = np.flatnonzero(is_frag)
     key = flow_key_hash(
         packets.src_hi[idx], packets.src_lo[idx], packets.dst_hi[idx], packets.dst_lo[idx],
-        packets.proto[idx], packets.ip_id[idx], packets.file_id[idx],
+        packets.proto[idx], packets.ip_id[idx], packets.file_id[idx], packets.tunnel_key[idx],
     )  # fmt: skip
     is_first = packets.frag_offset[idx] == 0
     # Within one datagram key the first fragment sorts first, then the others by time.
@@ -137,7 +139,8 @@ def _group(packets: PacketTable, *, idle_timeout_s: float, active_timeout_s: flo
     b_port = np.where(swap & ~is_icmp, kport_s, kport_d)
     ports = (a_port.astype(np.uint64) << np.uint64(16)) | b_port.astype(np.uint64)
     meta = (packets.proto.astype(np.uint64) << np.uint64(32)) | packets.file_id.astype(np.uint64)
-    h = flow_key_hash(a_hi, a_lo, b_hi, b_lo, ports, meta)
+    tkey = packets.tunnel_key  # one more key word (NOTE [tunnel columns])
+    h = flow_key_hash(a_hi, a_lo, b_hi, b_lo, ports, meta, tkey)
     ts = packets.ts_ns
     order = np.lexsort((ts, h)).astype(np.int64)
     hs = h[order]
@@ -147,12 +150,12 @@ def _group(packets: PacketTable, *, idle_timeout_s: float, active_timeout_s: flo
     # Guard against hash collisions: equal hashes must mean equal keys, else sort on full keys.
     same = ~new_key[1:]
     if same.any():
-        for col in (a_hi, a_lo, b_hi, b_lo, ports, meta):
+        for col in (a_hi, a_lo, b_hi, b_lo, ports, meta, tkey):
             c = col[order]
             if np.any(c[1:][same] != c[:-1][same]):
-                order = np.lexsort((ts, meta, ports, b_lo, b_hi, a_lo, a_hi)).astype(np.int64)
+                order = np.lexsort((ts, tkey, meta, ports, b_lo, b_hi, a_lo, a_hi)).astype(np.int64)
                 new_key[1:] = np.zeros(n - 1, dtype=bool)
-                for col2 in (a_hi, a_lo, b_hi, b_lo, ports, meta):
+                for col2 in (a_hi, a_lo, b_hi, b_lo, ports, meta, tkey):
                     c2 = col2[order]
                     new_key[1:] |= c2[1:] != c2[:-1]
                 break
@@ -247,7 +250,13 @@ def _assemble_numpy(packets: PacketTable, *, idle_timeout_s: float, active_timeo
         order=order,
         offsets=offsets,
         is_fwd=is_fwd,
+        **_tunnel_columns(packets, first),
     )
+
+
+def _tunnel_columns(packets: PacketTable, first: npt.NDArray[np.int64]) -> dict[str, np.ndarray]:
+    """Each flow's tunnel metadata: that of its first packet (NOTE [tunnel columns])."""
+    return {name: getattr(packets, name)[first] for name in TUNNEL_COLUMNS}
 
 
 class FlowAssembler:
@@ -350,8 +359,8 @@ def _assemble_compiled(packets: PacketTable, *, idle_timeout_s: float, active_ti
     is_fwd_row = np.empty(n, np.bool_)
     state, fh, n_flows = _flows_kernel(
         perm, packets.src_hi, packets.src_lo, packets.dst_hi, packets.dst_lo, sport, dport, packets.proto,
-        packets.icmp_type, packets.icmp_code, packets.file_id, ts, packets.ip_len, _ICMP4_CANON, _ICMP6_CANON,
-        int(idle_timeout_s * 1e9), int(active_timeout_s * 1e9), flow_of, is_fwd_row,
+        packets.icmp_type, packets.icmp_code, packets.file_id, packets.tunnel_key, ts, packets.ip_len, _ICMP4_CANON,
+        _ICMP6_CANON, int(idle_timeout_s * 1e9), int(active_timeout_s * 1e9), flow_of, is_fwd_row,
     )  # fmt: skip
     n_flows = int(n_flows)
     state = state[:n_flows]
@@ -391,6 +400,7 @@ def _assemble_compiled(packets: PacketTable, *, idle_timeout_s: float, active_ti
         order=order,
         offsets=offsets,
         is_fwd=is_fwd,
+        **_tunnel_columns(packets, first),
     )
 
 
@@ -413,8 +423,8 @@ else:
 
     @njit(cache=True, nogil=True)
     def _flows_kernel_nb(  # type: ignore[no-untyped-def]  # pragma: no cover - compiled
-        perm, src_hi, src_lo, dst_hi, dst_lo, sport, dport, proto, icmp_type, icmp_code, file_id, ts, ip_len,
-        canon4, canon6, idle_ns, active_ns, flow_of, is_fwd,
+        perm, src_hi, src_lo, dst_hi, dst_lo, sport, dport, proto, icmp_type, icmp_code, file_id, tunnel_key, ts,
+        ip_len, canon4, canon6, idle_ns, active_ns, flow_of, is_fwd,
     ):  # fmt: skip
         n = len(ts)
         use_perm = len(perm) > 0
@@ -423,7 +433,7 @@ else:
         n_keys = 0
         fcap = 1 << 10
         state = np.empty((fcap, _S_WIDTH), np.int64)
-        keys = np.empty((fcap, 8), np.uint64)  # h, a_hi, a_lo, b_hi, b_lo, ports, meta (full key)
+        keys = np.empty((fcap, 8), np.uint64)  # h, a_hi, a_lo, b_hi, b_lo, ports, meta, tunnel_key (full key)
         nf = 0
         zero = np.uint64(0)
         for j in range(n):
@@ -459,6 +469,8 @@ else:
             h = _mix(h ^ b_lo)
             h = _mix(h ^ ports)
             h = _mix(h ^ meta)
+            tkey = tunnel_key[r]
+            h = _mix(h ^ tkey)
             i = np.int64(h & np.uint64(cap - 1))
             t = ts[r]
             fid = -1
@@ -469,7 +481,7 @@ else:
                 k = keys[f1 - 1]
                 if (
                     k[0] == h and k[1] == a_hi and k[2] == a_lo and k[3] == b_hi
-                    and k[4] == b_lo and k[5] == ports and k[6] == meta
+                    and k[4] == b_lo and k[5] == ports and k[6] == meta and k[7] == tkey
                 ):  # fmt: skip
                     fid = np.int64(f1) - 1  # type: ignore[assignment]
                     break
@@ -506,6 +518,7 @@ else:
                 keys[fid, 4] = b_lo
                 keys[fid, 5] = ports
                 keys[fid, 6] = meta
+                keys[fid, 7] = tkey
                 table[i] = fid + 1
                 if new_key:
                     n_keys += 1

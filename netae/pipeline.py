@@ -110,7 +110,9 @@ def assemble_file(
         if flows.n_flows:
             parts.append(_compact(table, flows))
 
-    for chunk in read_packets(source, file_id=file_id, counts=counts, chunk_bytes=chunk_bytes):
+    for chunk in read_packets(
+        source, file_id=file_id, counts=counts, chunk_bytes=chunk_bytes, tunnels=settings.tunnels
+    ):
         pending.append(chunk)
         n_pending += chunk.n_packets
         if n_pending >= ASSEMBLE_BATCH_PACKETS:
@@ -156,7 +158,9 @@ def iter_featurized(
     tracker = ContextTracker(settings.context) if settings.context.enabled else None
     pending: list[PacketTable] = []
     n_pending = 0
-    for chunk in read_packets(source, file_id=file_id, counts=counts, chunk_bytes=chunk_bytes):
+    for chunk in read_packets(
+        source, file_id=file_id, counts=counts, chunk_bytes=chunk_bytes, tunnels=settings.tunnels
+    ):
         pending.append(chunk)
         n_pending += chunk.n_packets
         if n_pending >= batch_packets:

@@ -114,7 +114,9 @@ def stream_scores(
         )
         tracker = ContextTracker(settings.context) if settings.context.enabled else None
         try:
-            for chunk in read_packets(source, file_id=file_id, counts=counts, chunk_bytes=size):
+            for chunk in read_packets(
+                source, file_id=file_id, counts=counts, chunk_bytes=size, tunnels=settings.tunnels
+            ):
                 table, closed = asm.push(chunk)
                 batcher.add(table, closed, tracker, asm.pending_min_ts)
                 if batcher.due():

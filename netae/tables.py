@@ -16,7 +16,7 @@ the O(n) ones and is called in tests and at the capture boundary.
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -31,6 +31,7 @@ __all__ = [
     "RecordBatch",
     "ScoreTable",
     "SkipCounts",
+    "TUNNEL_COLUMNS",
     "format_ip",
     "format_ips",
     "parse_ip",
@@ -162,6 +163,37 @@ _PACKET_COLUMNS: dict[str, Any] = {
     "dns_parent_hash": np.uint64,
 }
 
+# NOTE [tunnel columns]: where a packet came inside a tunnel (capture/decode.py decapsulates it),
+# ``tunnel_key`` packs the innermost encapsulation's kind (top byte, 0: none) and its
+# direction-symmetric identifier (VXLAN/Geneve VNI, GRE key, ERSPAN session, PPPoE session); it is
+# one more word of the flow key, compared in full. ``tunnel_id`` is the identifier as seen (also
+# GTP-U TEID, MPLS top label, PPTP call id) and ``outer_*`` the endpoints of the IP header that
+# carried the innermost tunnel (zeros where there is none): metadata, not key. Tables built
+# without them get zeros.
+_TUNNEL_COLUMNS: dict[str, Any] = {
+    "tunnel_key": np.uint64,
+    "tunnel_id": np.uint32,
+    "outer_src_hi": np.uint64,
+    "outer_src_lo": np.uint64,
+    "outer_dst_hi": np.uint64,
+    "outer_dst_lo": np.uint64,
+}
+
+
+def _no_column() -> np.ndarray:
+    return np.empty(0, np.uint64)
+
+
+def _fill_tunnel_columns(obj: Any, n: int) -> None:
+    """Zeros for tunnel columns left out of a constructor call (NOTE [tunnel columns])."""
+    for name, dtype in _TUNNEL_COLUMNS.items():
+        arr = getattr(obj, name)
+        if n and isinstance(arr, np.ndarray) and len(arr) == 0:
+            object.__setattr__(obj, name, np.zeros(n, dtype))
+        elif len(arr) == 0 and arr.dtype != np.dtype(dtype):
+            object.__setattr__(obj, name, np.zeros(0, dtype))
+    _check_columns(obj, {**_TUNNEL_COLUMNS, "file_id": np.int32}, "rows")
+
 
 @dataclass(frozen=True, slots=True)
 class PacketTable:
@@ -204,9 +236,16 @@ class PacketTable:
     dns_label_entropy: npt.NDArray[np.float32]
     dns_name_hash: npt.NDArray[np.uint64]
     dns_parent_hash: npt.NDArray[np.uint64]
+    tunnel_key: npt.NDArray[np.uint64] = field(default_factory=_no_column)
+    tunnel_id: npt.NDArray[np.uint32] = field(default_factory=_no_column)
+    outer_src_hi: npt.NDArray[np.uint64] = field(default_factory=_no_column)
+    outer_src_lo: npt.NDArray[np.uint64] = field(default_factory=_no_column)
+    outer_dst_hi: npt.NDArray[np.uint64] = field(default_factory=_no_column)
+    outer_dst_lo: npt.NDArray[np.uint64] = field(default_factory=_no_column)
 
     def __post_init__(self) -> None:
-        _check_columns(self, _PACKET_COLUMNS, "packets")
+        n = _check_columns(self, _PACKET_COLUMNS, "packets")
+        _fill_tunnel_columns(self, n)
 
     @property
     def n_packets(self) -> int:
@@ -241,24 +280,33 @@ class SkipCounts:
     skipped: dict[str, int] | None = None
     warnings: list[str] | None = None
     truncated: bool = False
+    codes: dict[int, int] | None = None  # skip code (netae.capture.skips.Skip) -> records
 
     def warn(self, message: str) -> None:
         if self.warnings is None:
             self.warnings = []
         self.warnings.append(message)
 
-    def add(self, reason: str, n: int) -> None:
+    def add(self, reason: str, n: int, *, code: int = -1) -> None:
+        """Count ``n`` records skipped for ``reason`` (worded by ``skips.describe(code, ...)``)."""
         if n <= 0:
             return
         if self.skipped is None:
             self.skipped = {}
         self.skipped[reason] = self.skipped.get(reason, 0) + int(n)
+        if code >= 0:
+            if self.codes is None:
+                self.codes = {}
+            self.codes[code] = self.codes.get(code, 0) + int(n)
 
     def merge(self, other: SkipCounts) -> None:
         self.records += other.records
         self.packets += other.packets
         for reason, n in (other.skipped or {}).items():
             self.add(reason, n)
+        for code, n in (other.codes or {}).items():
+            self.codes = self.codes or {}
+            self.codes[code] = self.codes.get(code, 0) + n
         for message in other.warnings or []:
             self.warn(message)
         self.truncated = self.truncated or other.truncated
@@ -315,9 +363,16 @@ class FlowTable:
     order: npt.NDArray[np.int64]
     offsets: npt.NDArray[np.int64]
     is_fwd: npt.NDArray[np.bool_]
+    tunnel_key: npt.NDArray[np.uint64] = field(default_factory=_no_column)
+    tunnel_id: npt.NDArray[np.uint32] = field(default_factory=_no_column)
+    outer_src_hi: npt.NDArray[np.uint64] = field(default_factory=_no_column)
+    outer_src_lo: npt.NDArray[np.uint64] = field(default_factory=_no_column)
+    outer_dst_hi: npt.NDArray[np.uint64] = field(default_factory=_no_column)
+    outer_dst_lo: npt.NDArray[np.uint64] = field(default_factory=_no_column)
 
     def __post_init__(self) -> None:
         n = _check_columns(self, _FLOW_COLUMNS, "flows")
+        _fill_tunnel_columns(self, n)
         _check_dtype("FlowTable.order", self.order, np.int64)
         _check_dtype("FlowTable.is_fwd", self.is_fwd, np.bool_)
         if len(self.is_fwd) != len(self.order):
@@ -358,11 +413,12 @@ class FlowTable:
         )
 
     def column_dict(self) -> dict[str, np.ndarray]:
-        """The per-flow columns (not the ragged packet index)."""
-        return {name: getattr(self, name) for name in _FLOW_COLUMNS}
+        """The per-flow columns (not the ragged packet index), tunnel metadata included."""
+        return {name: getattr(self, name) for name in (*_FLOW_COLUMNS, *_TUNNEL_COLUMNS)}
 
 
 FLOW_COLUMNS = tuple(_FLOW_COLUMNS)
+TUNNEL_COLUMNS = tuple(_TUNNEL_COLUMNS)  # carried from each flow's first packet (NOTE [tunnel columns])
 
 
 @dataclass(frozen=True, slots=True)

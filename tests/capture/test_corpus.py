@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from netae.capture import read_packets
 from netae.errors import CaptureError
 from netae.tables import SkipCounts
-
-CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus" / "data"
+from tests.capture.shared import CORPUS
 
 
 def test_every_corpus_file_reads_or_raises_capture_error() -> None:
