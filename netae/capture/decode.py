@@ -9,7 +9,7 @@ header (``_transport``). The plain numpy decoder it replaced lives on as a test 
 ``tests/reference/decode_numpy.py``.
 
 NOTE [decapsulation]: where an IP packet carries another packet (a tunnel of
-``tunnels.TUNNEL_NAMES``), the inner packet is the row: its addresses, ports, lengths, flags and
+``tunnels.NAMES``), the inner packet is the row: its addresses, ports, lengths, flags and
 DNS name are what the table holds, and ``ip_len`` comes from the inner IP header. The innermost
 encapsulation is described by the tunnel columns (NOTE [tunnel columns] in tables.py). A tunnel
 header cut short or malformed skips the record under its own reason; a payload the tunnel does
@@ -40,10 +40,23 @@ from netae.capture.linktypes import (
     LINK_TYPES,
 )
 from netae.capture.skips import Skip, count_skips
+from netae.capture.tunnels import (
+    T_ERSPAN,
+    T_GENEVE,
+    T_GRE,
+    T_GRE_UDP,
+    T_GTPU,
+    T_IPIP,
+    T_MPLS,
+    T_PPPOE,
+    T_PPTP,
+    T_TEREDO,
+    T_VXLAN,
+)
 from netae.config import TunnelSettings
 from netae.tables import PacketTable, RecordBatch, SkipCounts
 
-__all__ = ["MAX_IPV6_EXT", "PAD_BYTES", "decode_records", "dns_columns", "tunnel_kind"]
+__all__ = ["MAX_IPV6_EXT", "PAD_BYTES", "decode_records", "dns_columns"]
 
 PAD_BYTES = 128  # zero bytes after the last record of a batch (NOTE [captured bytes])
 MAX_IPV6_EXT = 8  # extension headers followed before giving up on the transport header
@@ -73,8 +86,6 @@ ETHERTYPE_ERSPAN3 = 0x22EB
 PPP_IP = 0x0021
 PPP_IPV6 = 0x0057
 
-# Tunnel kinds (skips.TUNNEL_NAMES): the top byte of tunnel_key.
-T_NONE, T_VXLAN, T_GENEVE, T_GRE, T_ERSPAN, T_IPIP, T_TEREDO, T_GTPU, T_MPLS, T_PPPOE, T_PPTP, T_GRE_UDP = range(12)
 
 _K_UNSUPPORTED, _K_ETHERNET, _K_ETHERTYPE, _K_NULL, _K_LOOP, _K_RAW, _K_IPV4, _K_IPV6 = range(8)
 _KIND_CODES = {"ethernet": _K_ETHERNET, "ethertype": _K_ETHERTYPE, "null": _K_NULL, "loop": _K_LOOP,
@@ -87,12 +98,6 @@ _KIND_CODES = {"ethernet": _K_ETHERNET, "ethertype": _K_ETHERTYPE, "null": _K_NU
 
 _I64 = npt.NDArray[np.int64]
 _U8 = npt.NDArray[np.uint8]
-
-
-def tunnel_kind(tunnel_key: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint8]:
-    """The tunnel kind (``skips.TUNNEL_NAMES`` index) packed in each ``tunnel_key``."""
-    out: npt.NDArray[np.uint8] = (tunnel_key >> np.uint64(56)).astype(np.uint8)
-    return out
 
 
 def _link_tables() -> tuple[npt.NDArray[np.int8], _I64, _I64]:

@@ -13,6 +13,7 @@ import numpy as np
 import numpy.typing as npt
 
 from netae.capture.linktypes import LINK_TYPES, link_type_name
+from netae.capture.tunnels import NAMES
 from netae.tables import SkipCounts
 
 __all__ = ["Skip", "count_skips", "describe", "skip_summary"]
@@ -50,14 +51,10 @@ class Skip(IntEnum):
     TIME_RANGE = 26
 
 
-# Tunnel kinds, as the decode kernel numbers them (also the top byte of ``tunnel_key``).
-TUNNEL_NAMES = ("", "vxlan", "geneve", "gre", "erspan", "ipip", "teredo", "gtpu", "mpls", "pppoe", "pptp", "gre-udp")
-
-
 def describe(code: int, value: int = 0, dlt: int = 0) -> str:
     """The words for one skip reason; ``value`` and ``dlt`` fill in what the code leaves open."""
     name = LINK_TYPES[dlt].name if dlt in LINK_TYPES else link_type_name(dlt)
-    tunnel = TUNNEL_NAMES[value] if 0 < value < len(TUNNEL_NAMES) else "tunnel"
+    tunnel = NAMES[value] if 0 < value < len(NAMES) else "tunnel"
     words = {
         Skip.ETH_SHORT: "truncated Ethernet header",
         Skip.VLAN: "more than 3 VLAN tags",

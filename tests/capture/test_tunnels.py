@@ -30,9 +30,10 @@ with warnings.catch_warnings():
     from scapy.layers.vxlan import VXLAN
 
 from netae.capture import read_packets, read_records
-from netae.capture.decode import tunnel_kind
 from netae.capture.linktypes import DLT_RAW
-from netae.capture.skips import TUNNEL_NAMES, Skip
+from netae.capture.skips import Skip
+from netae.capture.tunnels import NAMES as TUNNEL_NAMES
+from netae.capture.tunnels import tunnel_kind, tunnel_texts
 from netae.config import TunnelSettings
 from netae.flows import assemble_flows
 from netae.tables import TUNNEL_COLUMNS, PacketTable, SkipCounts, format_ip
@@ -199,6 +200,44 @@ def test_inner_packets_and_flows_equal_the_bare_capture(kind: str) -> None:
             np.testing.assert_array_equal(arr, fb.column_dict()[col], err_msg=col)
     np.testing.assert_array_equal(fa.order, fb.order)
     assert set(tunnel_kind(fb.tunnel_key).tolist()) == {TUNNEL_NAMES.index(name)}
+    texts = set(tunnel_texts(fb.tunnel_key, fb.tunnel_id, (fb.outer_src_hi, fb.outer_src_lo),
+                             (fb.outer_dst_hi, fb.outer_dst_lo)))  # fmt: skip
+    assert all(t.startswith(name + " ") or t == name for t in texts)
+    if kind in ("vxlan", "erspan2", "gtpu", "4in6"):
+        label = {"vxlan": "vni=77", "erspan2": "session=300", "gtpu": f"teid={0xABCDEF01}", "4in6": ""}[kind]
+        assert texts == {f"{name} {A6 if kind == '4in6' else A}>{B6 if kind == '4in6' else B} {label}".strip()}
+
+
+@pytest.mark.parametrize("kind", ["vxlan", "erspan2", "gtpu", "mpls"])
+def test_scores_and_csv_rows_equal_the_bare_capture(kind: str, small_model: Path, tmp_path: Path) -> None:
+    """The central property: a tunnel changes no flow, feature or score, only the tunnel column."""
+    import csv
+
+    from typer.testing import CliRunner
+
+    from netae.cli import app
+    from netae.config import Settings
+    from netae.pipeline import featurize_files
+
+    frames = frames_for(0)
+    rows = {}
+    feats = {}
+    for name, records in (("bare", bare(frames)), (kind, wrapped(kind, frames))):
+        path = tmp_path / f"{name}.pcap"
+        path.write_bytes(pcap_bytes(records))
+        out = tmp_path / f"{name}.csv"
+        r = CliRunner().invoke(app, ["score", str(path), "-m", str(small_model), "-f", "csv", "--all", "-o", str(out),
+                                     "-q", "--device", "cpu"])  # fmt: skip
+        assert r.exit_code in (0, 1), r.stderr
+        with open(out, newline="") as fh:
+            rows[name] = list(csv.DictReader(fh))
+        feats[name] = featurize_files([str(path)], settings=Settings()).features
+    assert len(rows["bare"]) == len(rows[kind]) > 100
+    np.testing.assert_array_equal(feats["bare"].values, feats[kind].values)
+    for a, b in zip(rows["bare"], rows[kind], strict=True):
+        assert a["tunnel"] == "" and b["tunnel"].startswith(TUNNELS[kind][1])
+        for col in set(a) - {"tunnel", "source_file"}:
+            assert a[col] == b[col], col
 
 
 def test_decapsulation_off_keeps_the_outer_packets() -> None:
