@@ -164,12 +164,13 @@ _PACKET_COLUMNS: dict[str, Any] = {
 }
 
 # NOTE [tunnel columns]: where a packet came inside a tunnel (capture/decode.py decapsulates it),
-# ``tunnel_key`` packs the innermost encapsulation's kind (top byte, 0: none) and its
-# direction-symmetric identifier (VXLAN/Geneve VNI, GRE key, ERSPAN session, PPPoE session); it is
-# one more word of the flow key, compared in full. ``tunnel_id`` is the identifier as seen (also
-# GTP-U TEID, MPLS top label, PPTP call id) and ``outer_*`` the endpoints of the IP header that
-# carried the innermost tunnel (zeros where there is none): metadata, not key. Tables built
-# without them get zeros.
+# ``tunnel_key`` packs the innermost encapsulation's kind (top byte, 0: none) and, in its low 32
+# bits, an identifier that is the same in both directions by design (VXLAN/Geneve VNI, PPPoE
+# session; 0 for the other kinds); it is one more word of the flow key, compared in full.
+# ``tunnel_id`` is the identifier as seen in the packet (also GRE key, ERSPAN session, GTP-U TEID,
+# MPLS top label, PPTP call id, which may differ by direction) and ``outer_*`` the endpoints of the
+# IP header that carried the innermost tunnel (zeros where there is none): metadata, not key.
+# Tables built without them get zeros.
 _TUNNEL_COLUMNS: dict[str, Any] = {
     "tunnel_key": np.uint64,
     "tunnel_id": np.uint32,

@@ -85,11 +85,13 @@ ETHERTYPE_ERSPAN2 = 0x88BE  # ERSPAN type I (no sequence number) and II
 ETHERTYPE_ERSPAN3 = 0x22EB
 PPP_IP = 0x0021
 PPP_IPV6 = 0x0057
+PPP_MPLS = 0x0281
+PPP_MPLS_MC = 0x0283
 
 
-_K_UNSUPPORTED, _K_ETHERNET, _K_ETHERTYPE, _K_NULL, _K_LOOP, _K_RAW, _K_IPV4, _K_IPV6 = range(8)
+_K_UNSUPPORTED, _K_ETHERNET, _K_ETHERTYPE, _K_NULL, _K_LOOP, _K_RAW, _K_IPV4, _K_IPV6, _K_PPP = range(9)
 _KIND_CODES = {"ethernet": _K_ETHERNET, "ethertype": _K_ETHERTYPE, "null": _K_NULL, "loop": _K_LOOP,
-               "raw": _K_RAW, "ipv4": _K_IPV4, "ipv6": _K_IPV6}  # fmt: skip
+               "raw": _K_RAW, "ipv4": _K_IPV4, "ipv6": _K_IPV6, "ppp": _K_PPP}  # fmt: skip
 
 (_R_KEPT, _R_ETH_SHORT, _R_VLAN, _R_LLC, _R_ETHERTYPE, _R_LINK_SHORT, _R_AF, _R_RAW_EMPTY, _R_RAW_VER,
  _R_UNSUPPORTED, _R_V4_SHORT, _R_V4_VER, _R_V4_IHL, _R_V4_TOT, _R_V6_SHORT, _R_V6_VER, _R_MPLS_SHORT,
@@ -296,6 +298,26 @@ def _mpls(buf: Any, p: int, end: int) -> Any:  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True)
+def _ppp(buf: Any, p: int, end: int, kind: int, tid: int) -> Any:  # pragma: no cover - compiled
+    """A PPP frame at ``p``: address and control fields (optional), protocol (1 or 2 bytes)."""
+    if p + 2 <= end and _r16(buf, p) == 0xFF03:
+        p += 2
+    proto = _r8(buf, p)
+    if proto & 1:  # protocol field compression: one byte
+        p += 1
+    else:
+        proto = _r16(buf, p)
+        p += 2
+    if p > end:
+        return _R_LINK_SHORT, 0, 0, p, kind, tid
+    if proto == PPP_IP or proto == PPP_IPV6:  # noqa: SIM109 - numba
+        return _R_KEPT, 0, 4 if proto == PPP_IP else 6, p, kind, tid
+    if proto == PPP_MPLS or proto == PPP_MPLS_MC:  # noqa: SIM109 - numba
+        return _mpls(buf, p, end)
+    return _R_PPP_PROTO, proto, 0, p, kind, tid
+
+
+@njit(cache=True, nogil=True)
 def _pppoe(buf: Any, p: int, end: int) -> Any:  # pragma: no cover - compiled
     """A PPPoE session header and PPP protocol at ``p``; id is the session id."""
     if p + 8 > end:
@@ -303,12 +325,7 @@ def _pppoe(buf: Any, p: int, end: int) -> Any:  # pragma: no cover - compiled
     session = _r16(buf, p + 2)
     if _r8(buf, p) != 0x11 or _r8(buf, p + 1) != 0:
         return _R_PPPOE_BAD, 0, 0, p, T_PPPOE, session
-    proto = _r16(buf, p + 6)
-    if proto == PPP_IP:
-        return _R_KEPT, 0, 4, p + 8, T_PPPOE, session
-    if proto == PPP_IPV6:
-        return _R_KEPT, 0, 6, p + 8, T_PPPOE, session
-    return _R_PPP_PROTO, proto, 0, p + 8, T_PPPOE, session
+    return _ppp(buf, p + 6, end, T_PPPOE, session)
 
 
 @njit(cache=True, nogil=True)
@@ -378,6 +395,8 @@ def _link(buf: Any, off: int, end: int, kind: int, hlen: int, et_at: int, decap:
         return _R_KEPT, 0, 4, off, 0, 0
     if kind == _K_IPV6:
         return _R_KEPT, 0, 6, off, 0, 0
+    if kind == _K_PPP:
+        return _ppp(buf, off, end, 0, 0)
     return _R_UNSUPPORTED, 0, 0, off, 0, 0
 
 
@@ -462,7 +481,11 @@ def _ip6(buf: Any, l3: int, end: int) -> Any:  # pragma: no cover - compiled
 
 # --- tunnels -------------------------------------------------------------------------------------
 # Each returns (kind, code, value, ip_version, l3, tunnel id, symmetric id); kind 0 when the
-# payload is not opened (the outer packet stays the row).
+# payload is not opened (the outer packet stays the row). The symmetric id goes into the flow key
+# (NOTE [tunnel columns]): only identifiers that are the same in both directions by design (the
+# VXLAN and Geneve VNI, the PPPoE session). GRE keys and ERSPAN sessions may differ by direction
+# (mirrors mark rx and tx), GTP-U TEIDs, MPLS labels and PPTP call ids always do: keying on them
+# would cut every connection in two halves, so they are kept as metadata only.
 
 
 @njit(cache=True, nogil=True)
@@ -497,6 +520,8 @@ def _by_ethertype(buf: Any, et: int, p: int, end: int, kind: int, tid: int, sym:
     if et == ETHERTYPE_MPLS or et == ETHERTYPE_MPLS_MC:  # noqa: SIM109 - numba
         code, val, ver, l3, lk, lid = _mpls(buf, p, end)
         return lk, code, val, ver, l3, lid, 0
+    if et == ETHERTYPE_PPP:
+        return _ppp_payload(buf, p, end, kind, tid)
     return 0, _R_KEPT, 0, 0, p, 0, 0
 
 
@@ -511,10 +536,10 @@ def _erspan(buf: Any, et: int, p: int, end: int, seq: bool) -> Any:  # pragma: n
     ver = _r8(buf, p) >> 4
     session = _r16(buf, p + 2) & 0x3FF
     if ver != (1 if et == ETHERTYPE_ERSPAN2 else 2):
-        return T_ERSPAN, _R_TUN_BAD, T_ERSPAN, 0, p, session, session
+        return T_ERSPAN, _R_TUN_BAD, T_ERSPAN, 0, p, session, 0
     if et == ETHERTYPE_ERSPAN3 and _r8(buf, p + 11) & 1:  # optional platform-specific subheader
         hlen += 8
-    return _inner_eth(buf, p + hlen, end, T_ERSPAN, session, session)
+    return _inner_eth(buf, p + hlen, end, T_ERSPAN, session, 0)  # rx and tx may be two sessions
 
 
 @njit(cache=True, nogil=True)
@@ -526,20 +551,18 @@ def _pptp(buf: Any, p: int, end: int, flags: int) -> Any:  # pragma: no cover - 
     call = _r16(buf, p + 6)
     if not flags & 0x2000 or _r16(buf, p + 2) != ETHERTYPE_PPP:
         return T_PPTP, _R_TUN_BAD, T_PPTP, 0, p, call, 0
-    q = p + hlen
-    if _r16(buf, p + 4) == 0 or q + 2 > end:  # acknowledgement only, or PPP not captured
+    if _r16(buf, p + 4) == 0:  # acknowledgement only
         return 0, _R_KEPT, 0, 0, p, 0, 0
-    if _r16(buf, q) == 0xFF03:  # address and control fields (unless compressed away)
-        q += 2
-    proto = _r8(buf, q)
-    if proto & 1:  # protocol field compression: one byte
-        q += 1
-    else:
-        proto = _r16(buf, q)
-        q += 2
-    if proto == PPP_IP or proto == PPP_IPV6:  # noqa: SIM109 - numba
-        return _inner_ip(buf, q, end, T_PPTP, call, 0)
-    return 0, _R_KEPT, 0, 0, p, 0, 0  # LCP, CCP, encrypted (MPPE) data: the GRE packet stays
+    return _ppp_payload(buf, p + hlen, end, T_PPTP, call)
+
+
+@njit(cache=True, nogil=True)
+def _ppp_payload(buf: Any, q: int, end: int, kind: int, tid: int) -> Any:  # pragma: no cover - compiled
+    """PPP inside GRE: IP (and MPLS) frames are opened; LCP, CCP and encrypted (MPPE) data stay."""
+    code, val, ver, l3, lk, lid = _ppp(buf, q, end, kind, tid)
+    if code == _R_PPP_PROTO or code == _R_LINK_SHORT:  # noqa: SIM109 - numba
+        return 0, _R_KEPT, 0, 0, q, 0, 0
+    return lk, code, val, ver, l3, lid, 0
 
 
 @njit(cache=True, nogil=True)
@@ -565,7 +588,7 @@ def _gre(buf: Any, p: int, end: int, kind: int) -> Any:  # pragma: no cover - co
         return kind, _R_TUN_SHORT, kind, 0, p, 0, 0
     if et == ETHERTYPE_ERSPAN2 or et == ETHERTYPE_ERSPAN3:  # noqa: SIM109 - numba
         return _erspan(buf, et, q, end, (flags & 0x1000) != 0)
-    return _by_ethertype(buf, et, q, end, kind, key, key)
+    return _by_ethertype(buf, et, q, end, kind, key, 0)  # keys may differ by direction: not in the flow key
 
 
 @njit(cache=True, nogil=True)

@@ -9,6 +9,7 @@ wrappers' bytes against a second implementation.
 from __future__ import annotations
 
 import dataclasses
+import io
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -149,7 +150,6 @@ def frames_for(versions: int) -> list[Frame]:
 def read(records: list[Record], tunnels: TunnelSettings | None = None) -> tuple[PacketTable, SkipCounts]:
     counts = SkipCounts()
     data = pcap_bytes(records, snaplen=65535)
-    import io
 
     table = PacketTable.concat(list(read_packets(io.BytesIO(data), counts=counts, tunnels=tunnels)))
     return table, counts
@@ -363,3 +363,21 @@ def test_malformed_tunnel_headers_are_counted_by_reason() -> None:
         "malformed gre header": 1,
         "malformed PPPoE session header": 1,
     }
+
+
+@pytest.mark.parametrize(
+    ("linktype", "head"),
+    [
+        (9, lambda p: b"\xff\x03\x00" + (b"\x21" if p.version == 4 else b"\x57")),  # PPP
+        (9, lambda p: b"\x21" if p.version == 4 else b"\x57"),  # PPP, compressed protocol field
+        (50, lambda p: b"\xff\x03\x02\x81" + g.mpls_head([16])),  # PPP in HDLC framing, MPLS
+        (104, lambda p: b"\x0f\x00" + (b"\x08\x00" if p.version == 4 else b"\x86\xdd")),  # Cisco HDLC
+        (104, lambda p: b"\x0f\x00\x88\x47" + g.mpls_head([20, 30])),  # Cisco HDLC, MPLS
+    ],
+)
+def test_ppp_and_cisco_hdlc_link_types(linktype: int, head, tmp_path: Path) -> None:
+    inner = _inner()
+    data = pcap_bytes([Record(head(p) + raw(p), ts_ns=i) for i, p in enumerate(inner)], linktype=linktype)
+    table = PacketTable.concat(list(read_packets(io.BytesIO(data))))
+    got = [{c: getattr(table, c).tolist()[i] for c in COLUMNS} for i in range(table.n_packets)]
+    assert got == [scapy_expected(raw(p), DLT_RAW) for p in inner]
