@@ -381,3 +381,40 @@ def test_ppp_and_cisco_hdlc_link_types(linktype: int, head, tmp_path: Path) -> N
     table = PacketTable.concat(list(read_packets(io.BytesIO(data))))
     got = [{c: getattr(table, c).tolist()[i] for c in COLUMNS} for i in range(table.n_packets)]
     assert got == [scapy_expected(raw(p), DLT_RAW) for p in inner]
+
+
+def test_tunnel_settings_round_trip_and_old_models_get_the_defaults() -> None:
+    import json
+
+    from netae.config import Settings, settings_from_dict
+
+    custom = Settings(tunnels=TunnelSettings(enabled=False, max_depth=2, vxlan_ports=(8472,), gtpu_port=0))
+    assert settings_from_dict(json.loads(json.dumps(custom.to_dict()))) == custom
+    old = {k: v for k, v in Settings().to_dict().items() if k != "tunnels"}  # a model saved before tunnels
+    assert settings_from_dict(old).tunnels == TunnelSettings()
+
+
+def test_the_models_tunnel_settings_are_honoured_when_scoring(tmp_path: Path) -> None:
+    import csv
+
+    from typer.testing import CliRunner
+
+    from netae.cli import app
+
+    frames = frames_for(0)[:600]
+    capture, plain = tmp_path / "vx.pcap", tmp_path / "bare.pcap"
+    capture.write_bytes(pcap_bytes(wrapped("vxlan", frames)))
+    plain.write_bytes(pcap_bytes(bare(frames)))
+    config = tmp_path / "off.toml"
+    config.write_text("[tunnels]\nenabled = false\n")
+    model = tmp_path / "off.netae"
+    r = CliRunner().invoke(app, ["train", str(plain), "-c", str(config), "-o", str(model), "--epochs", "1",
+                                 "--hidden-size", "4", "-q", "--device", "cpu"])  # fmt: skip
+    assert r.exit_code == 0, r.stderr
+    out = tmp_path / "out.csv"
+    r = CliRunner().invoke(app, ["score", str(capture), "-m", str(model), "-f", "csv", "--all", "-o", str(out), "-q",
+                                 "--device", "cpu"])  # fmt: skip
+    assert r.exit_code in (0, 1), r.stderr
+    with open(out, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert rows and all(row["tunnel"] == "" and row["dst_port"] == "4789" for row in rows)
