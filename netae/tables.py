@@ -281,21 +281,23 @@ class SkipCounts:
     skipped: dict[str, int] | None = None
     warnings: list[str] | None = None
     truncated: bool = False
-    codes: dict[int, int] | None = None  # skip code (netae.capture.skips.Skip) -> records
+    # (skip code, value, link type) -> records: the reasons as data (netae.capture.skips.Skip);
+    # ``skipped`` holds the same counts under their words, for people.
+    codes: dict[tuple[int, int, int], int] | None = None
 
     def warn(self, message: str) -> None:
         if self.warnings is None:
             self.warnings = []
         self.warnings.append(message)
 
-    def add(self, reason: str, n: int, *, code: int = -1) -> None:
-        """Count ``n`` records skipped for ``reason`` (worded by ``skips.describe(code, ...)``)."""
+    def add(self, reason: str, n: int, *, code: tuple[int, int, int] | None = None) -> None:
+        """Count ``n`` records skipped for ``reason`` (the words of ``skips.describe(*code)``)."""
         if n <= 0:
             return
         if self.skipped is None:
             self.skipped = {}
         self.skipped[reason] = self.skipped.get(reason, 0) + int(n)
-        if code >= 0:
+        if code is not None:
             if self.codes is None:
                 self.codes = {}
             self.codes[code] = self.codes.get(code, 0) + int(n)

@@ -32,7 +32,7 @@ import numpy.typing as npt
 
 from netae.capture import _walk
 from netae.capture.decode import PAD_BYTES, decode_records
-from netae.capture.skips import Skip, describe
+from netae.capture.skips import Skip, add_skip
 from netae.config import TunnelSettings
 from netae.errors import InputError, NotACapture
 from netae.tables import PacketTable, RecordBatch, SkipCounts
@@ -545,10 +545,10 @@ class _PcapngReader(_ChunkReader):
             self.last_ts = int(seg_ts[ok][-1])
         ts_ns[k0:k1] = seg_ts
         linktype[k0:k1] = seg_lt
-        self.counts.add(describe(Skip.PCAPNG_IFACE), int((~ok).sum()), code=Skip.PCAPNG_IFACE)
+        add_skip(self.counts, Skip.PCAPNG_IFACE, int((~ok).sum()))
         # NOTE [time range]: later stages subtract and add timestamps in int64; records outside
         # the range (a wrapped 64-bit pcapng timestamp, an absurd if_tsoffset) are skipped.
         out_of_range = ok & ((seg_ts < TS_MIN_NS) | (seg_ts >= TS_MAX_NS))
         if out_of_range.any():
-            self.counts.add(describe(Skip.TIME_RANGE), int(out_of_range.sum()), code=Skip.TIME_RANGE)
+            add_skip(self.counts, Skip.TIME_RANGE, int(out_of_range.sum()))
             keep[k0:k1] = ok & ~out_of_range

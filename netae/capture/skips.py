@@ -1,12 +1,14 @@
 """Why a record was skipped: one code per reason, one ``describe`` that words it.
 
 The decode kernel writes a ``Skip`` code and a value (an EtherType, an IP version, ...) for each
-record it skips; ``count_skips`` adds them to a ``SkipCounts`` under their words. Callers that need
-to know *why* records were skipped ask ``SkipCounts.codes`` (code -> count), never the words.
+record it skips; ``count_skips`` adds them to a ``SkipCounts``, as data in ``codes`` and under
+their words in ``skipped``. Code that needs to know *why* records were skipped reads ``codes``
+(``n_skipped``, ``unsupported_link_types``), never the words; ``skip_summary`` words a summary.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from enum import IntEnum
 
 import numpy as np
@@ -16,7 +18,7 @@ from netae.capture.linktypes import LINK_TYPES, link_type_name
 from netae.capture.tunnels import NAMES
 from netae.tables import SkipCounts
 
-__all__ = ["Skip", "count_skips", "describe", "skip_summary"]
+__all__ = ["Skip", "add_skip", "count_skips", "describe", "n_skipped", "skip_summary", "unsupported_link_types"]
 
 
 class Skip(IntEnum):
@@ -96,9 +98,32 @@ def count_skips(
     key = np.stack([reason[skipped].astype(np.int64), value[skipped], dlt[skipped].astype(np.int64)])
     uniq, k = np.unique(key, axis=1, return_counts=True)
     for (code, val, lt), c in zip(uniq.T.tolist(), k.tolist(), strict=True):
-        counts.add(describe(code, val, lt), c, code=code)
+        counts.add(describe(code, val, lt), c, code=(code, val, lt))
 
 
-def skip_summary(counts: SkipCounts) -> str:
-    """``"12 non-IP ethertype 0x0806, 3 truncated IPv4 header"``: the most frequent first."""
-    return ", ".join(f"{n} {reason}" for reason, n in sorted((counts.skipped or {}).items(), key=lambda kv: -kv[1]))
+def add_skip(counts: SkipCounts, code: Skip, n: int, *, value: int = 0, dlt: int = 0) -> None:
+    """Count ``n`` records skipped for one reason (outside the decode kernel)."""
+    counts.add(describe(code, value, dlt), n, code=(int(code), value, dlt))
+
+
+def n_skipped(counts: SkipCounts, code: Skip) -> int:
+    """Records skipped with ``code``, whatever its value and link type."""
+    return sum(n for (c, _v, _d), n in (counts.codes or {}).items() if c == code)
+
+
+def unsupported_link_types(counts: SkipCounts) -> dict[int, int]:
+    """Link type -> records skipped because netae does not decode that link type."""
+    out: dict[int, int] = {}
+    for (c, _v, dlt), n in (counts.codes or {}).items():
+        if c == Skip.UNSUPPORTED:
+            out[dlt] = out.get(dlt, 0) + n
+    return out
+
+
+def skip_summary(skipped: Mapping[str, int] | None, *, limit: int | None = None, sep: str = ", ") -> str:
+    """``"12 non-IP ethertype 0x0806, 3 truncated IPv4 header"``: the most frequent first.
+
+    The one place that words a skip summary (``SkipCounts.skipped``, or such counts summed).
+    """
+    parts = sorted((skipped or {}).items(), key=lambda kv: -kv[1])[:limit]
+    return sep.join(f"{n} {reason}" for reason, n in parts)
