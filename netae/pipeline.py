@@ -225,8 +225,8 @@ def canonical_order(flows: FlowTable) -> npt.NDArray[np.int64]:
     """A total order of flows: first packet time, then file and key (used wherever flows are laid
     out, so that streamed, chunked and one-pass featurizing give the same rows)."""
     return np.lexsort(
-        (flows.proto, flows.dst_port, flows.dst_lo, flows.dst_hi, flows.src_port, flows.src_lo, flows.src_hi,
-         flows.file_id, flows.first_ns)
+        (flows.tunnel_key, flows.proto, flows.dst_port, flows.dst_lo, flows.dst_hi, flows.src_port, flows.src_lo,
+         flows.src_hi, flows.file_id, flows.first_ns)
     ).astype(np.int64)  # fmt: skip
 
 

@@ -350,3 +350,24 @@ def test_kernel_matches_the_numpy_oracle(name):
     for f in dataclasses.fields(a):
         np.testing.assert_array_equal(getattr(a, f.name), getattr(b, f.name), err_msg=f.name)
     assert ca.skipped == cb.skipped
+
+
+def test_sctp_ports_are_decoded_and_an_association_is_one_flow(tmp_path: Path) -> None:
+    """SCTP (protocol 132): ports from the common header, so 7 -> 7 is a flow with ports (issue 20)."""
+    from scapy.layers.sctp import SCTP, SCTPChunkData, SCTPChunkInit
+
+    from netae.flows import assemble_flows
+
+    frames = [
+        raw(eth() / IP(src="10.0.0.1", dst="10.0.0.2") / SCTP(sport=7, dport=7) / SCTPChunkInit()),
+        raw(eth() / IP(src="10.0.0.2", dst="10.0.0.1") / SCTP(sport=7, dport=7) / SCTPChunkData(data=b"x" * 10)),
+        raw(eth() / IPv6(src="2001:db8::1", dst="2001:db8::2") / SCTP(sport=5000, dport=38412) / SCTPChunkInit()),
+    ]
+    table, _ = read_all(pcap_bytes([Record(f, ts_ns=i) for i, f in enumerate(frames)]), tmp_path)
+    assert table.proto.tolist() == [132, 132, 132]
+    assert table.src_port.tolist() == [7, 7, 5000] and table.dst_port.tolist() == [7, 7, 38412]
+    assert table.has_ports.all()
+    assert table.payload_len.tolist() == [int(table.ip_len[i]) - (20 if i < 2 else 40) - 12 for i in range(3)]
+    flows = assemble_flows(table, idle_timeout_s=120.0, active_timeout_s=1800.0)
+    assert flows.n_flows == 2
+    assert (flows.src_port[0], flows.dst_port[0], flows.fwd_pkts[0], flows.bwd_pkts[0]) == (7, 7, 1, 1)
