@@ -363,7 +363,7 @@ def test_sctp_ports_are_decoded_and_an_association_is_one_flow(tmp_path: Path) -
         raw(eth() / IP(src="10.0.0.2", dst="10.0.0.1") / SCTP(sport=7, dport=7) / SCTPChunkData(data=b"x" * 10)),
         raw(eth() / IPv6(src="2001:db8::1", dst="2001:db8::2") / SCTP(sport=5000, dport=38412) / SCTPChunkInit()),
     ]
-    table, _ = read_all(pcap_bytes([Record(f, ts_ns=i) for i, f in enumerate(frames)]), tmp_path)
+    table, _ = read_all(pcap_bytes([Record(f, ts_ns=i * 1000) for i, f in enumerate(frames)]), tmp_path)
     assert table.proto.tolist() == [132, 132, 132]
     assert table.src_port.tolist() == [7, 7, 5000] and table.dst_port.tolist() == [7, 7, 38412]
     assert table.has_ports.all()
