@@ -418,3 +418,16 @@ def test_the_models_tunnel_settings_are_honoured_when_scoring(tmp_path: Path) ->
     with open(out, newline="") as fh:
         rows = list(csv.DictReader(fh))
     assert rows and all(row["tunnel"] == "" and row["dst_port"] == "4789" for row in rows)
+
+
+def test_ports_that_match_by_chance_leave_the_udp_packet_alone() -> None:
+    """An ephemeral source port of 2152 or 3544 carrying something else stays a UDP packet."""
+    dns_like = bytes.fromhex("6abc0100000100000000000003777777076578616d706c6503636f6d0000010001") + bytes(20)
+    frames = [
+        raw(Ether() / IP(src="10.0.0.1", dst="10.0.0.53") / UDP(sport=2152, dport=53) / dns_like),
+        raw(Ether() / IP(src="10.0.0.1", dst="10.0.0.53") / UDP(sport=3544, dport=53) / dns_like),
+        raw(Ether() / IP(src="10.0.0.1", dst="10.0.0.9") / UDP(sport=40000, dport=2152) / dns_like),  # not GTP
+    ]
+    table, counts = read([Record(f, ts_ns=i) for i, f in enumerate(frames)])
+    assert table.n_packets == 2 and table.dst_port.tolist() == [53, 53] and not table.tunnel_key.any()
+    assert counts.skipped == {"malformed gtpu header": 1}
