@@ -641,15 +641,14 @@ def _gtpu(buf: Any, p: int, end: int) -> Any:  # pragma: no cover - compiled
 def _teredo(buf: Any, p: int, end: int, udp_end: int) -> Any:  # pragma: no cover - compiled
     """Teredo (RFC 4380): optional authentication and origin indications, then IPv6.
 
-    The payload counts as IPv6 only when the IPv6 packet its length field describes fits in the
-    UDP payload (``udp_end``, from the UDP length; bubbles may carry padding after it): anything
-    else on the port stays a UDP packet.
+    As Zeek does, the payload counts as IPv6 only when its length field fills the UDP payload
+    exactly (``udp_end``, from the UDP length): anything else on the port stays a UDP packet.
     """
     if p + 2 <= end and _r16(buf, p) == 1:  # authentication indicator
         p += 13 + _r8(buf, p + 2) + _r8(buf, p + 3)
     if p + 2 <= end and _r16(buf, p) == 0:  # origin indication
         p += 8
-    if p + 40 > end or _r8(buf, p) >> 4 != 6 or p + 40 + _r16(buf, p + 4) > udp_end:
+    if p + 40 > end or _r8(buf, p) >> 4 != 6 or p + 40 + _r16(buf, p + 4) != udp_end:
         return 0, _R_KEPT, 0, 0, p, 0, 0
     return T_TEREDO, _R_KEPT, 0, 6, p, 0, 0
 
@@ -663,7 +662,7 @@ def _tunnel(buf: Any, proto: int, l4: int, end: int, udp_kind: Any) -> Any:  # p
         return _gre(buf, l4, end, T_GRE)
     if proto != IPPROTO_UDP or l4 + 8 > end:
         return 0, _R_KEPT, 0, 0, l4, 0, 0
-    kind = np.int64(udp_kind[_r16(buf, l4 + 2)])
+    kind: Any = np.int64(udp_kind[_r16(buf, l4 + 2)])
     if kind == 0:
         kind = np.int64(udp_kind[_r16(buf, l4)])
         if kind == T_GTPU:  # from the source port only: an ephemeral port may be 2152 by chance
