@@ -54,7 +54,7 @@ from netae.capture.tunnels import (
     T_VXLAN,
 )
 from netae.config import TunnelSettings
-from netae.tables import PacketTable, RecordBatch, SkipCounts
+from netae.tables import TUNNEL_COLUMNS, PacketTable, RecordBatch, SkipCounts
 
 __all__ = ["MAX_IPV6_EXT", "PAD_BYTES", "decode_records", "dns_columns"]
 
@@ -159,7 +159,9 @@ def decode_records(
     udp = _UDP_CACHE.get(t)
     if udp is None:
         udp = _UDP_CACHE[t] = _udp_table(t)
-    cols: dict[str, np.ndarray] = {name: np.empty(n, dt) for name, dt in _KERNEL_COLUMNS}
+    cols: dict[str, np.ndarray] = {
+        name: (np.zeros if name in TUNNEL_COLUMNS else np.empty)(n, dt) for name, dt in _KERNEL_COLUMNS
+    }
     reason = np.empty(n, np.int8)
     value = np.empty(n, np.int64)
     m, tso = _decode_kernel(
@@ -328,7 +330,7 @@ def _pppoe(buf: Any, p: int, end: int) -> Any:  # pragma: no cover - compiled
     return _ppp(buf, p + 6, end, T_PPPOE, session)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _after_ethertype(buf: Any, et: int, p: int, end: int, decap: bool) -> Any:  # pragma: no cover - compiled
     """What follows an EtherType field ending at ``p``: VLAN tags (up to 3), then IP, MPLS or PPPoE."""
     depth = 0
@@ -357,12 +359,12 @@ def _after_ethertype(buf: Any, et: int, p: int, end: int, decap: bool) -> Any:  
     return _R_ETHERTYPE, et, 0, p, 0, 0
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _ethernet(buf: Any, p: int, end: int, decap: bool) -> Any:  # pragma: no cover - compiled
     return _after_ethertype(buf, _r16(buf, p + 12), p + 14, end, decap)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _link(buf: Any, off: int, end: int, kind: int, hlen: int, et_at: int, decap: bool) -> Any:  # pragma: no cover
     """The link layer of one record, by link-type kind."""
     if kind == _K_ETHERNET:
@@ -401,49 +403,53 @@ def _link(buf: Any, off: int, end: int, kind: int, hlen: int, et_at: int, decap:
 
 
 # --- IP ------------------------------------------------------------------------------------------
-# Each returns (code, value, src_hi, src_lo, dst_hi, dst_lo, proto, ip_len, hdr_len, ttl, ip_id,
-# frag_off, more_fragments, l4, no_l4, tso).
+# Each writes the addresses, TTL, IP id and more-fragments flag of row ``m`` into ``o`` (src_hi,
+# src_lo, dst_hi, dst_lo, ttl, ip_id, more_fragments) and returns (code, value, proto, ip_len,
+# hdr_len, frag_off, l4, no_l4, tso). Writing into the output columns, not returning the fields,
+# keeps the common path as fast as one flat loop.
 
 _V4_TAG = 0xFFFF << 32
 
 
-@njit(cache=True, nogil=True)
-def _ip4(buf: Any, l3: int, end: int, frame_left: int) -> Any:  # pragma: no cover - compiled
-    z = np.uint64(0)
+@njit(cache=True, nogil=True, inline="always")
+def _ip4(buf: Any, l3: Any, end: Any, frame_left: Any, m: Any, o: Any) -> Any:  # pragma: no cover - compiled
     if l3 + 20 > end:
-        return _R_V4_SHORT, 0, z, z, z, z, 0, 0, 0, 0, 0, 0, False, l3, True, False
+        return _R_V4_SHORT, 0, 0, 0, 0, 0, l3, True, False
     w0 = _r32(buf, l3)
     vihl = w0 >> 24
     ihl = (vihl & 15) * 4
     tot = w0 & 0xFFFF
     tso = False
     if vihl >> 4 != 4:
-        return _R_V4_VER, vihl >> 4, z, z, z, z, 0, 0, 0, 0, 0, 0, False, l3, True, False
+        return _R_V4_VER, vihl >> 4, 0, 0, 0, 0, l3, True, False
     if ihl < 20:
-        return _R_V4_IHL, 0, z, z, z, z, 0, 0, 0, 0, 0, 0, False, l3, True, False
+        return _R_V4_IHL, 0, 0, 0, 0, 0, l3, True, False
     if tot == 0:  # TCP segmentation offload: the host saw the segment before the NIC split it
         tot = max(frame_left, ihl)
         tso = True
     if tot < ihl:
-        return _R_V4_TOT, 0, z, z, z, z, 0, 0, 0, 0, 0, 0, False, l3, True, False
+        return _R_V4_TOT, 0, 0, 0, 0, 0, l3, True, False
     w1 = _r32(buf, l3 + 4)
     w2 = _r32(buf, l3 + 8)
     frag = w1 & 0xFFFF
     tag = np.uint64(_V4_TAG)
-    src = np.uint64(_r32(buf, l3 + 12)) | tag
-    dst = np.uint64(_r32(buf, l3 + 16)) | tag
-    return (_R_KEPT, 0, z, src, z, dst, (w2 >> 16) & 255, tot, ihl, w2 >> 24, w1 >> 16, (frag & 0x1FFF) * 8,
-            (frag & 0x2000) != 0, l3 + ihl, False, tso)  # fmt: skip
+    o[0][m] = 0
+    o[1][m] = np.uint64(_r32(buf, l3 + 12)) | tag
+    o[2][m] = 0
+    o[3][m] = np.uint64(_r32(buf, l3 + 16)) | tag
+    o[4][m] = w2 >> 24
+    o[5][m] = w1 >> 16
+    o[6][m] = (frag & 0x2000) != 0
+    return _R_KEPT, 0, (w2 >> 16) & 255, tot, ihl, (frag & 0x1FFF) * 8, l3 + ihl, False, tso
 
 
-@njit(cache=True, nogil=True)
-def _ip6(buf: Any, l3: int, end: int) -> Any:  # pragma: no cover - compiled
-    z = np.uint64(0)
+@njit(cache=True, nogil=True, inline="always")
+def _ip6(buf: Any, l3: Any, end: Any, m: Any, o: Any) -> Any:  # pragma: no cover - compiled
     if l3 + 40 > end:
-        return _R_V6_SHORT, 0, z, z, z, z, 0, 0, 0, 0, 0, 0, False, l3, True, False
+        return _R_V6_SHORT, 0, 0, 0, 0, 0, l3, True, False
     nib = _r8(buf, l3) >> 4
     if nib != 6:
-        return _R_V6_VER, nib, z, z, z, z, 0, 0, 0, 0, 0, 0, False, l3, True, False
+        return _R_V6_VER, nib, 0, 0, 0, 0, l3, True, False
     nh = _r8(buf, l3 + 6)
     cur = l3 + 40
     frag_off = 0
@@ -475,8 +481,14 @@ def _ip6(buf: Any, l3: int, end: int) -> Any:  # pragma: no cover - compiled
             break
     if _is_ext(nh):
         stopped = True
-    return (_R_KEPT, 0, _r64(buf, l3 + 8), _r64(buf, l3 + 16), _r64(buf, l3 + 24), _r64(buf, l3 + 32), nh,
-            _r16(buf, l3 + 4) + 40, cur - l3, _r8(buf, l3 + 7), id6, frag_off, mf, cur, stopped, False)  # fmt: skip
+    o[0][m] = _r64(buf, l3 + 8)
+    o[1][m] = _r64(buf, l3 + 16)
+    o[2][m] = _r64(buf, l3 + 24)
+    o[3][m] = _r64(buf, l3 + 32)
+    o[4][m] = _r8(buf, l3 + 7)
+    o[5][m] = id6
+    o[6][m] = mf
+    return _R_KEPT, 0, nh, _r16(buf, l3 + 4) + 40, cur - l3, frag_off, cur, stopped, False
 
 
 # --- tunnels -------------------------------------------------------------------------------------
@@ -684,42 +696,48 @@ def _tunnel(buf: Any, proto: int, l4: int, end: int, udp_kind: Any) -> Any:  # p
 
 
 @njit(cache=True, nogil=True)
-def _open(buf: Any, off: Any, end: Any, origlen: Any, kind: Any, hlen: Any, et_at: Any, udp_kind: Any,
-          max_depth: Any) -> Any:  # fmt: skip  # pragma: no cover - compiled
-    """Link layer, IP headers and tunnels of one record, down to the innermost IP header.
+def _decap(buf: Any, ip: Any, off: Any, end: Any, origlen: Any, udp_kind: Any, max_depth: Any, m: Any, o: Any,
+           t: Any) -> Any:  # fmt: skip  # pragma: no cover - compiled
+    """Open the tunnels behind the IP header parsed into row ``m`` (``ip``: ``_ip4``'s result).
 
-    Returns (code, value, ip_version, ip fields (``_ip4``), tunnel_key, tunnel id, outer src hi,
-    lo, dst hi, lo). ``max_depth`` 0 turns decapsulation off (MPLS and PPPoE included).
+    Writes the tunnel columns of row ``m`` into ``t`` (tunnel_key, tunnel_id, outer src hi, lo,
+    dst hi, lo) and returns (code, value, ip_version, and ``_ip4``'s fields for the innermost
+    header); a tunnel found but not opened leaves ``ip`` as it was. The IPv4 and IPv6 results are
+    unpacked into scalars: a tuple unified from both runs several times slower.
     """
-    code, val, ver, l3, tk, tid = _link(buf, off, end, kind, hlen, et_at, max_depth > 0)
-    sym = tid if tk == T_PPPOE else 0
-    z = np.uint64(0)
-    outer = (z, z, z, z)
-    ip = _ip4(buf, off, off - 1, 0)  # placeholder of the right type for the skip returns
+    code, val, ver = _R_KEPT, 0, 0
+    tk, tid, sym = 0, 0, 0
     depth = 0
-    while code == _R_KEPT:
-        ip = _ip4(buf, l3, end, origlen - (l3 - off)) if ver == 4 else _ip6(buf, l3, end)
-        if ip[0] != _R_KEPT:
-            return ip[0], ip[1], ver, ip, z, 0, outer
-        if max_depth == 0 or ip[11] != 0 or ip[12] or ip[14]:  # fragments are not opened
+    c, v, proto, ip_len, hdr_len, frag_off, l4, no_l4, tso = ip
+    while True:
+        if frag_off != 0 or o[6][m] or no_l4:  # fragments are not opened
             break
-        nk, code, val, nver, nl3, ntid, nsym = _tunnel(buf, ip[6], ip[13], end, udp_kind)
+        nk, code, val, nver, nl3, ntid, nsym = _tunnel(buf, proto, l4, end, udp_kind)
         if nk == 0:
             code = _R_KEPT
             break
         depth += 1
         if code == _R_KEPT and depth > max_depth:
             code, val = _R_TUN_DEPTH, 0
-        tk, tid, sym, ver, l3 = nk, ntid, nsym, nver, nl3
-        outer = (ip[2], ip[3], ip[4], ip[5])
-    if code != _R_KEPT:
-        return code, val, ver, ip, z, 0, outer
-    key = (np.uint64(tk) << np.uint64(56)) | np.uint64(sym & 0xFFFFFFFF)
-    return _R_KEPT, 0, ver, ip, key, tid & 0xFFFFFFFF, outer
+        if code != _R_KEPT:
+            break
+        tk, tid, sym, ver = nk, ntid, nsym, nver
+        t[2][m], t[3][m], t[4][m], t[5][m] = o[0][m], o[1][m], o[2][m], o[3][m]
+        if nver == 4:
+            c, v, proto, ip_len, hdr_len, frag_off, l4, no_l4, tso = _ip4(buf, nl3, end, origlen - (nl3 - off), m, o)
+        else:
+            c, v, proto, ip_len, hdr_len, frag_off, l4, no_l4, tso = _ip6(buf, nl3, end, m, o)
+        if c != _R_KEPT:
+            code, val = c, v
+            break
+    if tk != 0:
+        t[0][m] = (np.uint64(tk) << np.uint64(56)) | np.uint64(sym & 0xFFFFFFFF)
+        t[1][m] = tid & 0xFFFFFFFF
+    return code, val, ver, (c, v, proto, ip_len, hdr_len, frag_off, l4, no_l4, tso)
 
 
-@njit(cache=True, nogil=True)
-def _transport(buf: Any, proto: int, l4: int, end: int, first: bool, icmp_proto: int) -> Any:  # pragma: no cover
+@njit(cache=True, nogil=True, inline="always")
+def _transport(buf: Any, proto: Any, l4: Any, end: Any, first: Any, icmp_proto: Any) -> Any:  # pragma: no cover
     """Ports (ICMP: type and code), TCP flags and window, and the transport header's length."""
     avail = end - l4
     is_tcp = first and proto == IPPROTO_TCP
@@ -752,6 +770,14 @@ def _transport(buf: Any, proto: int, l4: int, end: int, first: bool, icmp_proto:
     return sport, dport, has, it, ic, flags, window, l4_hdr
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _may_tunnel(proto: Any, l4: Any, end: Any, buf: Any, udp_kind: Any) -> Any:  # pragma: no cover - compiled
+    """A cheap test before ``_decap``: IP-in-IP, GRE, or UDP to or from a tunnel port."""
+    if proto == IPPROTO_UDP:
+        return l4 + 8 <= end and (udp_kind[_r16(buf, l4 + 2)] != 0 or udp_kind[_r16(buf, l4)] != 0)
+    return proto == IPPROTO_GRE or proto == IPPROTO_IPIP or proto == IPPROTO_IPV6  # noqa: SIM109 - numba
+
+
 @njit(cache=True, nogil=True)
 def _decode_kernel(  # type: ignore[no-untyped-def]  # pragma: no cover - compiled
     buf, offsets, caplen, origlen, linktype, ts_in, lt_kind, lt_hlen, lt_et_at, udp_kind, max_depth, reason, value,
@@ -759,34 +785,50 @@ def _decode_kernel(  # type: ignore[no-untyped-def]  # pragma: no cover - compil
     tcp_window, icmp_type_o, icmp_code_o, ttl_o, ip_id_o, frag_offset_o, more_fragments, has_ports_o, tunnel_key,
     tunnel_id, outer_src_hi, outer_src_lo, outer_dst_hi, outer_dst_lo, l4_off_o, rec_end_o,
 ):  # fmt: skip
-    """Every record of a batch (NOTE [decode kernel]); returns (packets written, TSO seen)."""
+    """Every record of a batch (NOTE [decode kernel]); returns (packets written, TSO seen).
+
+    The tunnel columns must come zeroed: only rows inside a tunnel are written.
+    """
     m = 0
     tso_seen = False
+    o = (src_hi, src_lo, dst_hi, dst_lo, ttl_o, ip_id_o, more_fragments)
+    t = (tunnel_key, tunnel_id, outer_src_hi, outer_src_lo, outer_dst_hi, outer_dst_lo)
     for i in range(len(offsets)):
         off = offsets[i]
         end = off + np.int64(caplen[i])
         dlt = np.int64(linktype[i])
-        code, val, ver, ip, key, tid, outer = _open(
-            buf, off, end, np.int64(origlen[i]), lt_kind[dlt], lt_hlen[dlt], lt_et_at[dlt], udp_kind, max_depth
-        )
+        code, val, ver, l3, lk, lid = _link(buf, off, end, lt_kind[dlt], lt_hlen[dlt], lt_et_at[dlt], max_depth > 0)
+        if code == _R_KEPT:
+            if ver == 4:
+                code, val, proto, ip_len, hdr_len, frag_off, l4, no_l4, tso = _ip4(
+                    buf, l3, end, np.int64(origlen[i]) - (l3 - off), m, o
+                )
+            else:
+                code, val, proto, ip_len, hdr_len, frag_off, l4, no_l4, tso = _ip6(buf, l3, end, m, o)
+            if code == _R_KEPT and max_depth > 0 and _may_tunnel(proto, l4, end, buf, udp_kind):
+                ip = (code, val, proto, ip_len, hdr_len, frag_off, l4, no_l4, tso)
+                code, val, nver, ip = _decap(buf, ip, off, end, np.int64(origlen[i]), udp_kind, max_depth, m, o, t)
+                _c, _v, proto, ip_len, hdr_len, frag_off, l4, no_l4, tso = ip
+                ver = nver if nver else ver
+            if lk != 0 and tunnel_key[m] == 0:  # MPLS or PPPoE in front of the (outermost) IP header
+                tunnel_key[m] = (np.uint64(lk) << np.uint64(56)) | np.uint64(lid if lk == T_PPPOE else 0)
+                tunnel_id[m] = lid
         reason[i] = code
         value[i] = val
         if code != _R_KEPT:
+            t[0][m], t[1][m] = 0, 0  # a skipped row may have been written: clear it for the next one
+            t[2][m], t[3][m], t[4][m], t[5][m] = 0, 0, 0, 0
             continue
-        _c, _v, s_hi, s_lo, d_hi, d_lo, proto, ip_len, hdr_len, ttl, ip_id, frag_off, mf, l4, no_l4, tso = ip
         tso_seen = tso_seen or tso
         sp, dp, has, it, ic, flags, window, l4_hdr = _transport(
             buf, proto, l4, end, frag_off == 0 and not no_l4, IPPROTO_ICMP if ver == 4 else IPPROTO_ICMPV6
         )
         ts_ns[m] = ts_in[i]
-        src_hi[m], src_lo[m], dst_hi[m], dst_lo[m] = s_hi, s_lo, d_hi, d_lo
         src_port[m], dst_port[m], has_ports_o[m] = sp, dp, has
         icmp_type_o[m], icmp_code_o[m], tcp_flags[m], tcp_window[m] = it, ic, flags, window
-        proto_o[m], ip_version[m], ip_len_o[m], ttl_o[m], ip_id_o[m] = proto, ver, ip_len, ttl, ip_id
+        proto_o[m], ip_version[m], ip_len_o[m] = proto, ver, ip_len
         payload_len[m] = max(ip_len - hdr_len - l4_hdr, 0)
-        frag_offset_o[m], more_fragments[m] = frag_off, mf
-        tunnel_key[m], tunnel_id[m] = key, tid
-        outer_src_hi[m], outer_src_lo[m], outer_dst_hi[m], outer_dst_lo[m] = outer
+        frag_offset_o[m] = frag_off
         l4_off_o[m], rec_end_o[m] = l4, end
         m += 1
     return m, tso_seen

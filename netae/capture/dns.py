@@ -75,7 +75,7 @@ def dns_questions(buf: npt.NDArray[np.uint8], start: _I64, end: _I64) -> DnsQues
     return out
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _walk_name(buf: Any, name0: Any, avail: Any, last: Any) -> Any:  # pragma: no cover - compiled
     """Walk the labels at ``name0``: (status, wire bytes before the terminator, first label length).
 

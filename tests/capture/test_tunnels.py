@@ -431,3 +431,28 @@ def test_ports_that_match_by_chance_leave_the_udp_packet_alone() -> None:
     table, counts = read([Record(f, ts_ns=i) for i, f in enumerate(frames)])
     assert table.n_packets == 2 and table.dst_port.tolist() == [53, 53] and not table.tunnel_key.any()
     assert counts.skipped == {"malformed gtpu header": 1}
+
+
+def test_ecs_documents_carry_the_tunnel_and_the_inner_community_id(small_model: Path, tmp_path: Path) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from netae.cli import app
+
+    frames = frames_for(0)[:1500]
+    docs = {}
+    for name, records in (("bare", bare(frames)), ("vxlan", wrapped("vxlan", frames))):
+        path = tmp_path / f"{name}.pcap"
+        path.write_bytes(pcap_bytes(records))
+        r = CliRunner().invoke(app, ["score", str(path), "-m", str(small_model), "-f", "jsonl", "--all", "-q",
+                                     "--device", "cpu"])  # fmt: skip
+        assert r.exit_code in (0, 1), r.stderr
+        docs[name] = [json.loads(line) for line in r.stdout.splitlines()]
+    assert len(docs["bare"]) == len(docs["vxlan"]) > 10
+    for a, b in zip(docs["bare"], docs["vxlan"], strict=True):
+        assert "tunnel" not in a["netae"]
+        assert b["netae"]["tunnel"] == {"type": "vxlan", "vni": 77, "source": {"ip": A}, "destination": {"ip": B}}
+        assert a["network"]["community_id"] == b["network"]["community_id"]
+        assert a["source"] == b["source"] and a["destination"] == b["destination"]
+        assert a["netae"]["score"] == b["netae"]["score"]
