@@ -35,11 +35,21 @@ class FlowSettings:
     idle_timeout_s: float = 120.0
     active_timeout_s: float = 1800.0
     max_packets: int = 64
+    # A TCP flow ends this long after FIN from both sides or a RST (0: only the timeouts end it).
+    tcp_close_linger_s: float = 1.0
+    # At most this many flows open at once; past it, floods are aggregated (NOTE [flood cap]).
+    max_open_flows: int = 500_000
 
     def check(self) -> None:
         _positive("flows.idle_timeout_s", self.idle_timeout_s)
         _positive("flows.active_timeout_s", self.active_timeout_s)
         _int_range("flows.max_packets", self.max_packets, 2, 100_000)
+        linger = self.tcp_close_linger_s
+        if not isinstance(linger, int | float) or isinstance(linger, bool) or not 0.0 <= linger <= 3600.0:
+            raise ConfigError(
+                f"flows.tcp_close_linger_s must be from 0 to 3600 seconds (0: off), got {self.tcp_close_linger_s!r}"
+            )
+        _int_range("flows.max_open_flows", self.max_open_flows, 1_000, 100_000_000)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,9 +84,12 @@ class ContextSettings:
 
     enabled: bool = True
     window_s: float = 300.0
+    # Context looks back over at most this many flows (the latest to end; NOTE [context cap]).
+    max_events: int = 1_000_000
 
     def check(self) -> None:
         _positive("context.window_s", self.window_s)
+        _int_range("context.max_events", self.max_events, 1_000, 1_000_000_000)
 
 
 @dataclass(frozen=True, slots=True)

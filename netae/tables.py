@@ -32,9 +32,12 @@ __all__ = [
     "ScoreTable",
     "SkipCounts",
     "TUNNEL_COLUMNS",
+    "canonical_order",
+    "concat_flow_parts",
     "format_ip",
     "format_ips",
     "parse_ip",
+    "reorder_flows",
 ]
 
 # The high half of every IPv4-mapped address (::ffff:0:0/96 has hi == 0, lo >> 32 == 0xffff).
@@ -161,17 +164,6 @@ _PACKET_COLUMNS: dict[str, Any] = {
     "dns_label_entropy": np.float32,
     "dns_name_hash": np.uint64,
     "dns_parent_hash": np.uint64,
-}
-
-# NOTE [tunnel columns]: where a packet came inside a tunnel (capture/decode.py decapsulates it),
-# ``tunnel_key`` packs the innermost encapsulation's kind (top byte, 0: none) and, in its low 32
-# bits, an identifier that is the same in both directions by design (VXLAN/Geneve VNI, PPPoE
-# session; 0 for the other kinds); it is one more word of the flow key, compared in full.
-# ``tunnel_id`` is the identifier as seen in the packet (also GRE key, ERSPAN session, GTP-U TEID,
-# MPLS top label, PPTP call id, which may differ by direction) and ``outer_*`` the endpoints of the
-# IP header that carried the innermost tunnel (zeros where there is none): metadata, not key.
-# Tables built without them get zeros.
-_TUNNEL_COLUMNS: dict[str, Any] = {
     "tunnel_key": np.uint64,
     "tunnel_id": np.uint32,
     "outer_src_hi": np.uint64,
@@ -179,21 +171,35 @@ _TUNNEL_COLUMNS: dict[str, Any] = {
     "outer_dst_hi": np.uint64,
     "outer_dst_lo": np.uint64,
 }
+# NOTE [tunnel columns]: where a packet came inside a tunnel (capture/decode.py decapsulates it),
+# ``tunnel_key`` packs the innermost encapsulation's kind (top byte, 0: none) and, in its low 32
+# bits, an identifier that is the same in both directions by design (VXLAN/Geneve VNI, PPPoE
+# session; 0 for the other kinds); it is one more word of the flow key, compared in full.
+# ``tunnel_id`` is the identifier as seen in the packet (also GRE key, ERSPAN session, GTP-U TEID,
+# MPLS top label, PPTP call id, which may differ by direction) and ``outer_*`` the endpoints of the
+# IP header that carried the innermost tunnel (zeros where there is none): metadata, not key. A
+# flow carries its first packet's.
+TUNNEL_COLUMNS = ("tunnel_key", "tunnel_id", "outer_src_hi", "outer_src_lo", "outer_dst_hi", "outer_dst_lo")
+# Columns that may be left out when a table is built: they are then zeros.
+_OPTIONAL = {*TUNNEL_COLUMNS, "agg_flows", "agg_pkts", "agg_bytes", "agg_srcs"}
 
 
-def _no_column() -> np.ndarray:
-    return np.empty(0, np.uint64)
+def _fill_optional(obj: Any, spec: dict[str, Any], n: int) -> None:
+    for name in _OPTIONAL.intersection(spec):
+        if len(getattr(obj, name)) == 0 and n:
+            object.__setattr__(obj, name, np.zeros(n, spec[name]))
 
 
-def _fill_tunnel_columns(obj: Any, n: int) -> None:
-    """Zeros for tunnel columns left out of a constructor call (NOTE [tunnel columns])."""
-    for name, dtype in _TUNNEL_COLUMNS.items():
-        arr = getattr(obj, name)
-        if n and isinstance(arr, np.ndarray) and len(arr) == 0:
-            object.__setattr__(obj, name, np.zeros(n, dtype))
-        elif len(arr) == 0 and arr.dtype != np.dtype(dtype):
-            object.__setattr__(obj, name, np.zeros(0, dtype))
-    _check_columns(obj, {**_TUNNEL_COLUMNS, "file_id": np.int32}, "rows")
+def _zeros_u64() -> npt.NDArray[np.uint64]:
+    return np.zeros(0, np.uint64)
+
+
+def _zeros_i64() -> npt.NDArray[np.int64]:
+    return np.zeros(0, np.int64)
+
+
+def _zeros_u32() -> npt.NDArray[np.uint32]:
+    return np.zeros(0, np.uint32)
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,7 +214,9 @@ class PacketTable:
     packet is a non-first fragment: its ports are then unknown (0). ``frag_offset`` is in bytes.
     ``dns_*`` describe the question name of a DNS message over UDP port 53 (``capture/dns.py``):
     text length, first label's length and character entropy (bits), hashes of the name and of
-    its parent; zeros where the packet holds no readable name.
+    its parent; zeros where the packet holds no readable name. ``tunnel_key`` identifies the
+    tunnel the packet came through (0: none); it is one more word of the flow key. ``tunnel_id``
+    and ``outer_*`` describe that tunnel (NOTE [tunnel columns]).
     """
 
     ts_ns: npt.NDArray[np.int64]
@@ -237,16 +245,16 @@ class PacketTable:
     dns_label_entropy: npt.NDArray[np.float32]
     dns_name_hash: npt.NDArray[np.uint64]
     dns_parent_hash: npt.NDArray[np.uint64]
-    tunnel_key: npt.NDArray[np.uint64] = field(default_factory=_no_column)
-    tunnel_id: npt.NDArray[np.uint32] = field(default_factory=_no_column)
-    outer_src_hi: npt.NDArray[np.uint64] = field(default_factory=_no_column)
-    outer_src_lo: npt.NDArray[np.uint64] = field(default_factory=_no_column)
-    outer_dst_hi: npt.NDArray[np.uint64] = field(default_factory=_no_column)
-    outer_dst_lo: npt.NDArray[np.uint64] = field(default_factory=_no_column)
+    tunnel_key: npt.NDArray[np.uint64] = field(default_factory=_zeros_u64)
+    tunnel_id: npt.NDArray[np.uint32] = field(default_factory=_zeros_u32)
+    outer_src_hi: npt.NDArray[np.uint64] = field(default_factory=_zeros_u64)
+    outer_src_lo: npt.NDArray[np.uint64] = field(default_factory=_zeros_u64)
+    outer_dst_hi: npt.NDArray[np.uint64] = field(default_factory=_zeros_u64)
+    outer_dst_lo: npt.NDArray[np.uint64] = field(default_factory=_zeros_u64)
 
     def __post_init__(self) -> None:
-        n = _check_columns(self, _PACKET_COLUMNS, "packets")
-        _fill_tunnel_columns(self, n)
+        _fill_optional(self, _PACKET_COLUMNS, len(self.ts_ns))
+        _check_columns(self, _PACKET_COLUMNS, "packets")
 
     @property
     def n_packets(self) -> int:
@@ -270,6 +278,9 @@ class PacketTable:
 
     def take(self, idx: npt.NDArray[np.int64]) -> PacketTable:
         return type(self)(**{f.name: getattr(self, f.name)[idx] for f in fields(self)})
+
+    def column_dict(self) -> dict[str, np.ndarray]:
+        return {name: getattr(self, name) for name in _PACKET_COLUMNS}
 
 
 @dataclass(slots=True)
@@ -335,6 +346,16 @@ _FLOW_COLUMNS: dict[str, Any] = {
     "fwd_bytes": np.int64,
     "bwd_bytes": np.int64,
     "file_id": np.int32,
+    "tunnel_key": np.uint64,
+    "tunnel_id": np.uint32,
+    "outer_src_hi": np.uint64,
+    "outer_src_lo": np.uint64,
+    "outer_dst_hi": np.uint64,
+    "outer_dst_lo": np.uint64,
+    "agg_flows": np.int64,
+    "agg_pkts": np.int64,
+    "agg_bytes": np.int64,
+    "agg_srcs": np.int64,
 }
 
 
@@ -345,7 +366,13 @@ class FlowTable:
     ``src`` is the initiator: the sender of the flow's first packet (fwd direction, defined in
     ``flows.py``). ``order`` lists PacketTable rows grouped by flow, in time order within a flow;
     ``offsets`` (n_flows + 1) delimits each flow's run of ``order``. ``is_fwd`` is aligned with
-    ``order``. Bytes are sums of ``ip_len``.
+    ``order``. Bytes are sums of ``ip_len``. ``tunnel_key`` is the key word of the tunnel the
+    flow came through (0: none); ``tunnel_id`` and ``outer_*`` describe the tunnel of its first
+    packet (NOTE [tunnel columns]).
+
+    A row with ``agg_flows`` > 0 is an aggregate of that many one-packet or handshake-only flows
+    evicted under a flood (NOTE [flood cap] in ``flows.py``): its packet run is one representative
+    packet, and ``agg_pkts``, ``agg_bytes`` and ``agg_srcs`` (distinct sources) count them all.
     """
 
     src_hi: npt.NDArray[np.uint64]
@@ -366,16 +393,20 @@ class FlowTable:
     order: npt.NDArray[np.int64]
     offsets: npt.NDArray[np.int64]
     is_fwd: npt.NDArray[np.bool_]
-    tunnel_key: npt.NDArray[np.uint64] = field(default_factory=_no_column)
-    tunnel_id: npt.NDArray[np.uint32] = field(default_factory=_no_column)
-    outer_src_hi: npt.NDArray[np.uint64] = field(default_factory=_no_column)
-    outer_src_lo: npt.NDArray[np.uint64] = field(default_factory=_no_column)
-    outer_dst_hi: npt.NDArray[np.uint64] = field(default_factory=_no_column)
-    outer_dst_lo: npt.NDArray[np.uint64] = field(default_factory=_no_column)
+    tunnel_key: npt.NDArray[np.uint64] = field(default_factory=_zeros_u64)
+    tunnel_id: npt.NDArray[np.uint32] = field(default_factory=_zeros_u32)
+    outer_src_hi: npt.NDArray[np.uint64] = field(default_factory=_zeros_u64)
+    outer_src_lo: npt.NDArray[np.uint64] = field(default_factory=_zeros_u64)
+    outer_dst_hi: npt.NDArray[np.uint64] = field(default_factory=_zeros_u64)
+    outer_dst_lo: npt.NDArray[np.uint64] = field(default_factory=_zeros_u64)
+    agg_flows: npt.NDArray[np.int64] = field(default_factory=_zeros_i64)
+    agg_pkts: npt.NDArray[np.int64] = field(default_factory=_zeros_i64)
+    agg_bytes: npt.NDArray[np.int64] = field(default_factory=_zeros_i64)
+    agg_srcs: npt.NDArray[np.int64] = field(default_factory=_zeros_i64)
 
     def __post_init__(self) -> None:
+        _fill_optional(self, _FLOW_COLUMNS, len(self.first_ns))
         n = _check_columns(self, _FLOW_COLUMNS, "flows")
-        _fill_tunnel_columns(self, n)
         _check_dtype("FlowTable.order", self.order, np.int64)
         _check_dtype("FlowTable.is_fwd", self.is_fwd, np.bool_)
         if len(self.is_fwd) != len(self.order):
@@ -416,12 +447,48 @@ class FlowTable:
         )
 
     def column_dict(self) -> dict[str, np.ndarray]:
-        """The per-flow columns (not the ragged packet index), tunnel metadata included."""
-        return {name: getattr(self, name) for name in (*_FLOW_COLUMNS, *_TUNNEL_COLUMNS)}
+        """The per-flow columns (not the ragged packet index)."""
+        return {name: getattr(self, name) for name in _FLOW_COLUMNS}
 
 
 FLOW_COLUMNS = tuple(_FLOW_COLUMNS)
-TUNNEL_COLUMNS = tuple(_TUNNEL_COLUMNS)  # carried from each flow's first packet (NOTE [tunnel columns])
+
+
+def concat_flow_parts(parts: list[tuple[PacketTable, FlowTable]]) -> tuple[PacketTable, FlowTable]:
+    """Concatenate (packets, flows) pairs, shifting each flow's packet rows."""
+    parts = [(p, f) for p, f in parts if f.n_flows]
+    if not parts:
+        return PacketTable.empty(), FlowTable.empty()
+    if len(parts) == 1:
+        return parts[0]
+    packets = PacketTable.concat([p for p, _ in parts])
+    base = np.cumsum([0] + [p.n_packets for p, _ in parts[:-1]])
+    pkt_base = np.cumsum([0] + [len(f.order) for _, f in parts[:-1]])
+    cols = {name: np.concatenate([f.column_dict()[name] for _, f in parts]) for name in FLOW_COLUMNS}
+    order = np.concatenate([f.order + b for (_, f), b in zip(parts, base, strict=True)])
+    offsets = np.concatenate([[0]] + [f.offsets[1:] + b for (_, f), b in zip(parts, pkt_base, strict=True)])
+    is_fwd = np.concatenate([f.is_fwd for _, f in parts])
+    return packets, FlowTable(**cols, order=order, offsets=offsets.astype(np.int64), is_fwd=is_fwd)
+
+
+def canonical_order(flows: FlowTable) -> npt.NDArray[np.int64]:
+    """A total order of flows: first packet time, then file and key (used wherever flows are laid
+    out, so that streamed, chunked and one-pass featurizing give the same rows)."""
+    return np.lexsort(
+        (flows.tunnel_key, flows.proto, flows.dst_port, flows.dst_lo, flows.dst_hi, flows.src_port, flows.src_lo,
+         flows.src_hi, flows.file_id, flows.first_ns)
+    ).astype(np.int64)  # fmt: skip
+
+
+def reorder_flows(flows: FlowTable, rank: npt.NDArray[np.int64]) -> tuple[FlowTable, npt.NDArray[np.int64]]:
+    """Flows in ``rank`` order with their packet runs; also the packet-row permutation used."""
+    lengths = flows.n_packets[rank]
+    offsets = np.zeros(len(rank) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    starts = flows.offsets[:-1][rank]
+    idx = np.repeat(starts, lengths) + (np.arange(offsets[-1]) - np.repeat(offsets[:-1], lengths))
+    cols = {name: arr[rank] for name, arr in flows.column_dict().items()}
+    return FlowTable(**cols, order=flows.order[idx], offsets=offsets, is_fwd=flows.is_fwd[idx]), idx
 
 
 @dataclass(frozen=True, slots=True)
