@@ -276,7 +276,9 @@ def _file_progress(sources: list[str], quiet: bool) -> tuple[Callable[[str, Any]
             if not quiet:
                 warn(message if message.startswith(source) else f"{source}: {message}")
         if counts.skipped:
-            detail = ", ".join(f"{n} {reason}" for reason, n in sorted(counts.skipped.items(), key=lambda kv: -kv[1]))
+            from netae.capture.skips import skip_summary
+
+            detail = skip_summary(counts.skipped)
             log.info("%s: skipped %d of %d records (%s)", source, counts.n_skipped, counts.records, detail)
 
     return on_file, progress.stop
@@ -746,7 +748,9 @@ def featurize(
             for k, v in r.skipped.items():
                 skipped[k] = skipped.get(k, 0) + v
         flows = sum(r.flows for r in results)
-        detail = ", ".join(f"{v} {k}" for k, v in sorted(skipped.items(), key=lambda kv: -kv[1])) or "none"
+        from netae.capture.skips import skip_summary
+
+        detail = skip_summary(skipped) or "none"
         say(
             f"read {records} records from {len(results) - len(failed)} of {len(results)} capture(s); "
             f"skipped: {detail}; " + (f"{flows} flows; " if output.suffix != ".parquet" else "") + f"wrote {output}"

@@ -54,7 +54,15 @@ import numpy.typing as npt
 
 from netae.jit import njit
 from netae.protocols import IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN
-from netae.tables import FlowTable, PacketTable, canonical_order, concat_flow_parts, format_ip, reorder_flows
+from netae.tables import (
+    TUNNEL_COLUMNS,
+    FlowTable,
+    PacketTable,
+    canonical_order,
+    concat_flow_parts,
+    format_ip,
+    reorder_flows,
+)
 
 __all__ = [
     "KEY_WORDS",
@@ -799,7 +807,8 @@ class FlowAssembler:
             proto=proto, ip_version=a["ip_version"][head], first_ns=st[:, S_START].copy(),
             last_ns=st[:, S_LAST].copy(), fwd_pkts=st[:, S_FWD_N].copy(), bwd_pkts=st[:, S_N] - st[:, S_FWD_N],
             fwd_bytes=st[:, S_FWD_B].copy(), bwd_bytes=st[:, S_B] - st[:, S_FWD_B], file_id=a["file_id"][head],
-            tunnel_key=a["tunnel_key"][head], order=order, offsets=offsets, is_fwd=self._arena.fwd[rows],
+            order=order, offsets=offsets, is_fwd=self._arena.fwd[rows],
+            **{name: a[name][head] for name in TUNNEL_COLUMNS},  # the tunnel of the first packet
         )  # fmt: skip
         return self._arena.take(kept), flows, self._arena.arrival[kept]
 

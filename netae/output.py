@@ -28,10 +28,11 @@ import numpy as np
 import numpy.typing as npt
 from rich.markup import escape
 
+from netae.capture.tunnels import tunnel_documents, tunnel_texts
 from netae.errors import OutputError, printable
 from netae.files import atomic_write, in_place, target_kind
 from netae.protocols import ICMP_PROTOCOLS, PORTED, PROTOCOL_NAMES
-from netae.tables import ScoreTable, format_ip, format_ips
+from netae.tables import FlowTable, ScoreTable, format_ip, format_ips
 
 __all__ = [
     "CSV_COLUMNS",
@@ -82,6 +83,7 @@ CSV_COLUMNS = (
     "worst_packets",
     "top_features",
     "explanation",
+    "tunnel",
 )
 
 _TRANSPORT = PROTOCOL_NAMES
@@ -389,9 +391,16 @@ def csv_rows(table: ScoreTable, rows: npt.NDArray[np.int64]) -> Iterator[list[An
         _worst_strings(table, rows),
         top,
         expl,
+        tunnel_texts(*_tunnel_args(f, rows)),
     ]
     for row in zip(*columns, strict=True):
         yield list(row)
+
+
+def _tunnel_args(f: FlowTable, rows: npt.NDArray[np.int64]) -> tuple[Any, Any, Any, Any]:
+    """The tunnel columns of the selected flows, for ``tunnel_texts``/``tunnel_documents``."""
+    return (f.tunnel_key[rows], f.tunnel_id[rows], (f.outer_src_hi[rows], f.outer_src_lo[rows]),
+            (f.outer_dst_hi[rows], f.outer_dst_lo[rows]))  # fmt: skip
 
 
 def risk_norm(score: float, threshold: float) -> float:
@@ -473,6 +482,7 @@ def ecs_documents(table: ScoreTable, rows: npt.NDArray[np.int64]) -> Iterator[di
     names = table.feature_names
     threshold = finite_or_none(table.threshold)
     safe_files = [printable(name) for name in table.files]
+    tunnels = tunnel_documents(*_tunnel_args(f, rows))
     for n, (i, first, last, t0, t1, src_ip, dst_ip, sport, dport, proto, ipv, pf, pb, bf, bb, score, anomalous,
             file_id, cid, w_idx, w_fwd, w_len, w_err, top) in enumerate(columns):  # fmt: skip
         source: dict[str, Any] = {"ip": src_ip, "packets": pf, "bytes": bf}
@@ -511,6 +521,8 @@ def ecs_documents(table: ScoreTable, rows: npt.NDArray[np.int64]) -> Iterator[di
         }
         if proto in ICMP_PROTOCOLS:
             netae["icmp"] = {"type": sport, "code": dport}
+        if tunnels[n] is not None:
+            netae["tunnel"] = tunnels[n]
         explanation = table.explanations[i] if table.explanations else ""
         if explanation:
             netae["explanation"] = printable(explanation)

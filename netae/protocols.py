@@ -17,6 +17,8 @@ __all__ = [
     "IPPROTO_HOPOPTS",
     "IPPROTO_ICMP",
     "IPPROTO_ICMPV6",
+    "IPPROTO_IPIP",
+    "IPPROTO_IPV6",
     "IPPROTO_ROUTING",
     "IPPROTO_SCTP",
     "IPPROTO_TCP",
@@ -34,8 +36,10 @@ __all__ = [
 
 IPPROTO_HOPOPTS = 0  # IPv6 hop-by-hop options (extension header)
 IPPROTO_ICMP = 1
+IPPROTO_IPIP = 4  # IPv4 in IP (tunnel)
 IPPROTO_TCP = 6
 IPPROTO_UDP = 17
+IPPROTO_IPV6 = 41  # IPv6 in IP (tunnel)
 IPPROTO_ROUTING = 43  # IPv6 routing header
 IPPROTO_FRAGMENT = 44  # IPv6 fragment header
 IPPROTO_GRE = 47

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
+from netae.capture.skips import skip_summary, unsupported_link_types
 from netae.config import Settings, given, settings_from_dict
 from netae.errors import CalibrationRefused, CaptureError, ConfigError, InputError, NetaeError, UnsupportedLinkType
 from netae.features import Scaler, fit_scaler
@@ -59,13 +60,6 @@ class TrainRun:
         return self.model.threshold
 
 
-def _describe_skips(counts: SkipCounts) -> str:
-    if not counts.skipped:
-        return ""
-    parts = sorted(counts.skipped.items(), key=lambda kv: -kv[1])
-    return "; ".join(f"{n} {reason}" for reason, n in parts[:4])
-
-
 def require_flows(data: Featurized) -> None:
     """Refuse input that produced no flows, with a message saying why."""
     if data.flows.n_flows:
@@ -77,16 +71,15 @@ def require_flows(data: Featurized) -> None:
     total = SkipCounts()
     for c in data.counts:
         total.merge(c)
-    detail = _describe_skips(total)
+    detail = skip_summary(total.skipped, limit=4, sep="; ")
     names = ", ".join(data.files[:3]) + (" ..." if len(data.files) > 3 else "")
     if total.records == 0:
         raise InputError(f"{names}: the capture holds no packets")
-    skipped = total.skipped or {}
-    unsupported = sorted(r for r in skipped if r.startswith("link type ") and r.endswith("unsupported"))
-    if unsupported and sum(skipped[r] for r in unsupported) == total.records:
-        from netae.capture.linktypes import LINK_TYPES
+    unsupported = unsupported_link_types(total)
+    if unsupported and sum(unsupported.values()) == total.records:
+        from netae.capture.linktypes import LINK_TYPES, link_type_name
 
-        kinds = ", ".join(r.removesuffix(" unsupported").removeprefix("link type ") for r in unsupported)
+        kinds = ", ".join(f"{d} ({link_type_name(d)})" for d in sorted(unsupported))
         supported = ", ".join(f"{d} ({lt.name})" for d, lt in sorted(LINK_TYPES.items()))
         raise UnsupportedLinkType(
             f"{names}: uses link type {kinds}, which netae does not decode; supported link types: {supported}"

@@ -23,7 +23,16 @@ PYARROW_OK = {"dataset.py"}
 # README "How it works", bottom to top.
 LAYERS: dict[str, tuple[str, ...]] = {
     "base": ("netae", "errors", "tables", "config", "files", "jit", "extras", "protocols"),
-    "capture": ("capture", "capture._walk", "capture.decode", "capture.dns", "capture.linktypes", "capture.reader"),
+    "capture": (
+        "capture",
+        "capture._walk",
+        "capture.decode",
+        "capture.dns",
+        "capture.linktypes",
+        "capture.reader",
+        "capture.skips",
+        "capture.tunnels",
+    ),
     "stages": ("flows", "context", "features", "windows", "threshold", "explain"),
     "featurize": ("pipeline", "dataset"),
     "model": ("modelfile", "model", "infer", "score", "train"),
