@@ -55,6 +55,8 @@ log = logging.getLogger("netae")
 
 
 class GroupBy(enum.StrEnum):
+    incident = "incident"
+    flow = "flow"
     host = "host"
     pair = "pair"
 
@@ -305,11 +307,15 @@ def score(
     report: Annotated[Path | None, typer.Option("--report", help="Also write an HTML report here.")] = None,
     group_by: Annotated[
         GroupBy | None,
-        typer.Option("--group-by", help="Roll flows up to one alert per source host or host pair."),
+        typer.Option(
+            "--group-by",
+            help="One row per incident (default of --format table), per flow (default of csv and jsonl), "
+            "or per source host or host pair.",
+        ),
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing on stderr on success.")] = False,
 ) -> None:
-    from netae.output import atomic_write, render, render_groups, select_rows
+    from netae.output import atomic_write, render, render_groups, render_incidents, select_rows
     from netae.pipeline import expand_inputs
     from netae.stream import wants_stream
 
@@ -321,15 +327,19 @@ def score(
     sources = expand_inputs(paths)
     if stream and report is not None:
         raise typer.BadParameter("--report needs the whole capture; use it without --stream")
-    if stream and group_by is not None:
+    if stream and group_by not in (None, GroupBy.flow):
         raise typer.BadParameter("--group-by needs the whole capture; use it without --stream")
-    if stream or (stream is None and report is None and group_by is None and wants_stream(sources)):
+    if stream or (stream is None and report is None and group_by in (None, GroupBy.flow) and wants_stream(sources)):
         _score_stream(sources, model=model, fmt=fmt, output=output, all_flows=all_flows, threshold=threshold,
                       limit=limit, append=append, device=device, quiet=quiet)  # fmt: skip
     run = _score_with_progress(sources, model=model, threshold=threshold, device=device, quiet=quiet)
     table = run.table
     kwargs = {"limit": limit or None} if fmt is OutputFormat.table else {}
-    if group_by is not None:
+    if group_by is None:  # people see incidents first; programs get one row per flow
+        group_by = GroupBy.incident if fmt is OutputFormat.table and not all_flows else GroupBy.flow
+    if group_by is GroupBy.incident:
+        text = render_incidents(table, fmt.value, **kwargs)
+    elif group_by is not GroupBy.flow:
         text = render_groups(table, group_by.value, fmt.value, include_all=all_flows, **kwargs)
     else:
         rows = select_rows(table, include_all=all_flows, by_score=fmt is OutputFormat.table)

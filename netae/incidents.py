@@ -302,8 +302,9 @@ def _sentence(table: ScoreTable, st: _Stats, kind: str, rep: int, span_s: float)
         return f"{src} opened {_plural(n, 'short session')} to the login service {dst}:{port} {during}"
     if kind == "ICMP":
         return f"{src} exchanged {_plural(n, 'ICMP flow')} with {dst} {during}"
-    what = f"{_plural(n, 'connection')} from {src} to {dst}:{port}"
-    return f"{what} {during}" if n > 1 else f"{src} connected to {dst}:{port} ({human_bytes(st.fwd_bytes + st.bwd_bytes)})"
+    if n > 1:
+        return f"{_plural(n, 'connection')} from {src} to {dst}:{port} {during}"
+    return f"{src} connected to {dst}:{port} ({human_bytes(st.fwd_bytes + st.bwd_bytes)})"
 
 
 def _incident_id(table: ScoreTable, kind: str, rep: int, first_ns: int, cls: int) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -484,9 +484,11 @@ def build_score_table(
 ) -> ScoreTable:
     """Verdicts plus the worst packets, top features and explanations of every flow (vectorised).
 
-    Explanations (``explain.py``) are written for the flagged flows only.
+    Explanations (``explain.py``) are written for the flagged flows only, which are then gathered
+    into incidents (``incidents.py``) within the context window ``window_s``.
     """
     from netae.explain import explain_flows
+    from netae.incidents import find_incidents
 
     flows = data.flows
     n_flows = flows.n_flows
@@ -515,7 +517,7 @@ def build_score_table(
         window_s=window_s,
         which=is_anomaly,
     )
-    return ScoreTable(
+    table = ScoreTable(
         flows=flows,
         score=score,
         is_anomaly=is_anomaly,
@@ -531,6 +533,7 @@ def build_score_table(
         feature_names=data.features.names,
         explanations=explanations,
     )
+    return replace(table, incidents=find_incidents(table, window_s=window_s))
 
 
 def calibrate_model(
