@@ -27,6 +27,7 @@ from netae.tables import Features, FlowTable, PacketTable, ScoreTable, SkipCount
 from netae.threshold import Threshold, fit_threshold
 
 if TYPE_CHECKING:
+    from netae.explain import FeatureRanges
     from netae.score import FlowScores
     from netae.train import EpochStats, PartSource
 
@@ -179,6 +180,10 @@ def train_captures(
             "seconds": round(time.perf_counter() - t0, 2),
         },
     }
+    if data.flows.n_flows:  # training ranges for the explanations (NOTE [explanations] in explain.py)
+        from netae.explain import fit_feature_ranges
+
+        meta["feature_ranges"] = fit_feature_ranges(data.features).to_dict()
     if dist_info().is_main:
         dump_model(output, weights=result.weights, scaler_mean=scaler.mean_, scaler_scale=scaler.scale_, meta=meta)
     finish_distributed()
@@ -422,8 +427,13 @@ def score_featurized(data: Featurized, model: ModelFile, *, threshold: float | N
         model.weights, data.features, settings=settings, device=device, feature_weights=feature_weights, scaler=scaler
     )
     value = float(threshold) if threshold is not None else float(model.meta["threshold"]["value"])
+    from netae.explain import FeatureRanges
+
+    ranges = FeatureRanges.from_meta(
+        model.meta, scaler.names, scaler_mean=model.scaler_mean, scaler_scale=model.scaler_scale
+    )
     table = build_score_table(
-        data, scores, threshold=value, model_id=model.model_id, window_s=settings.context.window_s
+        data, scores, threshold=value, model_id=model.model_id, window_s=settings.context.window_s, ranges=ranges
     )
     return ScoreRun(table=table, data=data, scores=scores, model=model)
 
@@ -480,7 +490,13 @@ def worst_packets(offsets: npt.NDArray[np.int64], err: npt.NDArray[np.float32], 
 
 
 def build_score_table(
-    data: Featurized, scores: FlowScores, *, threshold: float, model_id: str, window_s: float = 300.0
+    data: Featurized,
+    scores: FlowScores,
+    *,
+    threshold: float,
+    model_id: str,
+    window_s: float = 300.0,
+    ranges: FeatureRanges | None = None,
 ) -> ScoreTable:
     """Verdicts plus the worst packets, top features and explanations of every flow (vectorised).
 
@@ -508,12 +524,17 @@ def build_score_table(
     first_rows = data.features.values[data.features.offsets[:-1][data.features.lengths > 0]]
     flow_values = np.zeros((n_flows, data.features.values.shape[1]), np.float32)
     flow_values[data.features.lengths > 0] = first_rows
+    # Each flow's worst packet, for the explanations of packet columns.
+    worst_rows = np.minimum(data.features.offsets[:-1] + np.maximum(worst_idx[:, 0], 0), max(len(err) - 1, 0))
+    packet_values = data.features.values[worst_rows] if len(data.features.values) else flow_values
     explanations = explain_flows(
         flows,
         scores.feature_error,
         data.features.names,
         context=data.context,
         flow_values=flow_values,
+        packet_values=packet_values,
+        ranges=ranges,
         window_s=window_s,
         which=is_anomaly,
     )
