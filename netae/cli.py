@@ -597,7 +597,15 @@ def evaluate(
     """
     import json
 
-    from netae.evaluate import evaluate_scores, format_evaluation, match_labels, read_labels
+    from netae.evaluate import (
+        evaluate_scores,
+        format_evaluation,
+        format_incident_ranks,
+        incident_ranks,
+        match_labels,
+        read_labels,
+    )
+    from netae.output import table_incidents
     from netae.pipeline import expand_inputs
 
     _quiet(quiet)
@@ -606,10 +614,11 @@ def evaluate(
     run = _score_with_progress(sources, model=model, threshold=threshold, device=device, quiet=quiet)
     matched = match_labels(run.table, table_labels)
     ev = evaluate_scores(run.table.score, matched, threshold=run.table.threshold)
+    ranks = incident_ranks(matched, table_incidents(run.table))
     if fmt is EvalFormat.json:
-        sys.stdout.write(json.dumps(ev.to_dict(), indent=2) + "\n")
+        sys.stdout.write(json.dumps({**ev.to_dict(), "incident_ranks": ranks.to_dict()}, indent=2) + "\n")
     else:
-        sys.stdout.write(format_evaluation(ev))
+        sys.stdout.write(format_evaluation(ev) + "\n" + format_incident_ranks(ranks))
 
 
 @app.command()

@@ -11,17 +11,18 @@ NOTE [incidents]: the grouping rule, applied to the flagged flows only (``ScoreT
    - ``session``: everything else.
 
 2. Probes to one destination service (host and port) that got at least ``FLOOD_MIN_FLOWS``
-   flagged probes are a ``flood`` (grouped by the target, whatever their sources); the other
-   probes are a ``scan`` (grouped by their source host, whatever their targets).
-   DNS flows are grouped by host pair (client, server); sessions by host pair, destination port
-   and protocol; ICMP by host pair. Flows of different capture files never share an incident.
+   flagged probes in one stretch of time (split as in step 3) are a ``flood`` (grouped by the
+   target, whatever their sources); the other probes are a ``scan`` (grouped by their source
+   host, whatever their targets). DNS flows are grouped by host pair (client, server); sessions
+   by host pair, destination port and protocol; ICMP by host pair. Flows of different capture
+   files never share an incident.
 
 3. Within one group, flows are taken by start time; a flow that starts more than the context
    window (``window_s``) after every earlier flow of the group has ended opens a new incident.
 
 Each incident is then named by what its flows did together (``kind``): port scan or host sweep,
-SYN flood, DNS series, large upload or download, upload series, beacon series (regular starts),
-slow connections (long, nearly idle), brute force (repeated sessions to a login service),
+SYN flood, DNS series, large upload or download, upload series, slow connections (long, nearly
+idle), brute force (repeated sessions to a login service), beacon series (regular starts),
 repeated connections, or a single unusual connection.
 
 NOTE [incident ranking]: incidents are ranked by their worst flow's score divided by the
@@ -121,16 +122,19 @@ def flow_classes(table: ScoreTable, rows: npt.NDArray[np.int64]) -> npt.NDArray[
     return np.select([is_probe, is_dns, is_icmp], [CLASS_PROBE, CLASS_DNS, CLASS_ICMP], CLASS_SESSION).astype(np.int64)
 
 
-def _split_probes(table: ScoreTable, rows: npt.NDArray[np.int64], cls: npt.NDArray[np.int64]) -> None:
-    """Probes to a target hit at least FLOOD_MIN_FLOWS times are floods, the others scans (in place)."""
+def _split_probes(table: ScoreTable, rows: npt.NDArray[np.int64], cls: npt.NDArray[np.int64], window_ns: int) -> None:
+    """Probes to a target hit at least FLOOD_MIN_FLOWS times in one stretch are floods, the others scans (in place)."""
     f = table.flows
     probe = np.flatnonzero(cls == CLASS_PROBE)
     if not len(probe):
         return
     r = rows[probe]
     target = np.stack([f.file_id[r].astype(np.uint64), f.dst_hi[r], f.dst_lo[r], f.dst_port[r].astype(np.uint64)], 1)
-    _, inv, counts = np.unique(target, axis=0, return_inverse=True, return_counts=True)
-    cls[probe] = np.where(counts[inv.reshape(-1)] >= FLOOD_MIN_FLOWS, CLASS_FLOOD, CLASS_SCAN)
+    _, inv = np.unique(target, axis=0, return_inverse=True)
+    # Counted per stretch of time (as incidents are split): a scan repeated every hour is no flood.
+    burst = _split_in_time(inv.reshape(-1).astype(np.int64), f.first_ns[r], f.last_ns[r], window_ns)
+    counts = np.bincount(burst)
+    cls[probe] = np.where(counts[burst] >= FLOOD_MIN_FLOWS, CLASS_FLOOD, CLASS_SCAN)
 
 
 def _group_keys(table: ScoreTable, rows: npt.NDArray[np.int64], cls: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
@@ -240,12 +244,12 @@ def _kind(st: _Stats, dport: int) -> str:
         return "large download" if st.max_bwd >= LARGE_BYTES else "unusual connection"
     if st.max_fwd >= LARGE_BYTES or (st.fwd_bytes >= LARGE_BYTES and st.fwd_bytes >= 4 * st.bwd_bytes):
         return "upload series"
-    if n >= BEACON_MIN_FLOWS and st.gap_cv <= BEACON_MAX_CV:
-        return "beacon series"
     if n >= 5 and st.median_dur_s >= SLOW_MIN_DURATION_S and st.median_bytes <= SLOW_MAX_BYTES:
         return "slow connections"
-    if n >= 3 and dport in LOGIN_PORTS:
+    if n >= 3 and dport in LOGIN_PORTS:  # guessing is often paced, so before the beacon test
         return "brute force"
+    if n >= BEACON_MIN_FLOWS and st.gap_cv <= BEACON_MAX_CV:
+        return "beacon series"
     return "repeated connections"
 
 
@@ -352,9 +356,10 @@ def find_incidents(table: ScoreTable, *, window_s: float = 300.0) -> Incidents:
         return _empty(table.n_flows)
     f = table.flows
     cls = flow_classes(table, rows)
-    _split_probes(table, rows, cls)
+    window_ns = int(window_s * 1e9)
+    _split_probes(table, rows, cls, window_ns)
     group = _group_keys(table, rows, cls)
-    inc = _split_in_time(group, f.first_ns[rows], f.last_ns[rows], int(window_s * 1e9))
+    inc = _split_in_time(group, f.first_ns[rows], f.last_ns[rows], window_ns)
     n_inc = int(inc.max()) + 1
     score = table.score[rows]
     first = np.full(n_inc, np.iinfo(np.int64).max, np.int64)
