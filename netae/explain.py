@@ -117,8 +117,9 @@ def fit_feature_ranges(features: Features) -> FeatureRanges:
     top = np.zeros(len(features.names))
     for rows, cols in ((values, is_packet), (first, ~is_packet)):
         if len(rows) and cols.any():
-            q = np.quantile(rows[:, cols].astype(np.float64), RANGE_QUANTILES, axis=0)
-            lo[cols], hi[cols] = q[0], q[1]
+            x = rows[:, cols].astype(np.float64)  # bounds are observed values (a small set: min and max)
+            lo[cols] = np.quantile(x, RANGE_QUANTILES[0], axis=0, method="lower")
+            hi[cols] = np.quantile(x, RANGE_QUANTILES[1], axis=0, method="higher")
             top[cols] = rows[:, cols].max(axis=0)
     return FeatureRanges(features.names, lo, hi, top)
 
