@@ -5,7 +5,8 @@ NOTE [incidents]: the grouping rule, applied to the flagged flows only (``ScoreT
 1. Each flagged flow gets a behaviour class from its own columns:
 
    - ``probe``: a TCP flow of at most ``PROBE_MAX_PKTS`` packets averaging at most
-     ``PROBE_MAX_BYTES_PER_PKT`` bytes (headers only: a SYN and its answer);
+     ``PROBE_MAX_BYTES_PER_PKT`` bytes (headers only: a SYN and its answer), or a UDP flow other
+     than DNS of at most 2 packets averaging at most ``UDP_PROBE_MAX_BYTES_PER_PKT`` bytes;
    - ``dns``: a UDP flow to or from port 53;
    - ``icmp``: ICMP or ICMPv6;
    - ``session``: everything else.
@@ -14,8 +15,8 @@ NOTE [incidents]: the grouping rule, applied to the flagged flows only (``ScoreT
    flagged probes in one stretch of time (split as in step 3) are a ``flood`` (grouped by the
    target, whatever their sources); the other probes are a ``scan`` (grouped by their source
    host, whatever their targets). DNS flows are grouped by host pair (client, server); sessions
-   by host pair, destination port and protocol; ICMP by host pair. Flows of different capture
-   files never share an incident.
+   by host pair, destination port and protocol; ICMP by source host (a ping sweep is one incident).
+   Flows of different capture files never share an incident.
 
 3. Within one group, flows are taken by start time; a flow that starts more than the context
    window (``window_s``) after every earlier flow of the group has ended opens a new incident.
@@ -38,6 +39,7 @@ from __future__ import annotations
 import hashlib
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -55,6 +57,7 @@ __all__ = [
 
 PROBE_MAX_PKTS = 4
 PROBE_MAX_BYTES_PER_PKT = 64
+UDP_PROBE_MAX_BYTES_PER_PKT = 128  # a UDP datagram to a port and at most one answer
 FLOOD_MIN_FLOWS = 20
 REPEAT_DECAY = 0.5
 LARGE_BYTES = 1_000_000  # one flow moving this much one way is a large transfer
@@ -116,8 +119,10 @@ def flow_classes(table: ScoreTable, rows: npt.NDArray[np.int64]) -> npt.NDArray[
     proto = f.proto[rows]
     pkts = f.fwd_pkts[rows] + f.bwd_pkts[rows]
     nbytes = f.fwd_bytes[rows] + f.bwd_bytes[rows]
-    is_probe = (proto == 6) & (pkts <= PROBE_MAX_PKTS) & (nbytes <= PROBE_MAX_BYTES_PER_PKT * pkts)
     is_dns = (proto == 17) & ((f.dst_port[rows] == 53) | (f.src_port[rows] == 53))
+    is_tcp_probe = (proto == 6) & (pkts <= PROBE_MAX_PKTS) & (nbytes <= PROBE_MAX_BYTES_PER_PKT * pkts)
+    is_udp_probe = (proto == 17) & ~is_dns & (pkts <= 2) & (nbytes <= UDP_PROBE_MAX_BYTES_PER_PKT * pkts)
+    is_probe = is_tcp_probe | is_udp_probe
     is_icmp = (proto == 1) | (proto == 58)
     return np.select([is_probe, is_dns, is_icmp], [CLASS_PROBE, CLASS_DNS, CLASS_ICMP], CLASS_SESSION).astype(np.int64)
 
@@ -129,7 +134,8 @@ def _split_probes(table: ScoreTable, rows: npt.NDArray[np.int64], cls: npt.NDArr
     if not len(probe):
         return
     r = rows[probe]
-    target = np.stack([f.file_id[r].astype(np.uint64), f.dst_hi[r], f.dst_lo[r], f.dst_port[r].astype(np.uint64)], 1)
+    cols: list[npt.NDArray[Any]] = [f.file_id[r], f.dst_hi[r], f.dst_lo[r], f.dst_port[r], f.proto[r]]
+    target = np.stack([c.astype(np.uint64) for c in cols], 1)
     _, inv = np.unique(target, axis=0, return_inverse=True)
     # Counted per stretch of time (as incidents are split): a scan repeated every hour is no flood.
     burst = _split_in_time(inv.reshape(-1).astype(np.int64), f.first_ns[r], f.last_ns[r], window_ns)
@@ -142,7 +148,7 @@ def _group_keys(table: ScoreTable, rows: npt.NDArray[np.int64], cls: npt.NDArray
     f = table.flows
     zero = np.zeros(len(rows), np.uint64)
     keep_src = cls != CLASS_FLOOD
-    keep_dst = cls != CLASS_SCAN
+    keep_dst = (cls != CLASS_SCAN) & (cls != CLASS_ICMP)
     keep_port = (cls == CLASS_FLOOD) | (cls == CLASS_SESSION)
     cols = [
         f.file_id[rows].astype(np.uint64),
@@ -152,7 +158,7 @@ def _group_keys(table: ScoreTable, rows: npt.NDArray[np.int64], cls: npt.NDArray
         np.where(keep_dst, f.dst_hi[rows], zero),
         np.where(keep_dst, f.dst_lo[rows], zero),
         np.where(keep_port, f.dst_port[rows].astype(np.uint64), zero),
-        np.where(cls == CLASS_SESSION, f.proto[rows].astype(np.uint64), zero),
+        np.where((cls == CLASS_SESSION) | (cls == CLASS_FLOOD), f.proto[rows].astype(np.uint64), zero),
     ]
     _, inv = np.unique(np.stack(cols, axis=1), axis=0, return_inverse=True)
     return inv.reshape(-1).astype(np.int64)
@@ -227,13 +233,13 @@ def _stats(table: ScoreTable, rows: npt.NDArray[np.int64], cls: int) -> _Stats:
     )
 
 
-def _kind(st: _Stats, dport: int) -> str:
+def _kind(st: _Stats, dport: int, table_proto: int) -> str:
     """What the flows of one incident did together (see NOTE [incidents])."""
     n = len(st.rows)
     if st.cls == CLASS_SCAN:
         return "host sweep" if st.n_dsts > st.n_dports else "port scan"
     if st.cls == CLASS_FLOOD:
-        return "SYN flood"
+        return "SYN flood" if int(table_proto) == 6 else "UDP flood"
     if st.cls == CLASS_DNS:
         return "DNS series" if n >= 3 or st.max_pkts >= 20 else "unusual DNS"
     if st.cls == CLASS_ICMP:
@@ -286,8 +292,10 @@ def _sentence(table: ScoreTable, st: _Stats, kind: str, rep: int, span_s: float)
         return f"{src} probed {_plural(st.n_dports, 'port')} on {_plural(st.n_dsts, 'host')} {during}"
     if kind == "host sweep":
         return f"{src} probed {_plural(st.n_dsts, 'host')} on {_plural(st.n_dports, 'port')} {during}"
-    if kind == "SYN flood":
+    if kind in ("SYN flood", "UDP flood"):
         who = src if st.n_srcs == 1 else _plural(st.n_srcs, "source")
+        if kind == "UDP flood":
+            return f"{who} sent {_plural(n, 'datagram flow')} to {dst}:{port} {during}"
         return f"{who} opened {_plural(n, 'half-open connection')} to {dst}:{port} {during}"
     if kind in ("DNS series", "unusual DNS"):
         return f"{src} sent {_plural(n, 'DNS flow')} to {dst} ({human_bytes(st.fwd_bytes)} of queries) {during}"
@@ -305,7 +313,8 @@ def _sentence(table: ScoreTable, st: _Stats, kind: str, rep: int, span_s: float)
     if kind == "brute force":
         return f"{src} opened {_plural(n, 'short session')} to the login service {dst}:{port} {during}"
     if kind == "ICMP":
-        return f"{src} exchanged {_plural(n, 'ICMP flow')} with {dst} {during}"
+        peers = dst if st.n_dsts == 1 else _plural(st.n_dsts, "host")
+        return f"{src} exchanged {_plural(n, 'ICMP flow')} with {peers} {during}"
     if n > 1:
         return f"{_plural(n, 'connection')} from {src} to {dst}:{port} {during}"
     return f"{src} connected to {dst}:{port} ({human_bytes(st.fwd_bytes + st.bwd_bytes)})"
@@ -374,7 +383,7 @@ def find_incidents(table: ScoreTable, *, window_s: float = 300.0) -> Incidents:
     kinds, sentences, ids, stats = [], [], [], []
     for k in range(n_inc):
         st = _stats(table, members[k], int(inc_cls[k]))
-        kind = _kind(st, int(f.dst_port[rep[k]]))
+        kind = _kind(st, int(f.dst_port[rep[k]]), int(f.proto[rep[k]]))
         kinds.append(kind)
         stats.append(st)
         sentences.append(_sentence(table, st, kind, int(rep[k]), (int(last[k]) - int(first[k])) / 1e9))

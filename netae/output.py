@@ -470,6 +470,8 @@ def write_table(table: ScoreTable, rows: npt.NDArray[np.int64], fh: IO[str], *, 
     from rich.console import Console
     from rich.table import Table
 
+    from netae.features import feature_label
+
     shown = rows[:limit] if limit else rows
     t = Table(title=f"{len(rows)} flows (threshold {table.threshold:.4g})", title_justify="left")
     for name, justify in (
@@ -482,7 +484,7 @@ def write_table(table: ScoreTable, rows: npt.NDArray[np.int64], fh: IO[str], *, 
         r = _Row(table, i)
         src = f"{format_ip(*r.src)}:{r.sport}" if r.proto in (6, 17) else format_ip(*r.src)
         dst = f"{format_ip(*r.dst)}:{r.dport}" if r.proto in (6, 17) else format_ip(*r.dst)
-        why = r.explanation() or ", ".join(r.top_features())
+        why = r.explanation() or ", ".join(feature_label(name) for name in r.top_features())
         t.add_row(
             f"{float(table.score[i]):.4g}",
             "[bold red]ANOMALY[/]" if table.is_anomaly[i] else "",

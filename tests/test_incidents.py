@@ -232,3 +232,17 @@ def test_addresses_in_sentences_match_the_representative():
     inc = find_incidents(t)
     rep = int(inc.rep[1])
     assert format_ip(int(t.flows.src_hi[rep]), int(t.flows.src_lo[rep])) in inc.sentence[1]
+
+
+def test_udp_probes_and_pings_of_one_host_are_one_incident_each():
+    rows = [
+        flow(T0 + 0.05 * i, "10.0.0.66", "10.0.0.10", 1 + i, proto=17, pkts=(1, 0), nbytes=(28, 0)) for i in range(50)
+    ]
+    rows += [flow(T0 + 0.05 * i, "10.0.0.66", f"10.0.2.{1 + i}", 0, proto=1, sport=8, pkts=(1, 1), nbytes=(84, 84))
+             for i in range(40)]  # fmt: skip
+    inc = find_incidents(table(rows))
+    assert sorted((inc.kind[k], int(inc.n_flows[k])) for k in range(inc.n_incidents)) == [
+        ("ICMP", 40),
+        ("port scan", 50),
+    ]
+    assert inc.sentence[inc.kind.index("ICMP")].startswith("10.0.0.66 exchanged 40 ICMP flows with 40 hosts in ")
