@@ -9,14 +9,16 @@ NOTE [incidents]: the grouping rule, applied to the flagged flows only (``ScoreT
      than DNS of at most 2 packets averaging at most ``UDP_PROBE_MAX_BYTES_PER_PKT`` bytes;
    - ``dns``: a UDP flow to or from port 53;
    - ``icmp``: ICMP or ICMPv6;
+   - ``large``: a flow moving at least ``LARGE_BYTES`` one way (kept apart from the other
+     sessions of its host pair, so that one exfiltration is its own incident);
    - ``session``: everything else.
 
 2. Probes to one destination service (host and port) that got at least ``FLOOD_MIN_FLOWS``
    flagged probes in one stretch of time (split as in step 3) are a ``flood`` (grouped by the
    target, whatever their sources); the other probes are a ``scan`` (grouped by their source
-   host, whatever their targets). DNS flows are grouped by host pair (client, server); sessions
-   by host pair, destination port and protocol; ICMP by source host (a ping sweep is one incident).
-   Flows of different capture files never share an incident.
+   host, whatever their targets). DNS flows are grouped by host pair (client, server); large
+   flows and sessions (apart) by host pair, destination port and protocol; ICMP by source host
+   (a ping sweep is one incident). Flows of different capture files never share an incident.
 
 3. Within one group, flows are taken by start time; a flow that starts more than the context
    window (``window_s``) after every earlier flow of the group has ended opens a new incident.
@@ -69,8 +71,7 @@ SLOW_MAX_BYTES = 10_000
 # remote desktops, directory and file sharing).
 LOGIN_PORTS = frozenset({21, 22, 23, 110, 143, 389, 445, 993, 995, 1433, 3306, 3389, 5432, 5900})
 
-CLASS_PROBE, CLASS_DNS, CLASS_ICMP, CLASS_SESSION, CLASS_FLOOD, CLASS_SCAN = 0, 1, 2, 3, 4, 5
-_CLASS_NAMES = ("probe", "dns", "icmp", "session", "flood", "scan")
+CLASS_PROBE, CLASS_DNS, CLASS_ICMP, CLASS_SESSION, CLASS_FLOOD, CLASS_SCAN, CLASS_LARGE = 0, 1, 2, 3, 4, 5, 6
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,7 +125,9 @@ def flow_classes(table: ScoreTable, rows: npt.NDArray[np.int64]) -> npt.NDArray[
     is_udp_probe = (proto == 17) & ~is_dns & (pkts <= 2) & (nbytes <= UDP_PROBE_MAX_BYTES_PER_PKT * pkts)
     is_probe = is_tcp_probe | is_udp_probe
     is_icmp = (proto == 1) | (proto == 58)
-    return np.select([is_probe, is_dns, is_icmp], [CLASS_PROBE, CLASS_DNS, CLASS_ICMP], CLASS_SESSION).astype(np.int64)
+    is_large = np.maximum(f.fwd_bytes[rows], f.bwd_bytes[rows]) >= LARGE_BYTES
+    conditions = [is_probe, is_dns, is_icmp, is_large]
+    return np.select(conditions, [CLASS_PROBE, CLASS_DNS, CLASS_ICMP, CLASS_LARGE], CLASS_SESSION).astype(np.int64)
 
 
 def _split_probes(table: ScoreTable, rows: npt.NDArray[np.int64], cls: npt.NDArray[np.int64], window_ns: int) -> None:
@@ -149,7 +152,8 @@ def _group_keys(table: ScoreTable, rows: npt.NDArray[np.int64], cls: npt.NDArray
     zero = np.zeros(len(rows), np.uint64)
     keep_src = cls != CLASS_FLOOD
     keep_dst = (cls != CLASS_SCAN) & (cls != CLASS_ICMP)
-    keep_port = (cls == CLASS_FLOOD) | (cls == CLASS_SESSION)
+    is_session = (cls == CLASS_SESSION) | (cls == CLASS_LARGE)
+    keep_port = (cls == CLASS_FLOOD) | is_session
     cols = [
         f.file_id[rows].astype(np.uint64),
         cls.astype(np.uint64),
@@ -158,7 +162,7 @@ def _group_keys(table: ScoreTable, rows: npt.NDArray[np.int64], cls: npt.NDArray
         np.where(keep_dst, f.dst_hi[rows], zero),
         np.where(keep_dst, f.dst_lo[rows], zero),
         np.where(keep_port, f.dst_port[rows].astype(np.uint64), zero),
-        np.where((cls == CLASS_SESSION) | (cls == CLASS_FLOOD), f.proto[rows].astype(np.uint64), zero),
+        np.where(is_session | (cls == CLASS_FLOOD), f.proto[rows].astype(np.uint64), zero),
     ]
     _, inv = np.unique(np.stack(cols, axis=1), axis=0, return_inverse=True)
     return inv.reshape(-1).astype(np.int64)
@@ -233,13 +237,13 @@ def _stats(table: ScoreTable, rows: npt.NDArray[np.int64], cls: int) -> _Stats:
     )
 
 
-def _kind(st: _Stats, dport: int, table_proto: int) -> str:
+def _kind(st: _Stats, dport: int, proto: int) -> str:
     """What the flows of one incident did together (see NOTE [incidents])."""
     n = len(st.rows)
     if st.cls == CLASS_SCAN:
         return "host sweep" if st.n_dsts > st.n_dports else "port scan"
     if st.cls == CLASS_FLOOD:
-        return "SYN flood" if int(table_proto) == 6 else "UDP flood"
+        return "SYN flood" if proto == 6 else "UDP flood"
     if st.cls == CLASS_DNS:
         return "DNS series" if n >= 3 or st.max_pkts >= 20 else "unusual DNS"
     if st.cls == CLASS_ICMP:
@@ -248,6 +252,8 @@ def _kind(st: _Stats, dport: int, table_proto: int) -> str:
         if st.max_fwd >= LARGE_BYTES and st.max_fwd >= st.max_bwd:
             return "large upload"
         return "large download" if st.max_bwd >= LARGE_BYTES else "unusual connection"
+    if st.cls == CLASS_LARGE and st.bwd_bytes > st.fwd_bytes:
+        return "download series"
     if st.max_fwd >= LARGE_BYTES or (st.fwd_bytes >= LARGE_BYTES and st.fwd_bytes >= 4 * st.bwd_bytes):
         return "upload series"
     if n >= 5 and st.median_dur_s >= SLOW_MIN_DURATION_S and st.median_bytes <= SLOW_MAX_BYTES:
@@ -301,7 +307,7 @@ def _sentence(table: ScoreTable, st: _Stats, kind: str, rep: int, span_s: float)
         return f"{src} sent {_plural(n, 'DNS flow')} to {dst} ({human_bytes(st.fwd_bytes)} of queries) {during}"
     if kind in ("large upload", "upload series"):
         return f"{src} sent {human_bytes(st.fwd_bytes)} to {dst}:{port} in {_plural(n, 'flow')} {during}"
-    if kind == "large download":
+    if kind in ("large download", "download series"):
         return f"{src} received {human_bytes(st.bwd_bytes)} from {dst}:{port} {during}"
     if kind == "beacon series":
         return f"{src} connected to {dst}:{port} {_plural(n, 'time')}, every {human_seconds(st.mean_gap_s)} or so"

@@ -246,3 +246,10 @@ def test_udp_probes_and_pings_of_one_host_are_one_incident_each():
         ("port scan", 50),
     ]
     assert inc.sentence[inc.kind.index("ICMP")].startswith("10.0.0.66 exchanged 40 ICMP flows with 40 hosts in ")
+
+
+def test_one_large_upload_is_kept_apart_from_the_other_sessions_of_its_pair():
+    a, srv = "10.0.0.66", "10.0.0.10"
+    rows = [session(T0 + 30.0 * i, a, srv, 80, sport=50000 + i, dur=60.0, nbytes=(900, 300)) for i in range(5)]
+    rows += [session(T0 + 45.0, a, srv, 80, sport=51000, pkts=(3000, 900), nbytes=(3_100_000, 50_000), score=9.0)]
+    assert sorted(kinds(table(rows))) == [("large upload", 1), ("slow connections", 5)]
