@@ -313,6 +313,15 @@ def score(
             "or per source host or host pair.",
         ),
     ] = None,
+    state: Annotated[
+        Path | None,
+        typer.Option(
+            "--state",
+            envvar="NETAE_STATE",
+            help="Keep the flows still open and the context window in this file between runs, so that "
+            "rotated captures scored one per run give the results of one whole capture (implies --stream).",
+        ),
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing on stderr on success.")] = False,
 ) -> None:
     from netae.output import atomic_write, render, render_groups, render_incidents, select_rows
@@ -329,9 +338,12 @@ def score(
         raise typer.BadParameter("--report needs the whole capture; use it without --stream")
     if stream and group_by not in (None, GroupBy.flow):
         raise typer.BadParameter("--group-by needs the whole capture; use it without --stream")
-    if stream or (stream is None and report is None and group_by in (None, GroupBy.flow) and wants_stream(sources)):
+    if state is not None and (stream is False or report is not None or group_by not in (None, GroupBy.flow)):
+        raise typer.BadParameter("--state scores as a stream: use it without --no-stream, --report and --group-by")
+    auto = stream is None and report is None and group_by in (None, GroupBy.flow) and wants_stream(sources)
+    if state is not None or stream or auto:
         _score_stream(sources, model=model, fmt=fmt, output=output, all_flows=all_flows, threshold=threshold,
-                      limit=limit, append=append, device=device, quiet=quiet)  # fmt: skip
+                      limit=limit, append=append, device=device, quiet=quiet, state=state)  # fmt: skip
     run = _score_with_progress(sources, model=model, threshold=threshold, device=device, quiet=quiet)
     table = run.table
     kwargs = {"limit": limit or None} if fmt is OutputFormat.table else {}
@@ -406,6 +418,7 @@ def _score_stream(
     append: bool,
     device: Device,
     quiet: bool,
+    state: Path | None = None,
 ) -> None:
     """``netae score --stream``: write each batch of expired flows as soon as it is scored.
 
@@ -435,7 +448,7 @@ def _score_stream(
             sink = stack.enter_context(atomic_write(output))
             header_done = False
         batches = stream_scores(sources, model=m, threshold=threshold, device=device.value, totals=totals,
-                                on_file=on_file)  # fmt: skip
+                                on_file=on_file, state=state)  # fmt: skip
         for table in batches:
             rows = select_rows(table, include_all=all_flows, by_score=fmt is OutputFormat.table)
             if fmt is OutputFormat.table and not len(rows):

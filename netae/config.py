@@ -34,11 +34,18 @@ class FlowSettings:
     idle_timeout_s: float = 120.0
     active_timeout_s: float = 1800.0
     max_packets: int = 64
+    # A TCP flow ends this long after FIN from both sides or a RST (0: only the timeouts end it).
+    tcp_close_linger_s: float = 1.0
 
     def check(self) -> None:
         _positive("flows.idle_timeout_s", self.idle_timeout_s)
         _positive("flows.active_timeout_s", self.active_timeout_s)
         _int_range("flows.max_packets", self.max_packets, 2, 100_000)
+        linger = self.tcp_close_linger_s
+        if not isinstance(linger, int | float) or isinstance(linger, bool) or not 0.0 <= linger <= 3600.0:
+            raise ConfigError(
+                f"flows.tcp_close_linger_s must be from 0 to 3600 seconds (0: off), got {self.tcp_close_linger_s!r}"
+            )
 
 
 @dataclass(frozen=True, slots=True)

@@ -405,6 +405,24 @@ class ContextTracker:
     def n_events(self) -> int:
         return len(self._events)
 
+    def window_state(self) -> tuple[dict[str, np.ndarray], dict[int, int]]:
+        """The window's events as named columns and each file's start (µs), to resume from later."""
+        return {f.name: getattr(self._events, f.name) for f in fields(self._events)}, dict(self._file_start_us)
+
+    def resume(self, columns: dict[str, np.ndarray], file_start_us: dict[int, int]) -> None:
+        """Continue from ``window_state`` of an earlier tracker; ValueError if the columns do not fit."""
+        empty = _Events.empty()
+        names = [f.name for f in fields(empty)]
+        if sorted(columns) != sorted(names):
+            raise ValueError(f"context columns differ: expected {', '.join(names)}")
+        n = len(columns["end_us"])
+        for name in names:
+            col = columns[name]
+            if col.dtype != getattr(empty, name).dtype or col.shape != (n,):
+                raise ValueError(f"context column {name} has dtype {col.dtype} and shape {col.shape}")
+        self._events = _Events(**columns)
+        self._file_start_us = dict(file_start_us)
+
 
 def compute_context(
     packets: PacketTable, flows: FlowTable, *, settings: ContextSettings, facts: FlowFacts | None = None

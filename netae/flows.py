@@ -7,7 +7,8 @@ capture files). ICMP and ICMPv6 carry (type, code) in the port slots the way Zee
 reply types mapped to their request type so that an echo request and its reply share a flow.
 
 A flow ends where the key changes, where the gap to the previous packet exceeds
-``idle_timeout_s``, or where it has lasted ``active_timeout_s``. Non-first IP fragments take the
+``idle_timeout_s``, or where it has lasted ``active_timeout_s``; with ``tcp_close_linger_s`` > 0
+a TCP flow also ends that long after FIN from both sides or a RST (NOTE [tcp close]). Non-first IP fragments take the
 ports of their first fragment (same addresses, protocol and IP id). ``FlowAssembler`` runs the same
 code over chunks and keeps only the packets of still-open flows between them, so chunked and
 one-pass assembly give identical flows.
@@ -23,12 +24,23 @@ import numpy.typing as npt
 
 from netae.tables import FlowTable, PacketTable
 
-__all__ = ["HAVE_KERNEL", "FlowAssembler", "assemble_flows", "flow_key_hash", "splitmix64", "use_compiled"]
+__all__ = [
+    "HAVE_KERNEL",
+    "FlowAssembler",
+    "assemble_flows",
+    "flow_key_hash",
+    "splitmix64",
+    "tcp_close_ns",
+    "use_compiled",
+]
 
 PROTO_ICMP = 1
 PROTO_TCP = 6
 PROTO_UDP = 17
 PROTO_ICMPV6 = 58
+TCP_FIN = 0x01
+TCP_RST = 0x04
+NEVER_NS = np.iinfo(np.int64).max  # "no such time" in int64 time columns
 
 # ICMP reply type -> request type (Zeek's counterpart mapping), so both share one flow key.
 _ICMP4_REPLY_TO_REQUEST = {0: 8, 14: 13, 16: 15, 18: 17, 9: 10}
@@ -122,7 +134,9 @@ class _Keyed:
     dport: npt.NDArray[np.uint16]
 
 
-def _group(packets: PacketTable, *, idle_timeout_s: float, active_timeout_s: float) -> _Keyed:
+def _group(
+    packets: PacketTable, *, idle_timeout_s: float, active_timeout_s: float, tcp_close_linger_s: float = 0.0
+) -> _Keyed:
     n = packets.n_packets
     sport, dport = _join_fragments(packets)
     kport_s, kport_d, is_icmp = _canonical_ports(packets, sport, dport)
@@ -164,6 +178,12 @@ def _group(packets: PacketTable, *, idle_timeout_s: float, active_timeout_s: flo
     ends = np.append(starts[1:], n)
     active_ns = int(active_timeout_s * 1e9)
     too_long = np.flatnonzero(t[ends - 1] - t[starts] > active_ns) if n else np.empty(0, np.int64)
+    if tcp_close_linger_s > 0 and n:
+        closing = _closing_segments(packets, order, starts)
+        _cut_tcp_closes(
+            packets, order, sport, boundary, starts, ends, closing, active_ns, int(tcp_close_linger_s * 1e9)
+        )
+        too_long = np.setdiff1d(too_long, closing)
     for seg in too_long.tolist():  # one iteration per over-long segment, not per packet
         lo, hi = int(starts[seg]), int(ends[seg])
         start_t = t[lo]
@@ -178,7 +198,73 @@ def _group(packets: PacketTable, *, idle_timeout_s: float, active_timeout_s: flo
     return _Keyed(order=order, flow_id=flow_id.astype(np.int64), n_flows=int(boundary.sum()), sport=sport, dport=dport)
 
 
-def assemble_flows(packets: PacketTable, *, idle_timeout_s: float, active_timeout_s: float) -> FlowTable:
+# NOTE [tcp close]: with ``tcp_close_linger_s`` > 0 a TCP flow is closed by the packet that
+# completes FIN from both sides (a FIN from the initiator and one from the responder) or by a RST;
+# packets up to ``tcp_close_linger_s`` after it (the last ACK, retransmissions) still join it, and
+# the next packet of the connection after that starts a new flow. The idle and active timeouts
+# apply as before. The setting is saved in the model (a model keeps the flow rules it was trained
+# with); the numba kernel and the numpy code below apply the same rule.
+
+
+def _closing_segments(packets: PacketTable, order: npt.NDArray[np.int64], starts: npt.NDArray[np.int64]) -> np.ndarray:
+    """Indices of the (key, idle) segments of TCP packets that hold a FIN or a RST."""
+    rows = np.flatnonzero((packets.proto[order] == PROTO_TCP) & ((packets.tcp_flags[order] & (TCP_FIN | TCP_RST)) != 0))
+    return np.unique(np.searchsorted(starts, rows, side="right") - 1)
+
+
+def _cut_tcp_closes(
+    packets: PacketTable, order: npt.NDArray[np.int64], sport: npt.NDArray[np.uint16], boundary: npt.NDArray[np.bool_],
+    starts: npt.NDArray[np.int64], ends: npt.NDArray[np.int64], segments: np.ndarray, active_ns: int, linger_ns: int,
+) -> None:  # fmt: skip
+    """Mark flow starts inside ``segments`` by the active timeout and NOTE [tcp close] (one walk each)."""
+    t = packets.ts_ns[order]
+    flags = packets.tcp_flags[order]
+    s_hi, s_lo, d_hi, d_lo = (c[order] for c in (packets.src_hi, packets.src_lo, packets.dst_hi, packets.dst_lo))
+    sp = sport[order]
+    for seg in segments.tolist():  # one iteration per closing segment, then per packet of it
+        lo, hi = int(starts[seg]), int(ends[seg])
+        head, bits, closed = lo, 0, 0
+        for i in range(lo, hi):
+            if i > lo and (t[i] - t[head] > active_ns or (bits & 8 and t[i] - closed > linger_ns)):
+                boundary[i] = True
+                head, bits = i, 0
+            fwd = s_hi[i] == s_hi[head] and s_lo[i] == s_lo[head]
+            if fwd and s_hi[head] == d_hi[head] and s_lo[head] == d_lo[head]:
+                fwd = sp[i] == sp[head]
+            if flags[i] & TCP_FIN:
+                bits |= 1 if fwd else 2
+            if flags[i] & TCP_RST:
+                bits |= 4
+            if not bits & 8 and ((bits & 3) == 3 or bits & 4):
+                bits |= 8
+                closed = int(t[i])
+
+
+def tcp_close_ns(packets: PacketTable, flows: FlowTable) -> npt.NDArray[np.int64]:
+    """Per flow, the time of the packet that closed it (NOTE [tcp close]); ``NEVER_NS`` if none.
+
+    ``flows`` indexes ``packets``; only TCP flows can close.
+    """
+    n = flows.n_flows
+    rep = np.repeat(np.arange(n), flows.n_packets)
+    t = packets.ts_ns[flows.order]
+    flags = packets.tcp_flags[flows.order]
+    is_tcp = np.repeat(flows.proto == PROTO_TCP, flows.n_packets)
+    fin = is_tcp & ((flags & TCP_FIN) != 0)
+
+    def first(sel: npt.NDArray[np.bool_]) -> npt.NDArray[np.int64]:
+        out = np.full(n, NEVER_NS, np.int64)
+        np.minimum.at(out, rep[sel], t[sel])
+        return out
+
+    both_fins = np.maximum(first(fin & flows.is_fwd), first(fin & ~flows.is_fwd))
+    closed: npt.NDArray[np.int64] = np.minimum(both_fins, first(is_tcp & ((flags & TCP_RST) != 0)))
+    return closed
+
+
+def assemble_flows(
+    packets: PacketTable, *, idle_timeout_s: float, active_timeout_s: float, tcp_close_linger_s: float = 0.0
+) -> FlowTable:
     """Group packets into bidirectional flows (module docstring).
 
     Flows are ordered by first packet time, then key hash; packets within a flow by time, then
@@ -187,13 +273,18 @@ def assemble_flows(packets: PacketTable, *, idle_timeout_s: float, active_timeou
     """
     if packets.n_packets == 0:
         return FlowTable.empty()
+    timeouts = {"idle_timeout_s": idle_timeout_s, "active_timeout_s": active_timeout_s}
     if _PATH.compiled and HAVE_KERNEL:
-        return _assemble_compiled(packets, idle_timeout_s=idle_timeout_s, active_timeout_s=active_timeout_s)
-    return _assemble_numpy(packets, idle_timeout_s=idle_timeout_s, active_timeout_s=active_timeout_s)
+        return _assemble_compiled(packets, **timeouts, tcp_close_linger_s=tcp_close_linger_s)
+    return _assemble_numpy(packets, **timeouts, tcp_close_linger_s=tcp_close_linger_s)
 
 
-def _assemble_numpy(packets: PacketTable, *, idle_timeout_s: float, active_timeout_s: float) -> FlowTable:
-    keyed = _group(packets, idle_timeout_s=idle_timeout_s, active_timeout_s=active_timeout_s)
+def _assemble_numpy(
+    packets: PacketTable, *, idle_timeout_s: float, active_timeout_s: float, tcp_close_linger_s: float = 0.0
+) -> FlowTable:
+    keyed = _group(
+        packets, idle_timeout_s=idle_timeout_s, active_timeout_s=active_timeout_s, tcp_close_linger_s=tcp_close_linger_s
+    )
     order, n_flows = keyed.order, keyed.n_flows
     flow_id = keyed.flow_id
     # Flows in order of their first packet (time, then key order for ties) for stable output.
@@ -257,25 +348,49 @@ class FlowAssembler:
     flow's last packet (no later packet can join it). The packets of open flows are kept and
     re-grouped with the next chunk, so the result equals one-pass assembly; memory holds only
     open flows. Packets must arrive in capture order (chunks in sequence).
+
+    ``early_close`` (live streams) also closes a TCP flow ``tcp_close_linger_s`` after FIN from
+    both sides or a RST (NOTE [tcp close]), before flows that ended earlier but wait for their
+    idle timeout; without it flows close in the order they ended, which context needs to be
+    exact (NOTE in context.py). ``expire(now_ns)`` closes what a clock (the wall clock of a live
+    stream) says has expired though no packet came. ``open_packets``/``resume`` carry the open
+    flows from one run to the next (``netae score --state``).
     """
 
-    def __init__(self, *, idle_timeout_s: float, active_timeout_s: float) -> None:
+    def __init__(
+        self, *, idle_timeout_s: float, active_timeout_s: float, tcp_close_linger_s: float = 0.0,
+        early_close: bool = False,
+    ) -> None:  # fmt: skip
         self.idle_timeout_s = idle_timeout_s
         self.active_timeout_s = active_timeout_s
+        self.tcp_close_linger_s = tcp_close_linger_s
+        self.early_close = early_close
         self._pending = PacketTable.empty()
         self._max_ts: int | None = None
 
-    def push(self, packets: PacketTable) -> tuple[PacketTable, FlowTable]:
-        """Add a chunk; return the closed flows and the packet table their ``order`` indexes."""
+    def _assemble(self, table: PacketTable) -> FlowTable:
+        return assemble_flows(
+            table, idle_timeout_s=self.idle_timeout_s, active_timeout_s=self.active_timeout_s,
+            tcp_close_linger_s=self.tcp_close_linger_s,
+        )  # fmt: skip
+
+    def push(self, packets: PacketTable, *, now_ns: int | None = None) -> tuple[PacketTable, FlowTable]:
+        """Add a chunk; return the closed flows and the packet table their ``order`` indexes.
+
+        ``now_ns``: a clock later than the newest packet (``expire``); it is not remembered.
+        """
         if packets.n_packets:
             m = int(packets.ts_ns.max())
             self._max_ts = m if self._max_ts is None else max(self._max_ts, m)
         table = PacketTable.concat([self._pending, packets]) if self._pending.n_packets else packets
-        flows = assemble_flows(table, idle_timeout_s=self.idle_timeout_s, active_timeout_s=self.active_timeout_s)
+        flows = self._assemble(table)
         if self._max_ts is None or flows.n_flows == 0:
             return table, flows
-        idle_ns = int(self.idle_timeout_s * 1e9)
-        is_open = self._max_ts - flows.last_ns <= idle_ns
+        clock = self._max_ts if now_ns is None else max(self._max_ts, now_ns)
+        is_open = clock - flows.last_ns <= int(self.idle_timeout_s * 1e9)
+        if self.early_close and self.tcp_close_linger_s > 0:
+            closed_ns = tcp_close_ns(table, flows)
+            is_open &= (closed_ns == NEVER_NS) | (closed_ns >= clock - int(self.tcp_close_linger_s * 1e9))
         if not is_open.any():
             self._pending = PacketTable.empty()
             return table, flows
@@ -284,12 +399,29 @@ class FlowAssembler:
         self._pending = table.take(open_rows)
         return table, _select_flows(flows, ~is_open)
 
+    def expire(self, now_ns: int) -> tuple[PacketTable, FlowTable]:
+        """Close the flows that have expired by ``now_ns`` though no packet came (as ``push``)."""
+        return self.push(PacketTable.empty(), now_ns=now_ns)
+
     def finish(self) -> tuple[PacketTable, FlowTable]:
         """Close every open flow."""
         table = self._pending
         self._pending = PacketTable.empty()
-        flows = assemble_flows(table, idle_timeout_s=self.idle_timeout_s, active_timeout_s=self.active_timeout_s)
-        return table, flows
+        return table, self._assemble(table)
+
+    def open_packets(self) -> PacketTable:
+        """The packets of the still-open flows, in arrival order (what ``resume`` takes back)."""
+        return self._pending
+
+    @property
+    def max_ts(self) -> int | None:
+        """The newest packet time seen (None before any packet)."""
+        return self._max_ts
+
+    def resume(self, packets: PacketTable, *, max_ts: int | None) -> None:
+        """Start from the open flows of an earlier run: their packets and the newest time it saw."""
+        self._pending = packets
+        self._max_ts = max_ts
 
     @property
     def n_pending_packets(self) -> int:
@@ -336,10 +468,13 @@ def use_compiled(flag: bool) -> None:
 
 # Per-flow state columns of the kernel.
 _S_FIRST, _S_LAST_ROW, _S_START, _S_LAST, _S_N, _S_FWD_N, _S_FWD_B, _S_B, _S_SRC_HI, _S_SRC_LO, _S_PORT = range(11)
+_S_FINS, _S_CLOSED = 11, 12  # NOTE [tcp close]: bits 1 fwd FIN, 2 bwd FIN, 4 RST, 8 closed; close time
 _S_WIDTH = 16  # two cache lines per flow
 
 
-def _assemble_compiled(packets: PacketTable, *, idle_timeout_s: float, active_timeout_s: float) -> FlowTable:
+def _assemble_compiled(
+    packets: PacketTable, *, idle_timeout_s: float, active_timeout_s: float, tcp_close_linger_s: float = 0.0
+) -> FlowTable:
     n = packets.n_packets
     ts = packets.ts_ns
     perm = np.empty(0, np.int64)
@@ -352,6 +487,7 @@ def _assemble_compiled(packets: PacketTable, *, idle_timeout_s: float, active_ti
         perm, packets.src_hi, packets.src_lo, packets.dst_hi, packets.dst_lo, sport, dport, packets.proto,
         packets.icmp_type, packets.icmp_code, packets.file_id, ts, packets.ip_len, _ICMP4_CANON, _ICMP6_CANON,
         int(idle_timeout_s * 1e9), int(active_timeout_s * 1e9), flow_of, is_fwd_row,
+        packets.tcp_flags, int(tcp_close_linger_s * 1e9),
     )  # fmt: skip
     n_flows = int(n_flows)
     state = state[:n_flows]
@@ -414,7 +550,7 @@ else:
     @njit(cache=True, nogil=True)
     def _flows_kernel_nb(  # type: ignore[no-untyped-def]  # pragma: no cover - compiled
         perm, src_hi, src_lo, dst_hi, dst_lo, sport, dport, proto, icmp_type, icmp_code, file_id, ts, ip_len,
-        canon4, canon6, idle_ns, active_ns, flow_of, is_fwd,
+        canon4, canon6, idle_ns, active_ns, flow_of, is_fwd, tcp_flags, linger_ns,
     ):  # fmt: skip
         n = len(ts)
         use_perm = len(perm) > 0
@@ -477,6 +613,8 @@ else:
             new_key = fid < 0
             if fid >= 0 and (t - state[fid, _S_LAST] > idle_ns or t - state[fid, _S_START] > active_ns):
                 fid = -1
+            if fid >= 0 and linger_ns > 0 and (state[fid, _S_FINS] & 8) != 0 and t - state[fid, _S_CLOSED] > linger_ns:
+                fid = -1
             if fid < 0:
                 if nf == fcap:
                     fcap *= 2
@@ -494,6 +632,8 @@ else:
                 state[fid, _S_FWD_N] = 0
                 state[fid, _S_FWD_B] = 0
                 state[fid, _S_B] = 0
+                state[fid, _S_FINS] = 0
+                state[fid, _S_CLOSED] = 0
                 state[fid, _S_SRC_HI] = np.int64(s_hi)
                 state[fid, _S_SRC_LO] = np.int64(s_lo)
                 # the source port decides direction only when both ends are one host (-1: never)
@@ -531,6 +671,17 @@ else:
             if fwd:
                 state[fid, _S_FWD_N] += 1
                 state[fid, _S_FWD_B] += length
+            if linger_ns > 0 and p == PROTO_TCP and (tcp_flags[r] & (TCP_FIN | TCP_RST)) != 0:
+                bits = state[fid, _S_FINS]
+                if tcp_flags[r] & TCP_FIN:
+                    bits |= 1 if fwd else 2
+                if tcp_flags[r] & TCP_RST:
+                    bits |= 4
+                state[fid, _S_FINS] = bits
+                if (bits & 8) == 0 and ((bits & 3) == 3 or (bits & 4) != 0):
+                    bits |= 8
+                    state[fid, _S_CLOSED] = t
+                state[fid, _S_FINS] = bits
             flow_of[r] = fid
             is_fwd[r] = fwd
         return state, keys[:, 0], nf

@@ -88,6 +88,15 @@ def _merge(tables: list[tuple[PacketTable, FlowTable]]) -> tuple[PacketTable, Fl
     return packets, FlowTable(**cols, order=order, offsets=offsets.astype(np.int64), is_fwd=is_fwd)
 
 
+def new_assembler(settings: Settings, *, early_close: bool = False) -> FlowAssembler:
+    """A FlowAssembler with the flow rules of ``settings`` (``early_close``: live streams)."""
+    f = settings.flows
+    return FlowAssembler(
+        idle_timeout_s=f.idle_timeout_s, active_timeout_s=f.active_timeout_s,
+        tcp_close_linger_s=f.tcp_close_linger_s, early_close=early_close,
+    )  # fmt: skip
+
+
 def assemble_file(
     source: str, *, file_id: int, settings: Settings, counts: SkipCounts, chunk_bytes: int = 64 << 20
 ) -> tuple[PacketTable, FlowTable]:
@@ -97,9 +106,7 @@ def assemble_file(
     packet table costs less than half the features made from it, so holding that many packets
     keeps memory bounded by the output while sparing re-assembly of open flows at every chunk.
     """
-    assembler = FlowAssembler(
-        idle_timeout_s=settings.flows.idle_timeout_s, active_timeout_s=settings.flows.active_timeout_s
-    )
+    assembler = new_assembler(settings)
     parts: list[tuple[PacketTable, FlowTable]] = []
     pending: list[PacketTable] = []
     n_pending = 0
@@ -150,9 +157,7 @@ def iter_featurized(
     """Featurize one capture batch by batch as its flows close: memory holds the open flows, one
     batch and the context window, never the whole capture. Same values as ``featurize_files``
     (context is exact when streamed, NOTE in context.py); rows come in closing order."""
-    assembler = FlowAssembler(
-        idle_timeout_s=settings.flows.idle_timeout_s, active_timeout_s=settings.flows.active_timeout_s
-    )
+    assembler = new_assembler(settings)
     tracker = ContextTracker(settings.context) if settings.context.enabled else None
     pending: list[PacketTable] = []
     n_pending = 0

@@ -380,8 +380,12 @@ def merge_flow_features(
 
 
 def model_settings(model: ModelFile) -> Settings:
+    """The settings saved in the model; flow rules it predates keep their old behaviour."""
+    saved = dict(model.meta["settings"])
+    if isinstance(saved.get("flows"), dict) and "tcp_close_linger_s" not in saved["flows"]:
+        saved["flows"] = {**saved["flows"], "tcp_close_linger_s": 0.0}  # made before FIN/RST closing
     try:
-        return settings_from_dict(model.meta["settings"], source="model settings")
+        return settings_from_dict(saved, source="model settings")
     except ConfigError as exc:
         raise IncompatibleModel(f"the model's settings are not understood by this netae: {exc}") from exc
 

@@ -182,3 +182,36 @@ def test_append_without_output_is_a_usage_error(small_model):
     r = run("score", MIXED, "-m", small_model, "--append")
     assert r.exit_code == 2
     assert "--append needs --output" in r.stderr
+
+
+class Dribble(io.RawIOBase):
+    """A pipe that hands out at most ``piece`` bytes per read, as a slow live capture does."""
+
+    def __init__(self, data: bytes, piece: int) -> None:
+        self.data, self.pos, self.piece = data, 0, piece
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:  # type: ignore[no-untyped-def]
+        n = min(len(b), len(self.data) - self.pos, self.piece)
+        b[:n] = self.data[self.pos : self.pos + n]
+        self.pos += n
+        return n
+
+
+@pytest.mark.parametrize("live", [True, False])
+def test_live_reads_hand_on_records_as_they_arrive(live):
+    from netae.capture import read_packets
+
+    t0 = 1_700_000_000 * 10**9
+    data = pcap_bytes([Record(frame_udp(1, 2, 1000 + i, 53), ts_ns=t0 + i * 10**9) for i in range(50)])
+    src = Dribble(data, piece=100)
+    tables = read_packets(src, chunk_bytes=1 << 20, live=live)  # type: ignore[arg-type]
+    first = next(tables)
+    if live:
+        assert first.n_packets <= 2
+        assert src.pos <= 24 + 200  # only what one read returned: not a whole chunk
+    else:
+        assert first.n_packets == 50  # files: full chunks
+    assert first.n_packets + sum(t.n_packets for t in tables) == 50

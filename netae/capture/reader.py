@@ -144,6 +144,23 @@ class _Stream:
         got = self.readinto(memoryview(buf))
         return bytes(buf[:got])
 
+    def read_some(self, mv: memoryview) -> int:
+        """Whatever one read returns (live input: what has arrived, at least one byte); 0 at the end."""
+        if self._prefix:
+            k = min(len(self._prefix), len(mv))
+            mv[:k] = self._prefix[:k]
+            self._prefix = self._prefix[k:]
+            return k
+        try:
+            read1 = getattr(self._f, "read1", None)
+            if read1 is None:
+                return int(self._f.readinto(mv) or 0)
+            data = read1(len(mv))
+        except (OSError, EOFError, zlib.error, lzma.LZMAError, ValueError) as exc:
+            raise _Damage(f"{type(exc).__name__}: {exc}", 0) from exc
+        mv[: len(data)] = data
+        return len(data)
+
     def readinto(self, mv: memoryview) -> int:
         got = 0
         if self._prefix:
@@ -209,14 +226,16 @@ def read_packets(
     file_id: int = 0,
     chunk_bytes: int = 32 << 20,
     counts: SkipCounts | None = None,
+    live: bool = False,
 ) -> Iterator[PacketTable]:
     """Decoded IP packets of one capture, one PacketTable per chunk of about ``chunk_bytes``.
 
     ``source`` is a path, ``"-"`` for stdin, or a binary file object (read sequentially, never
     seeked). ``counts`` receives records read, packets produced, skips by reason, warnings and
-    the truncated flag (NOTE [damage]). Empty tables are not yielded.
+    the truncated flag (NOTE [damage]). Empty tables are not yielded. ``live``: yield the whole
+    records of every read as soon as it returns, however few (at most ``chunk_bytes``).
     """
-    for batch in read_records(source, chunk_bytes=chunk_bytes, counts=counts):
+    for batch in read_records(source, chunk_bytes=chunk_bytes, counts=counts, live=live):
         table = decode_records(batch, file_id=file_id, counts=counts)
         if table.n_packets:
             yield table
@@ -227,6 +246,7 @@ def read_records(
     *,
     chunk_bytes: int = 32 << 20,
     counts: SkipCounts | None = None,
+    live: bool = False,
 ) -> Iterator[RecordBatch]:
     """Raw records of one capture in batches whose buffers hold about ``chunk_bytes`` of records.
 
@@ -245,12 +265,15 @@ def read_records(
             raise NotACapture(f"{label}: damaged {kind} stream at the start ({exc.args[0]})") from exc
         if len(magic) < 4:
             raise NotACapture(f"{label}: {len(magic)} bytes, too short for a capture file header")
+        reader: _PcapReader | _PcapngReader
         if magic in _PCAP_MAGICS:
-            yield from _PcapReader(label, stream, magic, max(int(chunk_bytes), 1 << 10), state, log_level).batches()
+            reader = _PcapReader(label, stream, magic, max(int(chunk_bytes), 1 << 10), state, log_level)
         elif magic == _PCAPNG_MAGIC:
-            yield from _PcapngReader(label, stream, magic, max(int(chunk_bytes), 1 << 10), state, log_level).batches()
+            reader = _PcapngReader(label, stream, magic, max(int(chunk_bytes), 1 << 10), state, log_level)
         else:
             raise NotACapture(f"{label}: {_describe_magic(magic)}")
+        reader.live = live
+        yield from reader.batches()
     finally:
         if close:
             with contextlib.suppress(OSError):
@@ -294,15 +317,16 @@ class _ChunkReader:
             buf = np.empty(len(leftover) + want + PAD_BYTES, np.uint8)
             buf[: len(leftover)] = leftover
             error = ""
+            target = buf.data[len(leftover) : len(leftover) + want]
             try:
-                got = self.stream.readinto(buf.data[len(leftover) : len(leftover) + want])
+                got = self.stream.read_some(target) if self.live else self.stream.readinto(target)
             except _Damage as exc:
                 got = exc.args[1]
                 error = exc.args[0]
             total = len(leftover) + got
             buf = buf[: total + PAD_BYTES]  # a short last read: drop the untouched tail
             buf[total:] = 0
-            eof = bool(error) or got < want
+            eof = bool(error) or (got == 0 if self.live else got < want)
             self.pos = 0
             self.need = 0
             yield buf, total, eof, error
@@ -326,6 +350,7 @@ class _ChunkReader:
     stop = False
     pos = 0
     need = 0
+    live = False  # hand on whatever has arrived (a pipe from tcpdump -U), not only full chunks
 
 
 def _alloc(n: int) -> tuple[np.ndarray, ...]:
