@@ -78,9 +78,9 @@ CLASS_PROBE, CLASS_DNS, CLASS_ICMP, CLASS_SESSION, CLASS_FLOOD, CLASS_SCAN, CLAS
 class Incidents:
     """Incidents in rank order (row 0 is rank 1); ``flow_incident`` maps flows to rows (-1: none).
 
-    Per incident: a stable ``ids`` (a hash of its file, kind, hosts and first flow's start, so
-    the same capture gives the same ids), ``kind``, ``rep`` (the flow row of its worst flow,
-    whose addresses stand for the incident), counts of flows, sources, destinations and
+    Per incident: a stable ``ids`` (a hash of its kind, hosts and first flow's start, so the
+    same traffic gives the same ids, whatever the file is called or scored with), ``kind``,
+    ``rep`` (the flow row of its worst flow, whose addresses stand for the incident), counts of flows, sources, destinations and
     destination ports, first and last seen (ns), ``score`` (its worst flow's), the ranking key
     ``priority`` and one ``sentence``.
     """
@@ -328,7 +328,8 @@ def _sentence(table: ScoreTable, st: _Stats, kind: str, rep: int, span_s: float)
 
 def _incident_id(table: ScoreTable, kind: str, rep: int, first_ns: int, cls: int) -> str:
     f = table.flows
-    parts = [str(int(f.file_id[rep])), kind, str(first_ns)]
+    # Not the file's name or position: a capture's rows are the same scored alone or with others.
+    parts = [kind, str(first_ns)]
     if cls != CLASS_FLOOD:
         parts.append(format_ip(int(f.src_hi[rep]), int(f.src_lo[rep])))
     if cls != CLASS_SCAN:
