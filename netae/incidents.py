@@ -80,9 +80,9 @@ class Incidents:
 
     Per incident: a stable ``ids`` (a hash of its kind, hosts and first flow's start, so the
     same traffic gives the same ids, whatever the file is called or scored with), ``kind``,
-    ``rep`` (the flow row of its worst flow, whose addresses stand for the incident), counts of flows, sources, destinations and
-    destination ports, first and last seen (ns), ``score`` (its worst flow's), the ranking key
-    ``priority`` and one ``sentence``.
+    ``rep`` (the flow row of its worst flow, whose addresses stand for the incident), counts of
+    flows, sources, destinations and destination ports, first and last seen (ns), ``score`` (its
+    worst flow's), the ranking key ``priority`` and one ``sentence``.
     """
 
     flow_incident: npt.NDArray[np.int64]
