@@ -36,6 +36,8 @@ class FlowSettings:
     max_packets: int = 64
     # A TCP flow ends this long after FIN from both sides or a RST (0: only the timeouts end it).
     tcp_close_linger_s: float = 1.0
+    # At most this many flows open at once; past it, floods are aggregated (NOTE [flood cap]).
+    max_open_flows: int = 500_000
 
     def check(self) -> None:
         _positive("flows.idle_timeout_s", self.idle_timeout_s)
@@ -46,6 +48,7 @@ class FlowSettings:
             raise ConfigError(
                 f"flows.tcp_close_linger_s must be from 0 to 3600 seconds (0: off), got {self.tcp_close_linger_s!r}"
             )
+        _int_range("flows.max_open_flows", self.max_open_flows, 1_000, 100_000_000)
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,9 +57,12 @@ class ContextSettings:
 
     enabled: bool = True
     window_s: float = 300.0
+    # Context looks back over at most this many flows (the latest to end; NOTE [context cap]).
+    max_events: int = 1_000_000
 
     def check(self) -> None:
         _positive("context.window_s", self.window_s)
+        _int_range("context.max_events", self.max_events, 1_000, 1_000_000_000)
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,10 +22,17 @@ bounded by two windows of flows. Groups (flows of different capture files never 
   file's first flow to end.
 
 Everything is computed by sorting and cumulative sums: no loop per flow.
+
+NOTE [context cap]: a flow's context counts at most the ``max_events`` flows that ended last
+before it started (and within ``window_s``). Which flows those are does not depend on how the
+flows were batched, so batch and stream agree past the cap too, and the streaming tracker keeps
+only them (plus the flows that ended after the horizon): its state is bounded under floods of
+whole connections. A warning says when the cap first cuts a window short.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -33,7 +40,7 @@ import numpy as np
 import numpy.typing as npt
 
 from netae.config import ContextSettings
-from netae.flows import flow_key_hash
+from netae.flows import hash_rows, warn
 from netae.tables import FlowTable, PacketTable
 
 __all__ = [
@@ -171,12 +178,16 @@ class _Events:
 
     start_us: _I64
     end_us: _I64
-    src: _U64
-    pair: _U64
-    svc: _U64
-    src_dst: _U64
-    src_dport: _U64
-    svc_src: _U64
+    fid: _U64  # the words context keys are made of (KEY_COLUMNS)
+    tunnel: _U64
+    src_hi: _U64
+    src_lo: _U64
+    dst_hi: _U64
+    dst_lo: _U64
+    svc_port: _U64  # dst port << 8 | protocol
+    name_hash: _U64  # the DNS question name's hash (0: none)
+    parent_hash: _U64
+    uniq: _U64  # 0 for a flow with a DNS name, else a number no other event has
     failed: _F64
     fwd_bytes: _F64
     bwd_bytes: _F64
@@ -188,9 +199,6 @@ class _Events:
     has_pair_gap: _F64
     pair_gap_s: _F64
     log_bytes: _F64
-    dns_parent: _U64  # hash of (file, parent domain); a per-flow unique key when no name
-    dns_name: _U64  # hash of (file, name)
-    src_dns_name: _U64  # hash of (file, source, name)
     is_dns: _F64
     new_dns_name: _F64  # the name was not looked up (by anyone) in the window before
     src_new_dns_name: _F64  # the source did not look the name up in the window before
@@ -200,7 +208,7 @@ class _Events:
         kw: dict[str, Any] = {
             f.name: np.empty(0, dtype=np.int64 if f.name.endswith("_us") else np.float64) for f in fields(cls)
         }
-        for name in ("src", "pair", "svc", "src_dst", "src_dport", "svc_src", "dns_parent", "dns_name", "src_dns_name"):
+        for name in _WORDS:
             kw[name] = np.empty(0, dtype=np.uint64)
         return cls(**kw)
 
@@ -216,46 +224,87 @@ class _Events:
         return len(self.end_us)
 
 
-def _keys(flows: FlowTable, dns: FlowDns) -> dict[str, _U64]:
-    fid = flows.file_id.astype(np.uint64)
-    src = flow_key_hash(flows.src_hi, flows.src_lo, fid)
-    dst = flow_key_hash(flows.dst_hi, flows.dst_lo, fid)
-    svc_port = (flows.dst_port.astype(np.uint64) << np.uint64(8)) | flows.proto.astype(np.uint64)
-    svc = flow_key_hash(dst, svc_port)
-    # Flows without a name get keys no other flow shares (their DNS columns are zeroed anyway).
-    no_name = ~dns.has_name
-    salt = np.where(no_name, flow_key_hash(src, dst, flows.first_ns, flows.src_port, flows.dst_port), np.uint64(0))
-    name = flow_key_hash(fid, dns.name_hash, salt)
+# NOTE [context keys]: a context group is the set of events whose key words (KEY_COLUMNS) are
+# all equal. Rows are bucketed by a keyed hash (SipHash under the process's random key, so no
+# input can aim at a bucket) and the full words of rows that share a hash are compared: should
+# two keys ever share one, the groups come from a sort on the full words instead.
+_WORDS = ("fid", "tunnel", "src_hi", "src_lo", "dst_hi", "dst_lo", "svc_port", "name_hash", "parent_hash", "uniq")
+_HOST = ("fid", "tunnel", "src_hi", "src_lo")
+KEY_COLUMNS: dict[str, tuple[str, ...]] = {
+    "src": _HOST,
+    "svc": ("fid", "tunnel", "dst_hi", "dst_lo", "svc_port"),
+    "pair": (*_HOST, "dst_hi", "dst_lo", "svc_port"),
+    "src_dst": (*_HOST, "dst_hi", "dst_lo"),
+    "src_dport": (*_HOST, "svc_port"),
+    "svc_src": (*_HOST, "dst_hi", "dst_lo", "svc_port"),
+    "dns_parent": ("fid", "parent_hash", "uniq"),
+    "dns_name": ("fid", "name_hash", "uniq"),
+    "src_dns_name": (*_HOST, "name_hash", "uniq"),
+}
+
+
+def _key_words(flows: FlowTable, dns: FlowDns, first_uniq: int) -> dict[str, _U64]:
+    n = flows.n_flows
+    uniq = np.where(dns.has_name, 0, first_uniq + np.arange(n)).astype(np.uint64)
     return {
-        "dns_parent": flow_key_hash(fid, dns.parent_hash, salt),
-        "dns_name": name,
-        "src_dns_name": flow_key_hash(src, name),
-        "src": src,
-        "pair": flow_key_hash(src, svc),
-        "svc": svc,
-        "src_dst": flow_key_hash(src, dst),
-        "src_dport": flow_key_hash(src, svc_port),
-        "svc_src": flow_key_hash(svc, src),
-    }
+        "fid": flows.file_id.astype(np.uint64), "tunnel": flows.tunnel_key, "src_hi": flows.src_hi,
+        "src_lo": flows.src_lo, "dst_hi": flows.dst_hi, "dst_lo": flows.dst_lo,
+        "svc_port": (flows.dst_port.astype(np.uint64) << np.uint64(8)) | flows.proto.astype(np.uint64),
+        "name_hash": dns.name_hash, "parent_hash": dns.parent_hash, "uniq": uniq,
+    }  # fmt: skip
+
+
+def group_ids(ev: _Events, q: _Events, key: str) -> tuple[_I64, _I64]:
+    """Dense group numbers of the events and the queries under ``key`` (NOTE [context keys])."""
+    cols = KEY_COLUMNS[key]
+    n_ev = len(ev)
+    words = np.empty((n_ev + len(q), len(cols)), np.uint64)
+    for j, name in enumerate(cols):
+        words[:n_ev, j] = getattr(ev, name)
+        words[n_ev:, j] = getattr(q, name)
+    h = hash_rows(words)
+    o = np.argsort(h, kind="stable")
+    ws = words[o]
+    same = h[o][1:] == h[o][:-1]
+    if np.any(same & np.any(ws[1:] != ws[:-1], axis=1)):  # one hash, two keys: sort on the words
+        o = np.lexsort(words.T[::-1])
+        ws = words[o]
+        same = ~np.any(ws[1:] != ws[:-1], axis=1)
+    gid = np.empty(len(o), np.int64)
+    gid[o] = np.cumsum(np.r_[True, ~same]) - 1
+    return gid[:n_ev], gid[n_ev:]
+
+
+def _lookback_cut(ev_t: _I64, q_t: _I64, max_events: int) -> _I64 | None:
+    """Per query, the end time of the ``max_events``-th latest event before it (NOTE [context cap])."""
+    if not max_events or len(ev_t) <= max_events:
+        return None
+    ends = np.sort(ev_t)
+    k = np.searchsorted(ends, q_t, side="left")
+    return np.where(k > max_events, ends[np.maximum(k - max_events, 0)], ends[0])  # ends[0]: no cut
 
 
 def _window_query(
-    ev_group: _U64, ev_t: _I64, q_group: _U64, q_t: _I64, window_us: int, weights: list[_F64]
-) -> tuple[_I64, list[_F64], _I64]:
-    """For each query: events of its group with time in [q_t - window, q_t): count and weighted sums.
-
-    Also returns the index (into the events) of the latest such event, or -1.
+    ev: _Events, ev_t: _I64, q: _Events, q_t: _I64, key: str, window_us: int, weights: list[_F64],
+    max_events: int = 0,
+) -> tuple[_I64, list[_F64], _I64]:  # fmt: skip
+    """For each query: events of its ``key`` group with time in [q_t - window, q_t), among the
+    last ``max_events`` to end before q_t (0: all): count and weighted sums. Also returns the
+    index (into the events) of the latest such event, or -1.
     """
     n_ev, n_q = len(ev_t), len(q_t)
     if n_ev == 0 or n_q == 0:
         return np.zeros(n_q, np.int64), [np.zeros(n_q) for _ in weights], np.full(n_q, -1, np.int64)
-    uniq, inv = np.unique(np.concatenate([ev_group, q_group]), return_inverse=True)
-    ev_gid, q_gid = inv[:n_ev].astype(np.int64), inv[n_ev:].astype(np.int64)
+    ev_gid, q_gid = group_ids(ev, q, key)
+    n_groups = int(max(ev_gid.max(), q_gid.max())) + 1
     t0 = min(int(ev_t.min()), int(q_t.min()))
     span = max(int(ev_t.max()), int(q_t.max())) - t0 + window_us + 2
     ev_rel, q_rel = ev_t - t0, q_t - t0
     q_from = np.maximum(q_rel - window_us, 0)
-    if len(uniq) * span >= 2**62:
+    cut = _lookback_cut(ev_t, q_t, max_events)
+    if cut is not None:
+        q_from = np.maximum(q_from, cut - t0)
+    if n_groups * span >= 2**62:
         # Times spread over centuries (a damaged capture): use their ranks, which keep the order.
         times, inv_t = np.unique(np.concatenate([ev_rel, q_rel, q_from]), return_inverse=True)
         span = len(times) + 1
@@ -291,8 +340,11 @@ class ContextTracker:
     packet time) lets old state go.
     """
 
-    def __init__(self, settings: ContextSettings) -> None:
+    def __init__(self, settings: ContextSettings, *, on_warning: Callable[[str], None] | None = None) -> None:
         self.window_us = int(settings.window_s * 1e6)
+        self.max_events = settings.max_events
+        self.on_warning = on_warning
+        self._warned = False
         self._events = _Events.empty()
         self._file_start_us: dict[int, int] = {}
 
@@ -308,7 +360,7 @@ class ContextTracker:
 
     def _new_events(self, flows: FlowTable, facts: FlowFacts) -> _Events:
         dns = facts.dns
-        keys = _keys(flows, dns)
+        keys = _key_words(flows, dns, int(self._events.uniq.max()) + 1 if len(self._events) else 1)
         start = flows.first_ns // 1000
         end = flows.last_ns // 1000
         zeros = np.zeros(flows.n_flows)
@@ -323,19 +375,17 @@ class ContextTracker:
         )  # fmt: skip
         # Novelty and pair gaps of each new event, against every event that ended before it.
         every = self._events.concat(batch)
-        n_old = len(self._events)
         w = self.window_us
         flags = {}
         for name, key in (
             ("new_dst", "src_dst"), ("new_dport", "src_dport"), ("new_src", "svc_src"),
             ("new_dns_name", "dns_name"), ("src_new_dns_name", "src_dns_name"),
         ):  # fmt: skip
-            k = getattr(every, key)
-            cnt, _, _ = _window_query(k, every.end_us, k[n_old:], batch.end_us, w, [])
+            cnt, _, _ = _window_query(every, every.end_us, batch, batch.end_us, key, w, [], self.max_events)
             flags[name] = (cnt == 0).astype(np.float64)
         flags["new_dns_name"] *= batch.is_dns
         flags["src_new_dns_name"] *= batch.is_dns
-        _, _, last = _window_query(every.pair, every.end_us, batch.pair, batch.end_us, w, [])
+        _, _, last = _window_query(every, every.end_us, batch, batch.end_us, "pair", w, [], self.max_events)
         has = last >= 0
         gap = np.where(has, np.maximum(batch.start_us - every.start_us[np.maximum(last, 0)], 0) / 1e6, 0.0)
         return _Events(**{**{f.name: getattr(batch, f.name) for f in fields(batch)}, **flags,
@@ -354,19 +404,21 @@ class ContextTracker:
         self._events = ev
         w = self.window_us
         q = new  # queries: the new flows, at their start times
+        self._warn_if_capped(ev.end_us, q.start_us)
         n_src, (fail, tcp, new_dst, new_dport, src_dns_new), _ = _window_query(
-            ev.src, ev.end_us, q.src, q.start_us, w,
-            [ev.failed, ev.is_tcp, ev.new_dst, ev.new_dport, ev.src_new_dns_name],
+            ev, ev.end_us, q, q.start_us, "src", w,
+            [ev.failed, ev.is_tcp, ev.new_dst, ev.new_dport, ev.src_new_dns_name], self.max_events,
         )  # fmt: skip
         n_pair, (fwd, bwd, gap_n, gap_sum, gap_sq, b_sum, b_sq, lin_sum, lin_sq), last = _window_query(
-            ev.pair, ev.end_us, q.pair, q.start_us, w,
+            ev, ev.end_us, q, q.start_us, "pair", w,
             [ev.fwd_bytes, ev.bwd_bytes, ev.has_pair_gap, ev.pair_gap_log, ev.pair_gap_log**2,
-             ev.log_bytes, ev.log_bytes**2, ev.pair_gap_s, ev.pair_gap_s**2],
+             ev.log_bytes, ev.log_bytes**2, ev.pair_gap_s, ev.pair_gap_s**2], self.max_events,
         )  # fmt: skip
-        n_parent, (parent_new,), _ = _window_query(ev.dns_parent, ev.end_us, q.dns_parent, q.start_us, w,
-                                                   [ev.new_dns_name])  # fmt: skip
+        n_parent, (parent_new,), _ = _window_query(
+            ev, ev.end_us, q, q.start_us, "dns_parent", w, [ev.new_dns_name], self.max_events
+        )
         is_dns = q.is_dns > 0
-        n_svc, (new_src,), _ = _window_query(ev.svc, ev.end_us, q.svc, q.start_us, w, [ev.new_src])
+        n_svc, (new_src,), _ = _window_query(ev, ev.end_us, q, q.start_us, "svc", w, [ev.new_src], self.max_events)
         has_last = last >= 0
         since = np.where(has_last, np.maximum(q.start_us - ev.end_us[np.maximum(last, 0)], 0) / 1e6, w / 1e6)
         mean = np.where(gap_n > 0, gap_sum / np.maximum(gap_n, 1), 0.0)
@@ -397,9 +449,31 @@ class ContextTracker:
             "ctx_pair_gap_std_s": np.sqrt(np.maximum(lin_var, 0.0)),
         }
         if horizon_ns is not None:
-            keep_from = horizon_ns // 1000 - 2 * w
-            self._events = self._events.take(self._events.end_us >= keep_from)
+            self._forget(horizon_ns // 1000)
         return {name: np.asarray(cols[name], dtype=np.float32) for name in CONTEXT_FEATURES + CONTEXT_EXTRAS}
+
+    def _warn_if_capped(self, ends: _I64, starts: _I64) -> None:
+        if self._warned or not self.max_events or len(ends) <= self.max_events:
+            return
+        cut = _lookback_cut(ends, starts, self.max_events)
+        k = np.searchsorted(np.sort(ends), starts, side="left")
+        if cut is not None and np.any((k > self.max_events) & (cut > starts - self.window_us)):
+            self._warned = True
+            warn(
+                self.on_warning,
+                f"more than {self.max_events:,} flows in the context window (context.max_events): context "
+                "looks back over the latest of them only",
+            )
+
+    def _forget(self, horizon_us: int) -> None:
+        """Drop the events no later query can see: ended more than two windows before the horizon,
+        or before the last ``max_events`` to end before it (NOTE [context cap])."""
+        ends = self._events.end_us
+        keep_from = horizon_us - 2 * self.window_us
+        cut = _lookback_cut(ends, np.array([horizon_us], np.int64), self.max_events)
+        if cut is not None:
+            keep_from = max(keep_from, int(cut[0]))
+        self._events = self._events.take(ends >= keep_from)
 
     @property
     def n_events(self) -> int:

@@ -8,12 +8,12 @@ between the two is a bug.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from numba import njit
 
 from netae.context import FlowFacts, flow_facts
 from netae.errors import IncompatibleModel
@@ -129,12 +129,6 @@ def feature_label(name: str) -> str:
     return entry[0] if entry else name
 
 
-def _segment_first(offsets: npt.NDArray[np.int64], n: int) -> npt.NDArray[np.bool_]:
-    is_first = np.zeros(n, dtype=bool)
-    is_first[offsets[:-1][offsets[:-1] < n]] = True
-    return is_first
-
-
 def _flow_columns(flows: FlowTable, facts: FlowFacts) -> dict[str, npt.NDArray[np.float32]]:
     lengths = flows.n_packets
     tcp, dns, is_tcp = facts.tcp, facts.dns, facts.is_tcp
@@ -175,7 +169,6 @@ def compute_features(
     po = flows.order
     n = len(po)
     offsets = flows.offsets
-    lengths = flows.n_packets
     per_flow = _flow_columns(flows, facts if facts is not None else flow_facts(packets, flows))
     if context:
         per_flow = {**per_flow, **context}
@@ -183,72 +176,64 @@ def compute_features(
     flow_block = np.empty((flows.n_flows, len(per_flow)), dtype=np.float32)
     for j, col in enumerate(per_flow.values()):
         flow_block[:, j] = col
-    if _fill_kernel is not None:
-        values = np.empty((n, len(names)), dtype=np.float32)
-        _fill_kernel(
-            offsets, packets.ts_ns[po], packets.ip_len[po], packets.payload_len[po], packets.tcp_flags[po],
-            packets.tcp_window[po], flows.is_fwd, flow_block, values, _LOG1P_LUT,
-        )  # fmt: skip
-        return Features(values=values, offsets=offsets.copy(), names=names)
-    ts = packets.ts_ns[po]
-    is_first = _segment_first(offsets, n)
-    is_fwd = flows.is_fwd
-    dt = np.zeros(n, dtype=np.float64)
-    if n > 1:
-        dt[1:] = (ts[1:] - ts[:-1]) / 1e3
-    dt[is_first] = 0.0
-    dt = np.maximum(dt, 0.0)
-    # Gap to the previous packet in the same direction within the flow (0 for the first one).
-    flow_of = np.repeat(np.arange(flows.n_flows), lengths)
-    iat_dir = np.zeros(n, dtype=np.float64)
-    for direction in (True, False):
-        idx = np.flatnonzero(is_fwd == direction)
-        if len(idx) > 1:
-            same_flow = flow_of[idx[1:]] == flow_of[idx[:-1]]
-            gaps = (ts[idx[1:]] - ts[idx[:-1]]) / 1e3
-            iat_dir[idx[1:]] = np.where(same_flow, np.maximum(gaps, 0.0), 0.0)
-    start = np.repeat(packets.ts_ns[po[offsets[:-1]]] if flows.n_flows else np.empty(0, np.int64), lengths)
-    position = np.arange(n, dtype=np.int64) - np.repeat(offsets[:-1], lengths)
-    flags = packets.tcp_flags[po]
-    payload = packets.payload_len[po]
-    cols: dict[str, np.ndarray] = {
-        "is_fwd": is_fwd,
-        "log_ip_len_bytes": np.log1p(packets.ip_len[po]),
-        "log_payload_bytes": np.log1p(payload),
-        "has_payload": payload > 0,
-        "log_iat_us": np.log1p(dt),
-        "log_iat_same_dir_us": np.log1p(iat_dir),
-        "log_since_start_ms": np.log1p(np.maximum(ts - start, 0) / 1e6),
-        "log_position": np.log1p(position),
-        "tcp_syn": (flags & TCP_SYN) != 0,
-        "tcp_ack": (flags & TCP_ACK) != 0,
-        "tcp_fin": (flags & TCP_FIN) != 0,
-        "tcp_rst": (flags & TCP_RST) != 0,
-        "tcp_psh": (flags & TCP_PSH) != 0,
-        "log_tcp_window": np.log1p(packets.tcp_window[po]),
-    }
     values = np.empty((n, len(names)), dtype=np.float32)
-    for j, name in enumerate(PACKET_FEATURES):
-        values[:, j] = cols[name]
-    values[:, len(PACKET_FEATURES) :] = np.repeat(flow_block, lengths, axis=0)
+    _fill_nb(
+        offsets, packets.ts_ns[po], packets.ip_len[po], packets.payload_len[po], packets.tcp_flags[po],
+        packets.tcp_window[po], flows.is_fwd, flow_block, values, _LOG1P_LUT,
+    )  # fmt: skip
     return Features(values=values, offsets=offsets.copy(), names=names)
 
 
-def _fill_python(
-    offsets: npt.NDArray[np.int64], ts: npt.NDArray[np.int64], ip_len: npt.NDArray[np.uint32],
-    payload: npt.NDArray[np.uint32], flags: npt.NDArray[np.uint8], window: npt.NDArray[np.uint16],
-    is_fwd: npt.NDArray[np.bool_], flow_block: npt.NDArray[np.float32], out: npt.NDArray[np.float32],
-    lut: npt.NDArray[np.float64],
-) -> None:  # fmt: skip
-    """One pass over the packets in flow order writing each row of ``out`` (NOTE [fill]).
+# NOTE [fill]: one pass over the packets in flow order writes each row of the feature matrix: a
+# row-major matrix written column by column touches every cache line once per column, and the
+# flow-level block would need a full-length temporary per column. Column positions come from
+# ``PACKET_FEATURES`` (the registry); the numpy twin is tests/reference/features.py.
+_C = {name: i for i, name in enumerate(PACKET_FEATURES)}
+C_IS_FWD, C_IP_LEN, C_PAYLOAD, C_HAS_PAYLOAD = (
+    _C["is_fwd"],
+    _C["log_ip_len_bytes"],
+    _C["log_payload_bytes"],
+    _C["has_payload"],
+)
+C_IAT, C_IAT_DIR, C_SINCE, C_POS = (
+    _C["log_iat_us"],
+    _C["log_iat_same_dir_us"],
+    _C["log_since_start_ms"],
+    _C["log_position"],
+)
+C_SYN, C_ACK, C_FIN, C_RST, C_PSH = _C["tcp_syn"], _C["tcp_ack"], _C["tcp_fin"], _C["tcp_rst"], _C["tcp_psh"]
+C_WINDOW = _C["log_tcp_window"]
+N_PACKET_FEATURES = len(PACKET_FEATURES)
+_LOG1P_LUT = np.log1p(np.arange(65536, dtype=np.float64))  # log1p of small integers, looked up
 
-    NOTE [fill]: the same values as the numpy path of ``compute_features``, row by row: a
-    row-major matrix written column by column touches every cache line once per column, and the
-    flow-level block would need a full-length temporary per column. Compiled with numba.
-    """
-    n_pkt = 14
+
+@njit(cache=True, nogil=True, inline="always")
+def _log1p_int(v: Any, lut: Any) -> Any:  # pragma: no cover - compiled
+    return lut[v] if v < len(lut) else np.log1p(np.float64(v))
+
+
+@njit(cache=True, nogil=True)
+def _fill_packet(out: Any, i: int, fwd: bool, ip_len: Any, payload: Any, fl: Any, window: Any, pos: int,
+                 lut: Any) -> None:  # fmt: skip  # pragma: no cover - compiled
+    """The per-packet columns that need no neighbour: direction, sizes, position, flags."""
+    out[i, C_IS_FWD] = 1.0 if fwd else 0.0
+    out[i, C_IP_LEN] = _log1p_int(ip_len, lut)
+    out[i, C_PAYLOAD] = _log1p_int(payload, lut)
+    out[i, C_HAS_PAYLOAD] = 1.0 if payload > 0 else 0.0
+    out[i, C_POS] = _log1p_int(pos, lut)
+    out[i, C_SYN] = 1.0 if fl & TCP_SYN else 0.0
+    out[i, C_ACK] = 1.0 if fl & TCP_ACK else 0.0
+    out[i, C_FIN] = 1.0 if fl & TCP_FIN else 0.0
+    out[i, C_RST] = 1.0 if fl & TCP_RST else 0.0
+    out[i, C_PSH] = 1.0 if fl & TCP_PSH else 0.0
+    out[i, C_WINDOW] = lut[window]
+
+
+@njit(cache=True, nogil=True)
+def _fill_nb(offsets: Any, ts: Any, ip_len: Any, payload: Any, flags: Any, window: Any, is_fwd: Any,
+             flow_block: Any, out: Any, lut: Any) -> None:  # fmt: skip  # pragma: no cover - compiled
+    """Every row of ``out`` (NOTE [fill]): packet columns, gaps, then the flow's block."""
     k = flow_block.shape[1]
-    n_lut = len(lut)  # log1p of small integers, looked up (sizes, window, position)
     for f in range(len(offsets) - 1):
         a, b = offsets[f], offsets[f + 1]
         t0 = ts[a]
@@ -257,48 +242,17 @@ def _fill_python(
         for i in range(a, b):
             fwd = is_fwd[i]
             t = ts[i]
-            out[i, 0] = 1.0 if fwd else 0.0
-            v = ip_len[i]
-            out[i, 1] = lut[v] if v < n_lut else np.log1p(np.float64(v))
-            v = payload[i]
-            out[i, 2] = lut[v] if v < n_lut else np.log1p(np.float64(v))
-            out[i, 3] = 1.0 if payload[i] > 0 else 0.0
-            out[i, 4] = np.log1p(max(t - ts[i - 1], 0) / 1e3) if i > a else 0.0
+            _fill_packet(out, i, fwd, ip_len[i], payload[i], flags[i], window[i], i - a, lut)
+            out[i, C_IAT] = np.log1p(max(t - ts[i - 1], 0) / 1e3) if i > a else 0.0
             prev = last_fwd if fwd else last_bwd
-            out[i, 5] = np.log1p(max(t - ts[prev], 0) / 1e3) if prev >= 0 else 0.0
+            out[i, C_IAT_DIR] = np.log1p(max(t - ts[prev], 0) / 1e3) if prev >= 0 else 0.0
             if fwd:
                 last_fwd = i
             else:
                 last_bwd = i
-            out[i, 6] = np.log1p(max(t - t0, 0) / 1e6)
-            v = i - a
-            out[i, 7] = lut[v] if v < n_lut else np.log1p(np.float64(v))
-            fl = flags[i]
-            out[i, 8] = 1.0 if fl & TCP_SYN else 0.0
-            out[i, 9] = 1.0 if fl & TCP_ACK else 0.0
-            out[i, 10] = 1.0 if fl & TCP_FIN else 0.0
-            out[i, 11] = 1.0 if fl & TCP_RST else 0.0
-            out[i, 12] = 1.0 if fl & TCP_PSH else 0.0
-            out[i, 13] = lut[window[i]]
+            out[i, C_SINCE] = np.log1p(max(t - t0, 0) / 1e6)
             for j in range(k):
-                out[i, n_pkt + j] = flow_block[f, j]
-
-
-_LOG1P_LUT = np.log1p(np.arange(65536, dtype=np.float64))
-_compiled_fill: Any = None
-try:  # numba is a dependency (the capture kernels use it); without it the numpy path runs
-    import numba
-
-    _compiled_fill = numba.njit(cache=True, nogil=True)(_fill_python)
-except ImportError:  # pragma: no cover - numba missing
-    _compiled_fill = None
-_fill_kernel: Callable[..., None] | None = _compiled_fill
-
-
-def use_compiled(flag: bool) -> None:
-    """Switch the compiled fill on or off (tests compare both paths)."""
-    global _fill_kernel
-    _fill_kernel = _compiled_fill if flag else None
+                out[i, N_PACKET_FEATURES + j] = flow_block[f, j]
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,46 +1,86 @@
-"""Bidirectional flows by sort and group: PacketTable -> FlowTable.
+"""Bidirectional flows, assembled incrementally: PacketTable chunks -> FlowTable.
 
 Direction: a flow's *fwd* direction is that of its first packet (the initiator, reported as
-``src``); *bwd* is the other. Both directions share one canonical key: the two (address, port)
-endpoints in sorted order, the IP protocol and the file the packets came from (flows never span
-capture files). ICMP and ICMPv6 carry (type, code) in the port slots the way Zeek does, with
-reply types mapped to their request type so that an echo request and its reply share a flow.
+``src``); *bwd* is the other. Both directions share one canonical key (``KEY_WORDS``): the two
+(address, port) endpoints in sorted order, the IP protocol with the capture file (flows never
+span files) and the tunnel the packets came through. ICMP and ICMPv6 carry (type, code) in the
+port slots the way Zeek does, with reply types mapped to their request type so that an echo
+request and its reply share a flow.
 
-A flow ends where the key changes, where the gap to the previous packet exceeds
-``idle_timeout_s``, or where it has lasted ``active_timeout_s``; with ``tcp_close_linger_s`` > 0
-a TCP flow also ends that long after FIN from both sides or a RST (NOTE [tcp close]). Non-first IP fragments take the
-ports of their first fragment (same addresses, protocol and IP id). ``FlowAssembler`` runs the same
-code over chunks and keeps only the packets of still-open flows between them, so chunked and
-one-pass assembly give identical flows.
+A flow ends where the gap to its previous packet exceeds ``idle_timeout_s``, where it has lasted
+``active_timeout_s``, or (``tcp_close_linger_s`` > 0) that long after FIN from both sides or a
+RST (NOTE [tcp close]). Non-first IP fragments take the ports of the latest first fragment of
+their datagram (same addresses, protocol, IP id) that arrived before them, within the idle
+timeout.
+
+NOTE [flow table]: ``FlowAssembler`` keeps its state between chunks (compiled kernels, one pass
+over each packet): an open-addressing table maps each key to its open flow, comparing the full
+key (``KEY_WORDS`` words; one more word is one more column), and hashes it with SipHash-1-3 under
+a random per-process key (``hash_seed``), so no input can aim keys at one bucket. Each open
+flow links its packets (rows of an arena of open flows' packets); a closed flow's rows are
+gathered from its list, and the arena is compacted when it is half dead. Work is linear in the
+packets, whatever the chunk size.
+
+NOTE [capture clock]: packets are taken in arrival order against a clock, the newest time seen
+(per assembler, i.e. per capture). A packet stamped before the clock is moved to the clock (by
+up to ``idle_timeout_s``); one stamped further back starts a new epoch: every later time stamp is
+shifted by the jump, so that time goes on from the clock. Packet and flow times are these
+effective times, the same whether a capture is read whole or in chunks, streamed or not.
+``assemble_flows`` (a table, not a capture) sorts its rows by time first.
+
+NOTE [flood cap]: at most ``max_open_flows`` flows are open. When a new flow would pass the cap,
+flows that are due to close are closed; then the open one-packet or handshake-only flows (no
+payload, at most 4 packets, TCP flags SYN/ACK/RST only) of every target service (responder
+address, port, protocol) that holds many of them are evicted into one aggregate record per
+service; when that frees less than a quarter of the cap (a scan, no dominant target), all such
+flows are, one record per protocol. A record is a flow with ``agg_flows`` > 0 (and counts of
+flows, packets, bytes and distinct sources); scoring flags each one. Evictable flows of those
+targets that end within the idle timeout of an eviction round are aggregated too. Should the
+open flows still pass three quarters of the cap, those idle longest are closed early. Evictions
+happen at the same packets however the capture is chunked. A warning says when the cap is first
+reached.
 """
 
 from __future__ import annotations
 
+import logging
+import os
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
+from numba import njit
 
-from netae.tables import FlowTable, PacketTable
+from netae.tables import FlowTable, PacketTable, canonical_order, concat_flow_parts, format_ip, reorder_flows
 
 __all__ = [
-    "HAVE_KERNEL",
+    "KEY_WORDS",
+    "NEVER_NS",
     "FlowAssembler",
     "assemble_flows",
     "flow_key_hash",
+    "hash_rows",
+    "hash_seed",
     "splitmix64",
     "tcp_close_ns",
-    "use_compiled",
+    "with_aggregate_notes",
 ]
+
+log = logging.getLogger(__name__)
 
 PROTO_ICMP = 1
 PROTO_TCP = 6
 PROTO_UDP = 17
 PROTO_ICMPV6 = 58
-TCP_FIN = 0x01
-TCP_RST = 0x04
+TCP_FIN, TCP_SYN, TCP_RST, TCP_ACK = 0x01, 0x02, 0x04, 0x10
 NEVER_NS = np.iinfo(np.int64).max  # "no such time" in int64 time columns
+
+# The canonical flow key: a_hi, a_lo, b_hi, b_lo, ports (a << 16 | b), meta (proto << 32 | file),
+# tunnel. Column KEY_WORDS of the key array holds the keyed hash.
+KEY_WORDS = 7
+DEFAULT_MAX_OPEN_FLOWS = 500_000
 
 # ICMP reply type -> request type (Zeek's counterpart mapping), so both share one flow key.
 _ICMP4_REPLY_TO_REQUEST = {0: 8, 14: 13, 16: 15, 18: 17, 9: 10}
@@ -63,7 +103,11 @@ _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 
 
 def splitmix64(x: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint64]:
-    """A fast, well-mixed 64-bit hash of each element (splitmix64's finaliser)."""
+    """A fast, well-mixed, *unkeyed* 64-bit hash of each element (splitmix64's finaliser).
+
+    Deterministic on purpose (the validation split must not change between runs); never use it
+    to bucket keys an attacker chooses: that is ``hash_rows``.
+    """
     with np.errstate(over="ignore"):
         z = x + _GOLDEN
         z = (z ^ (z >> np.uint64(30))) * _M1
@@ -72,7 +116,7 @@ def splitmix64(x: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint64]:
 
 
 def flow_key_hash(*columns: np.ndarray) -> npt.NDArray[np.uint64]:
-    """Combine equal-length integer columns into one 64-bit hash per row."""
+    """Combine equal-length integer columns into one deterministic 64-bit hash per row (unkeyed)."""
     h = np.zeros(len(columns[0]), dtype=np.uint64)
     with np.errstate(over="ignore"):
         for col in columns:
@@ -80,164 +124,860 @@ def flow_key_hash(*columns: np.ndarray) -> npt.NDArray[np.uint64]:
     return h
 
 
-def _canonical_ports(
-    packets: PacketTable, sport: npt.NDArray[np.uint16], dport: npt.NDArray[np.uint16]
-) -> tuple[npt.NDArray[np.uint16], npt.NDArray[np.uint16], npt.NDArray[np.bool_]]:
-    """Port slots used in the key, and whether the protocol is ICMP-like (ports not swapped)."""
-    is_icmp4 = packets.proto == PROTO_ICMP
-    is_icmp6 = packets.proto == PROTO_ICMPV6
-    is_icmp = is_icmp4 | is_icmp6
-    if is_icmp.any():
-        sport = sport.copy()
-        t = packets.icmp_type
-        sport[is_icmp4] = _ICMP4_CANON[t[is_icmp4]]
-        sport[is_icmp6] = _ICMP6_CANON[t[is_icmp6]]
-        dport = np.where(is_icmp, packets.icmp_code.astype(np.uint16), dport)
-    return sport, dport, is_icmp
+# --- keyed hashing (SipHash-1-3) ---------------------------------------------------------------
+
+_SEED = np.frombuffer(os.urandom(16), dtype=np.uint64).copy()
 
 
-def _join_fragments(packets: PacketTable) -> tuple[npt.NDArray[np.uint16], npt.NDArray[np.uint16]]:
-    """Ports for every packet, non-first fragments taking those of their first fragment."""
-    sport, dport = packets.src_port, packets.dst_port
-    is_frag = packets.more_fragments | (packets.frag_offset > 0)
-    if not is_frag.any():
-        return sport, dport
-    idx = np.flatnonzero(is_frag)
-    key = flow_key_hash(
-        packets.src_hi[idx], packets.src_lo[idx], packets.dst_hi[idx], packets.dst_lo[idx],
-        packets.proto[idx], packets.ip_id[idx], packets.file_id[idx],
-    )  # fmt: skip
-    is_first = packets.frag_offset[idx] == 0
-    # Within one datagram key the first fragment sorts first, then the others by time.
-    o = np.lexsort((packets.ts_ns[idx], ~is_first, key))
-    k_sorted = key[o]
-    group_start = np.ones(len(o), dtype=bool)
-    group_start[1:] = k_sorted[1:] != k_sorted[:-1]
-    head = np.maximum.accumulate(np.where(group_start, np.arange(len(o)), 0))
-    first_sorted = is_first[o]
-    joins = first_sorted[head] & ~first_sorted
-    sport = sport.copy()
-    dport = dport.copy()
-    take = idx[o[joins]]
-    src = idx[o[head[joins]]]
-    sport[take] = sport[src]
-    dport[take] = dport[src]
-    return sport, dport
+def hash_seed() -> npt.NDArray[np.uint64]:
+    """The process's random SipHash key (two words): bucket positions differ in every run."""
+    return _SEED
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _rotl(x: Any, b: int) -> Any:  # pragma: no cover - compiled
+    return (x << np.uint64(b)) | (x >> np.uint64(64 - b))
+
+
+@njit(cache=True, nogil=True)
+def _sip_round(v0: Any, v1: Any, v2: Any, v3: Any) -> Any:  # pragma: no cover - compiled
+    v0 += v1
+    v1 = _rotl(v1, 13) ^ v0
+    v0 = _rotl(v0, 32)
+    v2 += v3
+    v3 = _rotl(v3, 16) ^ v2
+    v0 += v3
+    v3 = _rotl(v3, 21) ^ v0
+    v2 += v1
+    v1 = _rotl(v1, 17) ^ v2
+    v2 = _rotl(v2, 32)
+    return v0, v1, v2, v3
+
+
+@njit(cache=True, nogil=True)
+def _siphash13(words: Any, n_words: int, k0: Any, k1: Any) -> Any:  # pragma: no cover - compiled
+    """SipHash-1-3 of ``words[:n_words]`` (each 8 bytes) under the key (k0, k1)."""
+    v0 = k0 ^ np.uint64(0x736F6D6570736575)
+    v1 = k1 ^ np.uint64(0x646F72616E646F6D)
+    v2 = k0 ^ np.uint64(0x6C7967656E657261)
+    v3 = k1 ^ np.uint64(0x7465646279746573)
+    for i in range(n_words):
+        m = words[i]
+        v3 ^= m
+        v0, v1, v2, v3 = _sip_round(v0, v1, v2, v3)
+        v0 ^= m
+    b = np.uint64(n_words * 8) << np.uint64(56)
+    v3 ^= b
+    v0, v1, v2, v3 = _sip_round(v0, v1, v2, v3)
+    v0 ^= b
+    v2 ^= np.uint64(0xFF)
+    for _ in range(3):
+        v0, v1, v2, v3 = _sip_round(v0, v1, v2, v3)
+    return v0 ^ v1 ^ v2 ^ v3
+
+
+@njit(cache=True, nogil=True)
+def _hash_rows_nb(words: Any, k0: Any, k1: Any, out: Any) -> None:  # pragma: no cover - compiled
+    for r in range(words.shape[0]):
+        out[r] = _siphash13(words[r], words.shape[1], k0, k1)
+
+
+def hash_rows(words: npt.NDArray[np.uint64], seed: npt.NDArray[np.uint64] | None = None) -> npt.NDArray[np.uint64]:
+    """Keyed SipHash-1-3 of each row of ``words`` (n, k): unpredictable without the seed."""
+    s = _SEED if seed is None else seed
+    out = np.empty(words.shape[0], np.uint64)
+    _hash_rows_nb(np.ascontiguousarray(words, dtype=np.uint64), s[0], s[1], out)
+    return out
+
+
+# --- the assembly kernel (NOTE [flow table]) ---------------------------------------------------
+
+# Per-flow state columns (int64).
+(S_START, S_LAST, S_N, S_FWD_N, S_FWD_B, S_B, S_SRC_HI, S_SRC_LO, S_PORT, S_HEAD, S_TAIL, S_PAY, S_FLAGS,
+ S_FINS, S_CLOSED, S_TPOS, S_KSPORT, S_KDPORT) = range(18)  # fmt: skip
+_S_WIDTH = 18
+# Scalars carried between calls (int64).
+SC_CLOCK, SC_OFFSET, SC_HAVE_CLOCK, SC_LIVE, SC_USED, SC_NFREE, SC_PROBES, SC_LOOKUPS, SC_LINGER_DUE = range(9)
+_SC_WIDTH = 9
+# Why the kernel stopped early.
+_STOP_CAP, _STOP_TABLE, _STOP_SLOTS = 1, 2, 3
+_FIN_BITS_CLOSED = 8  # NOTE [tcp close]: bits 1 fwd FIN, 2 bwd FIN, 4 RST, 8 closed
+_FORCED = 16  # closed early by the flood cap
+
+
+@njit(cache=True, nogil=True)
+def _clock_nb(ts: Any, sc: Any, bound_ns: int, out: Any) -> None:  # pragma: no cover - compiled
+    """Effective times (NOTE [capture clock])."""
+    for i in range(len(ts)):
+        if sc[SC_HAVE_CLOCK] == 0:
+            sc[SC_CLOCK] = ts[i]
+            sc[SC_HAVE_CLOCK] = 1
+        e = ts[i] + sc[SC_OFFSET]
+        if e < sc[SC_CLOCK]:
+            if sc[SC_CLOCK] - e > bound_ns:
+                sc[SC_OFFSET] += sc[SC_CLOCK] - e
+            e = sc[SC_CLOCK]
+        sc[SC_CLOCK] = e
+        out[i] = e
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _packet_key(r: int, c: Any, kw: Any, canon4: Any, canon6: Any) -> Any:  # pragma: no cover
+    """Fill ``kw`` with packet ``r``'s canonical key; returns the key ports (s, d) and is-ICMP."""
+    s_hi, s_lo, d_hi, d_lo = c.src_hi[r], c.src_lo[r], c.dst_hi[r], c.dst_lo[r]
+    p = np.int64(c.proto[r])
+    icmp = p == PROTO_ICMP or p == PROTO_ICMPV6  # noqa: SIM109 - numba
+    if p == PROTO_ICMP:
+        ks, kd = np.int64(canon4[c.icmp_type[r]]), np.int64(c.icmp_code[r])
+    elif p == PROTO_ICMPV6:
+        ks, kd = np.int64(canon6[c.icmp_type[r]]), np.int64(c.icmp_code[r])
+    else:
+        ks, kd = np.int64(c.sport[r]), np.int64(c.dport[r])
+    swap = s_hi > d_hi or (s_hi == d_hi and (s_lo > d_lo or (s_lo == d_lo and not icmp and ks > kd)))
+    if swap:
+        kw[0], kw[1], kw[2], kw[3] = d_hi, d_lo, s_hi, s_lo
+    else:
+        kw[0], kw[1], kw[2], kw[3] = s_hi, s_lo, d_hi, d_lo
+    if swap and not icmp:
+        kw[4] = (np.uint64(kd) << np.uint64(16)) | np.uint64(ks)
+    else:
+        kw[4] = (np.uint64(ks) << np.uint64(16)) | np.uint64(kd)
+    kw[5] = (np.uint64(p) << np.uint64(32)) | np.uint64(np.uint32(c.file_id[r]))
+    kw[6] = c.tunnel_key[r]
+    return ks, kd, icmp
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _find(kw: Any, h: Any, keys: Any, table: Any, sc: Any) -> Any:  # pragma: no cover - compiled
+    """(slot of the open flow with key ``kw`` or -1, table position to insert at)."""
+    mask = len(table) - 1
+    i = np.int64(h & np.uint64(mask))
+    insert: Any = -1
+    sc[SC_LOOKUPS] += 1
+    while True:
+        sc[SC_PROBES] += 1
+        v = table[i]
+        if v == 0:
+            return -1, (i if insert < 0 else insert)
+        if v < 0:
+            if insert < 0:
+                insert = i
+        else:
+            k = keys[v - 1]
+            same = k[KEY_WORDS] == h
+            for w in range(KEY_WORDS):
+                same = same and k[w] == kw[w]
+            if same:
+                return v - 1, i
+        i = (i + 1) & mask
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _expired(st: Any, f: int, t: int, idle_ns: int, active_ns: int, linger_ns: int) -> Any:  # pragma: no cover
+    if t - st[f, S_LAST] > idle_ns or t - st[f, S_START] > active_ns:
+        return True
+    closed = linger_ns > 0 and (st[f, S_FINS] & _FIN_BITS_CLOSED) != 0
+    return closed and t - st[f, S_CLOSED] > linger_ns or (st[f, S_FINS] & _FORCED) != 0
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _unlink(f: int, st: Any, table: Any, sc: Any) -> None:  # pragma: no cover - compiled
+    """Take flow ``f`` out of the key table (it stays in its slot until gathered)."""
+    pos = st[f, S_TPOS]
+    if pos >= 0 and table[pos] == f + 1:
+        table[pos] = -1
+    st[f, S_TPOS] = -1
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _new_flow(kw: Any, h: Any, pos: int, r: int, row: int, t: int, c: Any, ks: int, kd: int, icmp: bool,
+              keys: Any, st: Any, table: Any, free: Any, sc: Any) -> Any:  # fmt: skip  # pragma: no cover
+    sc[SC_NFREE] -= 1
+    f = free[sc[SC_NFREE]]
+    for w in range(KEY_WORDS):
+        keys[f, w] = kw[w]
+    keys[f, KEY_WORDS] = h
+    if table[pos] == 0:
+        sc[SC_USED] += 1
+    table[pos] = f + 1
+    st[f, :] = 0
+    st[f, S_TPOS] = pos
+    st[f, S_START] = t
+    st[f, S_HEAD] = row
+    st[f, S_SRC_HI] = np.int64(c.src_hi[r])
+    st[f, S_SRC_LO] = np.int64(c.src_lo[r])
+    # the source port decides direction only when both ends are one host (-1: never)
+    same_host = not icmp and c.src_hi[r] == c.dst_hi[r] and c.src_lo[r] == c.dst_lo[r]
+    st[f, S_PORT] = np.int64(c.sport[r]) if same_host else -1
+    st[f, S_KSPORT] = np.int64(c.sport[r])
+    st[f, S_KDPORT] = np.int64(c.dport[r])
+    sc[SC_LIVE] += 1
+    return f
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _add_packet(f: int, r: int, row: int, t: int, c: Any, st: Any, nxt: Any, fwd_out: Any, sc: Any,
+                linger_ns: int) -> None:  # fmt: skip  # pragma: no cover - compiled
+    # Direction: same source as the flow's first packet (and same port on one host).
+    fwd = np.int64(c.src_hi[r]) == st[f, S_SRC_HI] and np.int64(c.src_lo[r]) == st[f, S_SRC_LO]
+    if fwd and st[f, S_PORT] >= 0:
+        fwd = np.int64(c.sport[r]) == st[f, S_PORT]
+    length = np.int64(c.ip_len[r])
+    if st[f, S_N] > 0:
+        nxt[st[f, S_TAIL]] = row
+    nxt[row] = -1
+    st[f, S_TAIL] = row
+    st[f, S_LAST] = t
+    st[f, S_N] += 1
+    st[f, S_B] += length
+    st[f, S_PAY] += np.int64(c.payload_len[r])
+    fl = np.int64(c.tcp_flags[r])
+    st[f, S_FLAGS] |= fl
+    if fwd:
+        st[f, S_FWD_N] += 1
+        st[f, S_FWD_B] += length
+    fwd_out[row] = fwd
+    if linger_ns > 0 and c.proto[r] == PROTO_TCP and (fl & (TCP_FIN | TCP_RST)) != 0:
+        bits = st[f, S_FINS]
+        if fl & TCP_FIN:
+            bits |= 1 if fwd else 2
+        if fl & TCP_RST:
+            bits |= 4
+        if (bits & _FIN_BITS_CLOSED) == 0 and ((bits & 3) == 3 or (bits & 4) != 0):
+            bits |= _FIN_BITS_CLOSED
+            st[f, S_CLOSED] = t
+            sc[SC_LINGER_DUE] = min(sc[SC_LINGER_DUE], t + linger_ns)  # when a sweep must look
+        st[f, S_FINS] = bits
+
+
+@njit(cache=True, nogil=True)
+def _assign_nb(c: Any, j0: int, base: int, keys: Any, st: Any, table: Any, free: Any, sc: Any, seed: Any,
+               canon4: Any, canon6: Any, nxt: Any, fwd_out: Any, live: Any, max_open: int, idle_ns: int,
+               active_ns: int, linger_ns: int) -> Any:  # fmt: skip  # pragma: no cover - compiled
+    """Give packets ``j0..`` of the chunk their flows; stops (position, reason) when a limit is hit.
+
+    A flow that a packet of its key finds expired is unlinked from the key table; it stays in
+    its slot, open, until the sweep (``FlowAssembler._sweep``) closes it.
+    """
+    kw = np.empty(KEY_WORDS, np.uint64)
+    for r in range(j0, len(c.ts)):
+        ks, kd, icmp = _packet_key(r, c, kw, canon4, canon6)
+        h = _siphash13(kw, KEY_WORDS, seed[0], seed[1])
+        t = c.ts[r]
+        f, pos = _find(kw, h, keys, table, sc)
+        if f >= 0 and _expired(st, f, t, idle_ns, active_ns, linger_ns):
+            _unlink(f, st, table, sc)
+            f, pos = _find(kw, h, keys, table, sc)
+        if f < 0:
+            if sc[SC_LIVE] >= max_open:
+                return r, _STOP_CAP
+            if sc[SC_USED] * 2 >= len(table):
+                return r, _STOP_TABLE
+            if sc[SC_NFREE] == 0:
+                return r, _STOP_SLOTS
+            f = _new_flow(kw, h, pos, r, base + r, t, c, ks, kd, icmp, keys, st, table, free, sc)
+            live[f] = True
+        _add_packet(f, r, base + r, t, c, st, nxt, fwd_out, sc, linger_ns)
+    return len(c.ts), 0
+
+
+@njit(cache=True, nogil=True)
+def _rebuild_nb(keys: Any, st: Any, live: Any, table: Any, sc: Any) -> None:  # pragma: no cover - compiled
+    """Re-insert every linked flow into an empty ``table`` (drops tombstones)."""
+    table[:] = 0
+    mask = len(table) - 1
+    used = 0
+    for f in range(len(live)):
+        if not live[f] or st[f, S_TPOS] < 0:
+            continue
+        q = np.int64(keys[f, KEY_WORDS] & np.uint64(mask))
+        while table[q] != 0:
+            q = (q + 1) & mask
+        table[q] = f + 1
+        st[f, S_TPOS] = q
+        used += 1
+    sc[SC_USED] = used
+
+
+@njit(cache=True, nogil=True)
+def _gather_nb(heads: Any, counts: Any, nxt: Any, out: Any) -> None:  # pragma: no cover - compiled
+    """Arena rows of each flow's packets, flow after flow, walking their links."""
+    q = 0
+    for i in range(len(heads)):
+        row = heads[i]
+        for _ in range(counts[i]):
+            out[q] = row
+            q += 1
+            row = nxt[row]
+
+
+class _Cols(NamedTuple):
+    """The columns the kernel reads (a named tuple of arrays, which numba takes as one argument)."""
+
+    ts: npt.NDArray[np.int64]
+    src_hi: npt.NDArray[np.uint64]
+    src_lo: npt.NDArray[np.uint64]
+    dst_hi: npt.NDArray[np.uint64]
+    dst_lo: npt.NDArray[np.uint64]
+    sport: npt.NDArray[np.uint16]
+    dport: npt.NDArray[np.uint16]
+    proto: npt.NDArray[np.uint8]
+    icmp_type: npt.NDArray[np.uint8]
+    icmp_code: npt.NDArray[np.uint8]
+    file_id: npt.NDArray[np.int32]
+    tunnel_key: npt.NDArray[np.uint64]
+    ip_len: npt.NDArray[np.uint32]
+    payload_len: npt.NDArray[np.uint32]
+    tcp_flags: npt.NDArray[np.uint8]
+
+
+def _kernel_cols(p: PacketTable, ts: npt.NDArray[np.int64], sport: np.ndarray, dport: np.ndarray) -> _Cols:
+    return _Cols(ts, p.src_hi, p.src_lo, p.dst_hi, p.dst_lo, sport, dport, p.proto, p.icmp_type, p.icmp_code,
+                 p.file_id, p.tunnel_key, p.ip_len, p.payload_len, p.tcp_flags)  # fmt: skip
+
+
+# --- fragments ---------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
-class _Keyed:
-    order: npt.NDArray[np.int64]  # packet rows sorted by (key, time)
-    flow_id: npt.NDArray[np.int64]  # per sorted row
-    n_flows: int
-    sport: npt.NDArray[np.uint16]  # ports after joining fragments, per packet row
+class _Firsts:
+    """First fragments seen lately (datagram key, ports, time), carried to the next chunk."""
+
+    key: npt.NDArray[np.uint64]  # (n, 6): src_hi, src_lo, dst_hi, dst_lo, proto << 32 | ip_id, file+tunnel
+    sport: npt.NDArray[np.uint16]
     dport: npt.NDArray[np.uint16]
+    ts: npt.NDArray[np.int64]
+
+    @classmethod
+    def empty(cls) -> _Firsts:
+        return cls(np.empty((0, 6), np.uint64), np.empty(0, np.uint16), np.empty(0, np.uint16), np.empty(0, np.int64))
 
 
-def _group(
-    packets: PacketTable, *, idle_timeout_s: float, active_timeout_s: float, tcp_close_linger_s: float = 0.0
-) -> _Keyed:
-    n = packets.n_packets
-    sport, dport = _join_fragments(packets)
-    kport_s, kport_d, is_icmp = _canonical_ports(packets, sport, dport)
-    # Canonical endpoint order: (addr, port) pairs compared lexicographically; ICMP ports stay.
-    s_hi, s_lo, d_hi, d_lo = packets.src_hi, packets.src_lo, packets.dst_hi, packets.dst_lo
-    swap = (s_hi > d_hi) | ((s_hi == d_hi) & ((s_lo > d_lo) | ((s_lo == d_lo) & ~is_icmp & (kport_s > kport_d))))
-    a_hi = np.where(swap, d_hi, s_hi)
-    a_lo = np.where(swap, d_lo, s_lo)
-    b_hi = np.where(swap, s_hi, d_hi)
-    b_lo = np.where(swap, s_lo, d_lo)
-    a_port = np.where(swap & ~is_icmp, kport_d, kport_s)
-    b_port = np.where(swap & ~is_icmp, kport_s, kport_d)
-    ports = (a_port.astype(np.uint64) << np.uint64(16)) | b_port.astype(np.uint64)
-    meta = (packets.proto.astype(np.uint64) << np.uint64(32)) | packets.file_id.astype(np.uint64)
-    h = flow_key_hash(a_hi, a_lo, b_hi, b_lo, ports, meta)
-    ts = packets.ts_ns
-    order = np.lexsort((ts, h)).astype(np.int64)
-    hs = h[order]
-    new_key = np.empty(n, dtype=bool)
-    new_key[:1] = True
-    new_key[1:] = hs[1:] != hs[:-1]
-    # Guard against hash collisions: equal hashes must mean equal keys, else sort on full keys.
-    same = ~new_key[1:]
-    if same.any():
-        for col in (a_hi, a_lo, b_hi, b_lo, ports, meta):
-            c = col[order]
-            if np.any(c[1:][same] != c[:-1][same]):
-                order = np.lexsort((ts, meta, ports, b_lo, b_hi, a_lo, a_hi)).astype(np.int64)
-                new_key[1:] = np.zeros(n - 1, dtype=bool)
-                for col2 in (a_hi, a_lo, b_hi, b_lo, ports, meta):
-                    c2 = col2[order]
-                    new_key[1:] |= c2[1:] != c2[:-1]
-                break
-    t = ts[order]
-    idle_ns = int(idle_timeout_s * 1e9)
-    boundary = new_key.copy()
-    boundary[1:] |= (t[1:] - t[:-1]) > idle_ns
-    starts = np.flatnonzero(boundary)
-    ends = np.append(starts[1:], n)
-    active_ns = int(active_timeout_s * 1e9)
-    too_long = np.flatnonzero(t[ends - 1] - t[starts] > active_ns) if n else np.empty(0, np.int64)
-    if tcp_close_linger_s > 0 and n:
-        closing = _closing_segments(packets, order, starts)
-        _cut_tcp_closes(
-            packets, order, sport, boundary, starts, ends, closing, active_ns, int(tcp_close_linger_s * 1e9)
+def _datagram_keys(p: PacketTable, idx: npt.NDArray[np.int64]) -> npt.NDArray[np.uint64]:
+    out = np.empty((len(idx), 6), np.uint64)
+    out[:, 0], out[:, 1], out[:, 2], out[:, 3] = p.src_hi[idx], p.src_lo[idx], p.dst_hi[idx], p.dst_lo[idx]
+    out[:, 4] = (p.proto[idx].astype(np.uint64) << np.uint64(32)) | p.ip_id[idx].astype(np.uint64)
+    out[:, 5] = splitmix64(p.tunnel_key[idx]) ^ p.file_id[idx].astype(np.uint64)
+    return out
+
+
+def _join_fragments(
+    p: PacketTable, ts: npt.NDArray[np.int64], carry: _Firsts, idle_ns: int, keep: int
+) -> tuple[npt.NDArray[np.uint16], npt.NDArray[np.uint16], _Firsts]:
+    """Ports per packet, non-first fragments taking those of their datagram's latest earlier
+    first fragment (full key compared, by sorting); and the first fragments to carry on."""
+    is_frag = p.more_fragments | (p.frag_offset > 0)
+    if not is_frag.any() and not len(carry.ts):
+        return p.src_port, p.dst_port, carry
+    idx = np.flatnonzero(is_frag)
+    key = np.concatenate([carry.key, _datagram_keys(p, idx)])
+    is_first = np.concatenate([np.ones(len(carry.ts), bool), p.frag_offset[idx] == 0])
+    t = np.concatenate([carry.ts, ts[idx]])
+    sport = np.concatenate([carry.sport, p.src_port[idx]])
+    dport = np.concatenate([carry.dport, p.dst_port[idx]])
+    n = len(t)
+    o = np.lexsort((np.arange(n), *[key[:, w] for w in range(5, -1, -1)]))
+    ks = key[o]
+    start = np.ones(n, bool)
+    start[1:] = np.any(ks[1:] != ks[:-1], axis=1)
+    first_o = is_first[o]
+    head = np.maximum.accumulate(np.where(first_o | start, np.arange(n), 0))
+    joins = first_o[head] & ~first_o & (t[o] - t[o[head]] <= idle_ns)
+    out_s, out_d = p.src_port.copy(), p.dst_port.copy()
+    n_carry = len(carry.ts)
+    take = o[joins] - n_carry
+    out_s[idx[take]] = sport[o[head[joins]]]
+    out_d[idx[take]] = dport[o[head[joins]]]
+    firsts = np.flatnonzero(is_first & (t >= (int(t.max()) if n else 0) - idle_ns))[-keep:]
+    return out_s, out_d, _Firsts(key[firsts], sport[firsts], dport[firsts], t[firsts])
+
+
+# --- the arena of open flows' packets ----------------------------------------------------------
+
+
+class _Arena:
+    """Packets of open flows, appended chunk by chunk, with each row's link, direction, arrival."""
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.cols: dict[str, np.ndarray] = {k: v for k, v in PacketTable.empty().column_dict().items()}
+        self.nxt = np.empty(0, np.int64)
+        self.fwd = np.empty(0, np.bool_)
+        self.arrival = np.empty(0, np.int64)
+
+    def _arrays(self) -> dict[str, np.ndarray]:
+        return {**self.cols, "\0nxt": self.nxt, "\0fwd": self.fwd, "\0arrival": self.arrival}
+
+    def _set(self, arrays: dict[str, np.ndarray]) -> None:
+        self.nxt, self.fwd, self.arrival = arrays.pop("\0nxt"), arrays.pop("\0fwd"), arrays.pop("\0arrival")
+        self.cols = arrays
+
+    def append(self, p: PacketTable, ts: npt.NDArray[np.int64], first_arrival: int) -> int:
+        """Add the chunk's rows (times replaced by effective ones); returns the first row's index."""
+        k, base = p.n_packets, self.n
+        if base + k > len(self.nxt):
+            cap = max(2 * len(self.nxt), base + k, 1024)
+            grown = {}
+            for name, arr in self._arrays().items():
+                g = np.empty(cap, arr.dtype)
+                g[:base] = arr[:base]
+                grown[name] = g
+            self._set(grown)
+        for name, arr in p.column_dict().items():
+            self.cols[name][base : base + k] = arr
+        self.cols["ts_ns"][base : base + k] = ts
+        self.arrival[base : base + k] = np.arange(first_arrival, first_arrival + k)
+        self.n = base + k
+        return base
+
+    def take(self, rows: npt.NDArray[np.int64]) -> PacketTable:
+        if len(rows) > 1 and bool(np.all(np.diff(rows) == 1)):  # a run: copy a slice
+            a, b = int(rows[0]), int(rows[-1]) + 1
+            return PacketTable(**{name: arr[a:b].copy() for name, arr in self.cols.items()})
+        return PacketTable(**{name: arr[rows] for name, arr in self.cols.items()})
+
+    def compact(self, rows: npt.NDArray[np.int64]) -> None:
+        """Keep only ``rows`` (live flows' packets, flow after flow), renumbered from 0."""
+        self._set({name: arr[rows] for name, arr in self._arrays().items()})
+        self.n = len(rows)
+
+
+@dataclass(slots=True)
+class FloodStats:
+    """What the flood cap did (NOTE [flood cap]): eviction rounds, flows evicted, flows closed early."""
+
+    rounds: int = 0
+    evicted_flows: int = 0
+    forced_flows: int = 0
+    aggregates: int = 0
+    probes: int = 0
+    lookups: int = 0
+
+
+class FlowAssembler:
+    """Incremental assembly: push packet chunks, get the flows that can no longer grow.
+
+    A flow is closed once the capture clock (NOTE [capture clock]) is more than
+    ``idle_timeout_s`` after its last packet; flows therefore close in the order they ended,
+    which context needs to be exact (NOTE in context.py). ``early_close`` (live streams) also
+    closes a TCP flow ``tcp_close_linger_s`` after FIN from both sides or a RST (NOTE [tcp
+    close]). ``expire(now_ns)`` closes what a clock (the wall clock of a live stream) says has
+    expired though no packet came. ``open_packets``/``resume`` carry the open flows from one run
+    to the next. Pushing a capture in any chunks gives the same flows (NOTE [flow table]); at
+    most ``max_open_flows`` are open (NOTE [flood cap]), and ``on_warning`` hears when the cap
+    is first reached.
+    """
+
+    def __init__(
+        self, *, idle_timeout_s: float, active_timeout_s: float, tcp_close_linger_s: float = 0.0,
+        early_close: bool = False, max_open_flows: int = DEFAULT_MAX_OPEN_FLOWS,
+        on_warning: Callable[[str], None] | None = None,
+    ) -> None:  # fmt: skip
+        self.idle_timeout_s = idle_timeout_s
+        self.active_timeout_s = active_timeout_s
+        self.tcp_close_linger_s = tcp_close_linger_s
+        self.early_close = early_close
+        self.max_open_flows = max(int(max_open_flows), 16)
+        self.on_warning = on_warning
+        self.stats = FloodStats()
+        self._idle_ns = int(idle_timeout_s * 1e9)
+        self._active_ns = int(active_timeout_s * 1e9)
+        self._linger_ns = int(tcp_close_linger_s * 1e9)
+        self._keys = np.zeros((0, KEY_WORDS + 1), np.uint64)
+        self._st = np.zeros((0, _S_WIDTH), np.int64)
+        self._live = np.zeros(0, np.bool_)
+        self._free = np.zeros(0, np.int64)
+        self._table = np.zeros(1024, np.int64)
+        self._sc = np.zeros(_SC_WIDTH, np.int64)
+        self._sc[SC_LINGER_DUE] = NEVER_NS
+        self._arena = _Arena()
+        self._firsts = _Firsts.empty()
+        self._out: list[tuple[PacketTable, FlowTable, npt.NDArray[np.int64]]] = []
+        self._n_arrived = 0
+        self._last_evict_ns: int | None = None
+        self._flood_keys: set[tuple[int, ...]] = set()  # aggregate keys of the eviction rounds
+        self._live_pkts = 0  # packets of open flows
+        self._min_start: int | None = None  # cached pending_min_ts
+        self._next_due = -NEVER_NS
+
+    # -- public API --
+
+    def push(self, packets: PacketTable, *, now_ns: int | None = None) -> tuple[PacketTable, FlowTable]:
+        """Add a chunk; return the closed flows and their packets (``order`` indexes them).
+
+        ``now_ns``: a clock later than the newest packet (``expire``); it is not remembered.
+        """
+        if packets.n_packets:
+            self._ingest(packets)
+        clock = self.max_ts
+        if clock is not None:
+            self._sweep(clock if now_ns is None else max(clock, now_ns))
+        self._compact()  # never inside _ingest: the chunk's rows are linked as it goes
+        packets_out, flows, _ = self._drain()
+        return packets_out, flows
+
+    def expire(self, now_ns: int) -> tuple[PacketTable, FlowTable]:
+        """Close the flows that have expired by ``now_ns`` though no packet came (as ``push``)."""
+        return self.push(PacketTable.empty(), now_ns=now_ns)
+
+    def finish(self) -> tuple[PacketTable, FlowTable]:
+        """Close every open flow."""
+        self._release(np.flatnonzero(self._live))
+        self._compact()
+        packets, flows, _ = self._drain()
+        return packets, flows
+
+    def open_packets(self) -> PacketTable:
+        """The packets of the still-open flows, in arrival order (what ``resume`` takes back)."""
+        rows = self._rows_of(np.flatnonzero(self._live))
+        return self._arena.take(np.sort(rows))
+
+    def resume(self, packets: PacketTable, *, max_ts: int | None) -> None:
+        """Start from the open flows of an earlier run: their packets and the newest time it saw."""
+        if packets.n_packets:
+            self._ingest(packets)
+        if max_ts is not None:
+            self._sc[SC_CLOCK] = max(int(self._sc[SC_CLOCK]), max_ts) if self._sc[SC_HAVE_CLOCK] else max_ts
+            self._sc[SC_HAVE_CLOCK] = 1
+
+    @property
+    def max_ts(self) -> int | None:
+        """The capture clock: the newest (effective) packet time seen; None before any packet."""
+        return int(self._sc[SC_CLOCK]) if self._sc[SC_HAVE_CLOCK] else None
+
+    @property
+    def n_open_flows(self) -> int:
+        return int(self._sc[SC_LIVE])
+
+    @property
+    def n_pending_packets(self) -> int:
+        return self._live_pkts
+
+    @property
+    def pending_min_ts(self) -> int | None:
+        """The earliest first-packet time of a still-open flow (the clock when none is open)."""
+        if self._sc[SC_LIVE]:
+            if self._min_start is None:  # new flows start at the clock: only releases change it
+                self._min_start = int(self._st[self._live, S_START].min())
+            return self._min_start
+        return self.max_ts
+
+    # -- packets in --
+
+    def _ingest(self, p: PacketTable) -> None:
+        n = p.n_packets
+        ts = np.empty(n, np.int64)
+        _clock_nb(p.ts_ns, self._sc, self._idle_ns, ts)
+        sport, dport, self._firsts = _join_fragments(p, ts, self._firsts, self._idle_ns, self.max_open_flows)
+        base = self._arena.append(p, ts, self._n_arrived)
+        self._live_pkts += n
+        self._n_arrived += n
+        cols = _kernel_cols(p, ts, sport, dport)
+        j = 0
+        while j < n:
+            self._reserve(n - j)
+            j, why = _assign_nb(
+                cols, j, base, self._keys, self._st, self._table, self._free, self._sc, _SEED, _ICMP4_CANON,
+                _ICMP6_CANON, self._arena.nxt, self._arena.fwd, self._live, self.max_open_flows, self._idle_ns,
+                self._active_ns, self._linger_ns,
+            )  # fmt: skip
+            if why == _STOP_CAP:
+                self._on_cap(int(ts[j]))
+            elif why == _STOP_TABLE:
+                self._rebuild_table()
+        self.stats.probes, self.stats.lookups = int(self._sc[SC_PROBES]), int(self._sc[SC_LOOKUPS])
+
+    def _reserve(self, k: int) -> None:
+        """Enough free slots for ``k`` new flows, up to the cap (slots grow by doubling)."""
+        n_slots, n_free = len(self._live), int(self._sc[SC_NFREE])
+        if n_free >= k or n_slots >= self.max_open_flows:
+            return
+        cap = min(self.max_open_flows, max(2 * n_slots, n_slots + k - n_free, 1024))
+        keys = np.zeros((cap, KEY_WORDS + 1), np.uint64)
+        st = np.zeros((cap, _S_WIDTH), np.int64)
+        live = np.zeros(cap, np.bool_)
+        keys[:n_slots], st[:n_slots], live[:n_slots] = self._keys, self._st, self._live
+        free = np.empty(cap, np.int64)
+        free[:n_free] = self._free[:n_free]
+        free[n_free : n_free + cap - n_slots] = np.arange(cap - 1, n_slots - 1, -1)  # low slots popped first
+        self._sc[SC_NFREE] = n_free + cap - n_slots
+        self._keys, self._st, self._live, self._free = keys, st, live, free
+
+    def _rebuild_table(self) -> None:
+        """A fresh key table without tombstones, twice as large while a quarter of it is live."""
+        size = len(self._table)
+        while int(self._sc[SC_LIVE]) * 4 > size:
+            size *= 2
+        self._table = np.zeros(size, np.int64)
+        _rebuild_nb(self._keys, self._st, self._live, self._table, self._sc)
+
+    # -- flows out --
+
+    def _sweep(self, clock: int) -> None:
+        """Close the open flows that ``clock`` says can no longer grow."""
+        early = self.early_close and self._linger_ns > 0
+        if clock <= self._next_due and not (early and clock > self._sc[SC_LINGER_DUE]):
+            return
+        live = np.flatnonzero(self._live)
+        st = self._st[live]
+        closable = (clock - st[:, S_LAST] > self._idle_ns) | ((st[:, S_FINS] & _FORCED) != 0)
+        ended = (st[:, S_FINS] & _FIN_BITS_CLOSED) != 0
+        if early:
+            closable |= ended & (clock - st[:, S_CLOSED] > self._linger_ns)
+        self._release(live[closable])
+        rest = st[~closable, S_LAST]
+        self._next_due = int(rest.min()) + self._idle_ns if len(rest) else NEVER_NS
+        lingering = st[~closable & ended, S_CLOSED]
+        self._sc[SC_LINGER_DUE] = int(lingering.min()) + self._linger_ns if len(lingering) else NEVER_NS
+
+    def _release(self, slots: npt.NDArray[np.int64]) -> None:
+        """Hand ``slots`` out (aggregated when NOTE [flood cap] says so) and free them."""
+        if not len(slots):
+            return
+        if self._flood_keys:
+            agg, words = self._flooded(slots)
+            self._aggregate(agg, words)
+            self._free_slots(agg)
+            slots = np.setdiff1d(slots, agg)
+        if len(slots):
+            self._out.append(self._emit(slots))
+        self._free_slots(slots)
+
+    def _free_slots(self, slots: npt.NDArray[np.int64]) -> None:
+        self._live_pkts -= int(self._st[slots, S_N].sum())
+        self._min_start = None
+        pos = self._st[slots, S_TPOS]
+        pos = pos[pos >= 0]
+        self._table[pos] = -1
+        self._st[slots, S_TPOS] = -1
+        self._live[slots] = False
+        n_free = int(self._sc[SC_NFREE])
+        self._free[n_free : n_free + len(slots)] = slots
+        self._sc[SC_NFREE] = n_free + len(slots)
+        self._sc[SC_LIVE] -= len(slots)
+
+    def _rows_of(self, slots: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+        counts = self._st[slots, S_N]
+        rows = np.empty(int(counts.sum()), np.int64)
+        _gather_nb(self._st[slots, S_HEAD], counts, self._arena.nxt, rows)
+        return rows
+
+    def _compact(self) -> None:
+        """Renumber the arena when more than half of it belongs to closed flows."""
+        if self._arena.n <= 2 * self._live_pkts + 65536:
+            return
+        live = np.flatnonzero(self._live)
+        counts = self._st[live, S_N]
+        n_live = int(counts.sum())
+        rows = self._rows_of(live)
+        self._arena.compact(rows)
+        starts = np.zeros(len(live), np.int64)
+        np.cumsum(counts[:-1], out=starts[1:])
+        nxt = np.arange(1, n_live + 1, dtype=np.int64)
+        nxt[starts + counts - 1] = -1
+        self._arena.nxt[:n_live] = nxt
+        self._st[live, S_HEAD] = starts
+        self._st[live, S_TAIL] = starts + counts - 1
+
+    def _sorted(self, slots: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+        """``slots`` by first packet time, then full key: a total order that no seed changes."""
+        k = self._keys[slots]
+        return slots[np.lexsort((*[k[:, w] for w in range(KEY_WORDS - 1, -1, -1)], self._st[slots, S_START]))]
+
+    def _emit(self, slots: npt.NDArray[np.int64]) -> tuple[PacketTable, FlowTable, npt.NDArray[np.int64]]:
+        slots = self._sorted(slots)
+        st = self._st[slots]
+        rows = self._rows_of(slots)
+        kept, order = _in_arrival_order(rows)
+        head = st[:, S_HEAD]
+        a = self._arena.cols
+        offsets = np.zeros(len(slots) + 1, np.int64)
+        np.cumsum(st[:, S_N], out=offsets[1:])
+        proto = a["proto"][head]
+        is_icmp = (proto == PROTO_ICMP) | (proto == PROTO_ICMPV6)
+        flows = FlowTable(
+            src_hi=a["src_hi"][head], src_lo=a["src_lo"][head], dst_hi=a["dst_hi"][head], dst_lo=a["dst_lo"][head],
+            src_port=np.where(is_icmp, a["icmp_type"][head], st[:, S_KSPORT]).astype(np.uint16),
+            dst_port=np.where(is_icmp, a["icmp_code"][head], st[:, S_KDPORT]).astype(np.uint16),
+            proto=proto, ip_version=a["ip_version"][head], first_ns=st[:, S_START].copy(),
+            last_ns=st[:, S_LAST].copy(), fwd_pkts=st[:, S_FWD_N].copy(), bwd_pkts=st[:, S_N] - st[:, S_FWD_N],
+            fwd_bytes=st[:, S_FWD_B].copy(), bwd_bytes=st[:, S_B] - st[:, S_FWD_B], file_id=a["file_id"][head],
+            tunnel_key=a["tunnel_key"][head], order=order, offsets=offsets, is_fwd=self._arena.fwd[rows],
+        )  # fmt: skip
+        return self._arena.take(kept), flows, self._arena.arrival[kept]
+
+    def _drain(self) -> tuple[PacketTable, FlowTable, npt.NDArray[np.int64]]:
+        out, self._out = self._out, []
+        packets, flows = concat_flow_parts([(p, f) for p, f, _ in out])
+        arrival = np.concatenate([r for _, _, r in out]) if out else np.empty(0, np.int64)
+        return packets, flows, arrival
+
+    # -- the flood cap (NOTE [flood cap]) --
+
+    def _evictable(self, slots: npt.NDArray[np.int64]) -> npt.NDArray[np.bool_]:
+        st = self._st[slots]
+        is_tcp = (self._keys[slots, 5] >> np.uint64(32)) == PROTO_TCP
+        handshake = is_tcp & ((st[:, S_FLAGS] & ~(TCP_SYN | TCP_ACK | TCP_RST)) == 0)
+        out: npt.NDArray[np.bool_] = (st[:, S_N] <= 4) & (st[:, S_PAY] == 0) & ((st[:, S_N] == 1) | handshake)
+        return out
+
+    def _on_cap(self, clock: int) -> None:
+        """The cap is reached: close what is due, evict the floods, close the longest idle early."""
+        self._sweep(clock)
+        if self._sc[SC_LIVE] < self.max_open_flows:
+            return
+        if self._last_evict_ns is None:
+            self._warn(clock)
+        self._last_evict_ns = clock
+        self.stats.rounds += 1
+        live = np.flatnonzero(self._live)
+        ev = live[self._evictable(live)]
+        o, starts = _groups(list(self._service_words(ev).T), self._st[ev, S_START])
+        sizes = np.diff(np.r_[starts, len(o)])
+        chosen = ev[o[np.repeat(sizes >= max(8, len(ev) // 1000), sizes)]]  # the targets of a flood
+        coarse = len(chosen) < self.max_open_flows // 4  # no dominant target (a scan): all, per protocol
+        self._evict(ev if coarse else chosen, coarse=coarse)
+        rest = np.flatnonzero(self._live)
+        excess = len(rest) - (3 * self.max_open_flows) // 4
+        if excess > 0:
+            oldest = rest[np.argsort(self._st[rest, S_LAST], kind="stable")[:excess]]
+            self._st[oldest, S_FINS] |= _FORCED
+            self.stats.forced_flows += len(oldest)
+            self._next_due = -NEVER_NS
+            self._sweep(clock)
+
+    def _service_words(self, slots: npt.NDArray[np.int64]) -> npt.NDArray[np.uint64]:
+        """(n, 6) target service of each flow: responder address, port, protocol, file, tunnel."""
+        head, a = self._st[slots, S_HEAD], self._arena.cols
+        out = np.empty((len(slots), 6), np.uint64)
+        out[:, 0], out[:, 1] = a["dst_hi"][head], a["dst_lo"][head]
+        out[:, 2] = self._st[slots, S_KDPORT]
+        out[:, 3], out[:, 4], out[:, 5] = a["proto"][head], a["file_id"][head], a["tunnel_key"][head]
+        return out
+
+    def _evict(self, slots: npt.NDArray[np.int64], *, coarse: bool) -> None:
+        words = self._service_words(slots)
+        if coarse:
+            words[:, :3] = 0
+        self.stats.evicted_flows += len(slots)
+        self._flood_keys.update(map(tuple, self._aggregate(slots, words).tolist()))
+        self._free_slots(slots)
+
+    def _flooded(self, slots: npt.NDArray[np.int64]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.uint64]]:
+        """Which of ``slots`` belong to a flood target seen by an eviction round within the idle
+        timeout (NOTE [flood cap]), and their aggregate keys."""
+        cand = slots[self._evictable(slots) & (self._st[slots, S_LAST] <= (self._last_evict_ns or 0) + self._idle_ns)]
+        words = self._service_words(cand)
+        keys = self._flood_keys
+        in_svc = np.array([tuple(w) in keys for w in words.tolist()], np.bool_)
+        words[~in_svc, :3] = 0
+        in_any = in_svc | np.array([tuple(w) in keys for w in words.tolist()], np.bool_)
+        return cand[in_any], words[in_any]
+
+    def _warn(self, clock: int) -> None:
+        warn(
+            self.on_warning,
+            f"more than {self.max_open_flows:,} flows open at once (flows.max_open_flows): one-packet and "
+            "handshake-only flows are aggregated per target service from here on (a flood?)",
         )
-        too_long = np.setdiff1d(too_long, closing)
-    for seg in too_long.tolist():  # one iteration per over-long segment, not per packet
-        lo, hi = int(starts[seg]), int(ends[seg])
-        start_t = t[lo]
-        while True:
-            cut = lo + int(np.searchsorted(t[lo:hi], start_t + active_ns, side="right"))
-            if cut >= hi:
-                break
-            boundary[cut] = True
-            lo = cut
-            start_t = t[cut]
-    flow_id = np.cumsum(boundary) - 1
-    return _Keyed(order=order, flow_id=flow_id.astype(np.int64), n_flows=int(boundary.sum()), sport=sport, dport=dport)
+
+    def _aggregate(self, slots: npt.NDArray[np.int64], words: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint64]:
+        """One record per distinct row of ``words`` (target service, or protocol) over ``slots``;
+        returns those distinct rows."""
+        if not len(slots):
+            return words[:0]
+        st, a = self._st[slots], self._arena.cols
+        head = st[:, S_HEAD]
+        svc = list(words.T)
+        o, starts = _groups(svc, st[:, S_START])
+        rows = head[o[starts]]
+        group = np.repeat(np.arange(len(starts)), np.diff(np.r_[starts, len(o)]))
+        srcs = _distinct_per_group(group, a["src_hi"][head][o], a["src_lo"][head][o])
+        sums = {c: np.add.reduceat(st[o, c], starts) for c in (S_N, S_B)}
+        rep = self._arena.take(rows)
+        n = len(starts)
+        flows = FlowTable(
+            src_hi=rep.src_hi, src_lo=rep.src_lo, dst_hi=svc[0][o][starts], dst_lo=svc[1][o][starts],
+            src_port=st[o[starts], S_KSPORT].astype(np.uint16), dst_port=svc[2][o][starts].astype(np.uint16),
+            proto=rep.proto, ip_version=rep.ip_version, first_ns=np.minimum.reduceat(st[o, S_START], starts),
+            last_ns=np.maximum.reduceat(st[o, S_LAST], starts), fwd_pkts=np.ones(n, np.int64),
+            bwd_pkts=np.zeros(n, np.int64), fwd_bytes=rep.ip_len.astype(np.int64), bwd_bytes=np.zeros(n, np.int64),
+            file_id=rep.file_id, tunnel_key=rep.tunnel_key, agg_flows=np.diff(np.r_[starts, len(o)]).astype(np.int64),
+            agg_pkts=sums[S_N], agg_bytes=sums[S_B], agg_srcs=srcs, order=np.arange(n, dtype=np.int64),
+            offsets=np.arange(n + 1, dtype=np.int64), is_fwd=np.ones(n, np.bool_),
+        )  # fmt: skip
+        self.stats.aggregates += n
+        self._out.append((rep, flows, self._arena.arrival[rows]))
+        return words[o[starts]]
 
 
-# NOTE [tcp close]: with ``tcp_close_linger_s`` > 0 a TCP flow is closed by the packet that
-# completes FIN from both sides (a FIN from the initiator and one from the responder) or by a RST;
-# packets up to ``tcp_close_linger_s`` after it (the last ACK, retransmissions) still join it, and
-# the next packet of the connection after that starts a new flow. The idle and active timeouts
-# apply as before. The setting is saved in the model (a model keeps the flow rules it was trained
-# with); the numba kernel and the numpy code below apply the same rule.
+def _in_arrival_order(rows: npt.NDArray[np.int64]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """``rows`` sorted (the packets are copied out in arrival order, a near-sequential gather) and
+    where each of ``rows`` lands among them (the flows' ``order``)."""
+    if not len(rows):
+        return rows, rows
+    lo, span = int(rows.min()), int(rows.max()) - int(rows.min()) + 1
+    if span <= 4 * len(rows):  # a mask over the span: linear, no sort
+        mark = np.zeros(span, np.bool_)
+        mark[rows - lo] = True
+        kept = np.flatnonzero(mark) + lo
+        return kept, (np.cumsum(mark) - 1)[rows - lo]
+    by = np.argsort(rows, kind="stable")
+    order = np.empty(len(rows), np.int64)
+    order[by] = np.arange(len(rows))
+    return rows[by], order
 
 
-def _closing_segments(packets: PacketTable, order: npt.NDArray[np.int64], starts: npt.NDArray[np.int64]) -> np.ndarray:
-    """Indices of the (key, idle) segments of TCP packets that hold a FIN or a RST."""
-    rows = np.flatnonzero((packets.proto[order] == PROTO_TCP) & ((packets.tcp_flags[order] & (TCP_FIN | TCP_RST)) != 0))
-    return np.unique(np.searchsorted(starts, rows, side="right") - 1)
+def warn(on_warning: Callable[[str], None] | None, message: str) -> None:
+    """Hand ``message`` to the caller's warning callback, or log it when there is none."""
+    if on_warning is not None:
+        on_warning(message)
+    else:
+        log.warning("%s", message)
 
 
-def _cut_tcp_closes(
-    packets: PacketTable, order: npt.NDArray[np.int64], sport: npt.NDArray[np.uint16], boundary: npt.NDArray[np.bool_],
-    starts: npt.NDArray[np.int64], ends: npt.NDArray[np.int64], segments: np.ndarray, active_ns: int, linger_ns: int,
-) -> None:  # fmt: skip
-    """Mark flow starts inside ``segments`` by the active timeout and NOTE [tcp close] (one walk each)."""
-    t = packets.ts_ns[order]
-    flags = packets.tcp_flags[order]
-    s_hi, s_lo, d_hi, d_lo = (c[order] for c in (packets.src_hi, packets.src_lo, packets.dst_hi, packets.dst_lo))
-    sp = sport[order]
-    for seg in segments.tolist():  # one iteration per closing segment, then per packet of it
-        lo, hi = int(starts[seg]), int(ends[seg])
-        head, bits, closed = lo, 0, 0
-        for i in range(lo, hi):
-            if i > lo and (t[i] - t[head] > active_ns or (bits & 8 and t[i] - closed > linger_ns)):
-                boundary[i] = True
-                head, bits = i, 0
-            fwd = s_hi[i] == s_hi[head] and s_lo[i] == s_lo[head]
-            if fwd and s_hi[head] == d_hi[head] and s_lo[head] == d_lo[head]:
-                fwd = sp[i] == sp[head]
-            if flags[i] & TCP_FIN:
-                bits |= 1 if fwd else 2
-            if flags[i] & TCP_RST:
-                bits |= 4
-            if not bits & 8 and ((bits & 3) == 3 or bits & 4):
-                bits |= 8
-                closed = int(t[i])
+def _groups(cols: list[np.ndarray], tiebreak: np.ndarray) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """Rows sorted by ``cols`` (full values compared), then ``tiebreak``; and where groups start."""
+    o = np.lexsort((tiebreak, *cols[::-1])).astype(np.int64)
+    new = np.zeros(len(o), np.bool_)
+    new[:1] = True
+    for c in cols:
+        cs = c[o]
+        new[1:] |= cs[1:] != cs[:-1]
+    return o, np.flatnonzero(new)
+
+
+def _distinct_per_group(
+    group: npt.NDArray[np.int64], hi: npt.NDArray[np.uint64], lo: npt.NDArray[np.uint64]
+) -> npt.NDArray[np.int64]:
+    """How many distinct (hi, lo) values each group holds."""
+    o, starts = _groups([group.astype(np.uint64), hi, lo], np.zeros(len(group), np.int64))
+    return np.bincount(group[o[starts]], minlength=int(group.max()) + 1 if len(group) else 0).astype(np.int64)
+
+
+def assemble_flows(
+    packets: PacketTable, *, idle_timeout_s: float, active_timeout_s: float, tcp_close_linger_s: float = 0.0,
+    max_open_flows: int = DEFAULT_MAX_OPEN_FLOWS,
+) -> FlowTable:  # fmt: skip
+    """Group a table's packets into bidirectional flows (module docstring); ``order`` indexes it.
+
+    The rows are taken in time order (stably), so any shuffle of them gives the same flows.
+    Flows come in ``canonical_order``; packets within a flow by time, then row.
+    """
+    if packets.n_packets == 0:
+        return FlowTable.empty()
+    ts = packets.ts_ns
+    perm = np.arange(packets.n_packets) if bool(np.all(ts[1:] >= ts[:-1])) else np.argsort(ts, kind="stable")
+    asm = FlowAssembler(
+        idle_timeout_s=idle_timeout_s, active_timeout_s=active_timeout_s, tcp_close_linger_s=tcp_close_linger_s,
+        max_open_flows=max_open_flows,
+    )  # fmt: skip
+    asm._ingest(packets.take(perm))
+    asm._release(np.flatnonzero(asm._live))
+    _, flows, arrival = asm._drain()
+    order = perm[arrival[flows.order]]
+    flows = FlowTable(**flows.column_dict(), order=order, offsets=flows.offsets, is_fwd=flows.is_fwd)
+    return reorder_flows(flows, canonical_order(flows))[0]
 
 
 def tcp_close_ns(packets: PacketTable, flows: FlowTable) -> npt.NDArray[np.int64]:
@@ -262,442 +1002,19 @@ def tcp_close_ns(packets: PacketTable, flows: FlowTable) -> npt.NDArray[np.int64
     return closed
 
 
-def assemble_flows(
-    packets: PacketTable, *, idle_timeout_s: float, active_timeout_s: float, tcp_close_linger_s: float = 0.0
-) -> FlowTable:
-    """Group packets into bidirectional flows (module docstring).
-
-    Flows are ordered by first packet time, then key hash; packets within a flow by time, then
-    row. With numba, one compiled pass in time order (NOTE [flow kernel]); without it, the
-    sort-and-group numpy code, which gives the same table.
-    """
-    if packets.n_packets == 0:
-        return FlowTable.empty()
-    timeouts = {"idle_timeout_s": idle_timeout_s, "active_timeout_s": active_timeout_s}
-    if _PATH.compiled and HAVE_KERNEL:
-        return _assemble_compiled(packets, **timeouts, tcp_close_linger_s=tcp_close_linger_s)
-    return _assemble_numpy(packets, **timeouts, tcp_close_linger_s=tcp_close_linger_s)
-
-
-def _assemble_numpy(
-    packets: PacketTable, *, idle_timeout_s: float, active_timeout_s: float, tcp_close_linger_s: float = 0.0
-) -> FlowTable:
-    keyed = _group(
-        packets, idle_timeout_s=idle_timeout_s, active_timeout_s=active_timeout_s, tcp_close_linger_s=tcp_close_linger_s
-    )
-    order, n_flows = keyed.order, keyed.n_flows
-    flow_id = keyed.flow_id
-    # Flows in order of their first packet (time, then key order for ties) for stable output.
-    starts = np.flatnonzero(np.r_[True, flow_id[1:] != flow_id[:-1]])
-    first_ts = packets.ts_ns[order[starts]]
-    flow_rank = np.argsort(first_ts, kind="stable")
-    lengths = np.diff(np.append(starts, len(order)))
-    # Re-lay the packet runs in the new flow order.
-    new_lengths = lengths[flow_rank]
-    offsets = np.zeros(n_flows + 1, dtype=np.int64)
-    np.cumsum(new_lengths, out=offsets[1:])
-    run_start = np.repeat(starts[flow_rank], new_lengths)
-    within = np.arange(len(order), dtype=np.int64) - np.repeat(offsets[:-1], new_lengths)
-    order = order[run_start + within]
-    first = order[offsets[:-1]]
-    last = order[offsets[1:] - 1]
-    # Direction: same (src addr, src port) as the flow's first packet (ICMP: same src addr).
-    rep = np.repeat(np.arange(n_flows), new_lengths)
-    f_src_hi = packets.src_hi[first]
-    f_src_lo = packets.src_lo[first]
-    sport, dport = keyed.sport, keyed.dport
-    is_icmp = (packets.proto[first] == PROTO_ICMP) | (packets.proto[first] == PROTO_ICMPV6)
-    f_sport = sport[first]
-    f_dport = dport[first]
-    po = order
-    is_fwd = (packets.src_hi[po] == f_src_hi[rep]) & (packets.src_lo[po] == f_src_lo[rep])
-    same_host = (f_src_hi == packets.dst_hi[first]) & (f_src_lo == packets.dst_lo[first]) & ~is_icmp
-    if same_host.any():
-        # Both endpoints on one host: tell direction by the source port as well.
-        is_fwd &= ~same_host[rep] | (sport[po] == f_sport[rep])
-    ip_len = packets.ip_len[po].astype(np.int64)
-    fwd_pkts = np.bincount(rep, weights=is_fwd, minlength=n_flows).astype(np.int64)
-    fwd_bytes = np.bincount(rep, weights=np.where(is_fwd, ip_len, 0), minlength=n_flows).astype(np.int64)
-    tot_bytes = np.bincount(rep, weights=ip_len, minlength=n_flows).astype(np.int64)
-    return FlowTable(
-        src_hi=f_src_hi,
-        src_lo=f_src_lo,
-        dst_hi=packets.dst_hi[first],
-        dst_lo=packets.dst_lo[first],
-        src_port=np.where(is_icmp, packets.icmp_type[first].astype(np.uint16), f_sport).astype(np.uint16),
-        dst_port=np.where(is_icmp, packets.icmp_code[first].astype(np.uint16), f_dport).astype(np.uint16),
-        proto=packets.proto[first],
-        ip_version=packets.ip_version[first],
-        first_ns=packets.ts_ns[first],
-        last_ns=packets.ts_ns[last],
-        fwd_pkts=fwd_pkts,
-        bwd_pkts=new_lengths.astype(np.int64) - fwd_pkts,
-        fwd_bytes=fwd_bytes,
-        bwd_bytes=tot_bytes - fwd_bytes,
-        file_id=packets.file_id[first],
-        order=order,
-        offsets=offsets,
-        is_fwd=is_fwd,
-    )
-
-
-class FlowAssembler:
-    """Chunked assembly: push packet chunks, get the flows that can no longer grow.
-
-    A flow is closed once the newest packet seen is more than ``idle_timeout_s`` after the
-    flow's last packet (no later packet can join it). The packets of open flows are kept and
-    re-grouped with the next chunk, so the result equals one-pass assembly; memory holds only
-    open flows. Packets must arrive in capture order (chunks in sequence).
-
-    ``early_close`` (live streams) also closes a TCP flow ``tcp_close_linger_s`` after FIN from
-    both sides or a RST (NOTE [tcp close]), before flows that ended earlier but wait for their
-    idle timeout; without it flows close in the order they ended, which context needs to be
-    exact (NOTE in context.py). ``expire(now_ns)`` closes what a clock (the wall clock of a live
-    stream) says has expired though no packet came. ``open_packets``/``resume`` carry the open
-    flows from one run to the next (``netae score --state``).
-    """
-
-    def __init__(
-        self, *, idle_timeout_s: float, active_timeout_s: float, tcp_close_linger_s: float = 0.0,
-        early_close: bool = False,
-    ) -> None:  # fmt: skip
-        self.idle_timeout_s = idle_timeout_s
-        self.active_timeout_s = active_timeout_s
-        self.tcp_close_linger_s = tcp_close_linger_s
-        self.early_close = early_close
-        self._pending = PacketTable.empty()
-        self._max_ts: int | None = None
-
-    def _assemble(self, table: PacketTable) -> FlowTable:
-        return assemble_flows(
-            table, idle_timeout_s=self.idle_timeout_s, active_timeout_s=self.active_timeout_s,
-            tcp_close_linger_s=self.tcp_close_linger_s,
+def with_aggregate_notes(flows: FlowTable, explanations: tuple[str, ...]) -> tuple[str, ...]:
+    """``explanations`` with each flood aggregate's counts in words (NOTE [flood cap])."""
+    rows = np.flatnonzero(flows.agg_flows > 0)
+    if not len(rows):
+        return explanations
+    out = list(explanations) if explanations else [""] * flows.n_flows
+    for i in rows.tolist():
+        target = "many targets" if flows.dst_hi[i] == 0 and flows.dst_lo[i] == 0 else (
+            f"{format_ip(flows.dst_hi[i], flows.dst_lo[i])} port {int(flows.dst_port[i])}"
         )  # fmt: skip
-
-    def push(self, packets: PacketTable, *, now_ns: int | None = None) -> tuple[PacketTable, FlowTable]:
-        """Add a chunk; return the closed flows and the packet table their ``order`` indexes.
-
-        ``now_ns``: a clock later than the newest packet (``expire``); it is not remembered.
-        """
-        if packets.n_packets:
-            m = int(packets.ts_ns.max())
-            self._max_ts = m if self._max_ts is None else max(self._max_ts, m)
-        table = PacketTable.concat([self._pending, packets]) if self._pending.n_packets else packets
-        flows = self._assemble(table)
-        if self._max_ts is None or flows.n_flows == 0:
-            return table, flows
-        clock = self._max_ts if now_ns is None else max(self._max_ts, now_ns)
-        is_open = clock - flows.last_ns <= int(self.idle_timeout_s * 1e9)
-        if self.early_close and self.tcp_close_linger_s > 0:
-            closed_ns = tcp_close_ns(table, flows)
-            is_open &= (closed_ns == NEVER_NS) | (closed_ns >= clock - int(self.tcp_close_linger_s * 1e9))
-        if not is_open.any():
-            self._pending = PacketTable.empty()
-            return table, flows
-        lengths = flows.n_packets
-        open_rows = np.sort(flows.order[np.repeat(is_open, lengths)])
-        self._pending = table.take(open_rows)
-        return table, _select_flows(flows, ~is_open)
-
-    def expire(self, now_ns: int) -> tuple[PacketTable, FlowTable]:
-        """Close the flows that have expired by ``now_ns`` though no packet came (as ``push``)."""
-        return self.push(PacketTable.empty(), now_ns=now_ns)
-
-    def finish(self) -> tuple[PacketTable, FlowTable]:
-        """Close every open flow."""
-        table = self._pending
-        self._pending = PacketTable.empty()
-        return table, self._assemble(table)
-
-    def open_packets(self) -> PacketTable:
-        """The packets of the still-open flows, in arrival order (what ``resume`` takes back)."""
-        return self._pending
-
-    @property
-    def max_ts(self) -> int | None:
-        """The newest packet time seen (None before any packet)."""
-        return self._max_ts
-
-    def resume(self, packets: PacketTable, *, max_ts: int | None) -> None:
-        """Start from the open flows of an earlier run: their packets and the newest time it saw."""
-        self._pending = packets
-        self._max_ts = max_ts
-
-    @property
-    def n_pending_packets(self) -> int:
-        return self._pending.n_packets
-
-    @property
-    def pending_min_ts(self) -> int | None:
-        """The earliest packet time of a still-open flow (None when no flow is open)."""
-        return int(self._pending.ts_ns.min()) if self._pending.n_packets else self._max_ts
-
-
-def _select_flows(flows: FlowTable, keep: npt.NDArray[np.bool_]) -> FlowTable:
-    """The rows of ``flows`` where ``keep``, with their packet runs (order stays into the same table)."""
-    lengths = flows.n_packets
-    pkt_keep = np.repeat(keep, lengths)
-    new_lengths = lengths[keep]
-    offsets = np.zeros(len(new_lengths) + 1, dtype=np.int64)
-    np.cumsum(new_lengths, out=offsets[1:])
-    cols = {name: arr[keep] for name, arr in flows.column_dict().items()}
-    return FlowTable(**cols, order=flows.order[pkt_keep], offsets=offsets, is_fwd=flows.is_fwd[pkt_keep])
-
-
-# --- compiled path ------------------------------------------------------------------------------
-# NOTE [flow kernel]: packets are visited once in time order (rows as given when the table is
-# time-ordered, as captures nearly always are; else a stable argsort of the times). An
-# open-addressing table maps each canonical key (compared in full, so hash collisions cannot merge
-# flows) to its current flow; a packet starts a new flow when its key is new, when the gap to the
-# flow's last packet exceeds the idle timeout, or when the flow has lasted the active timeout:
-# exactly the boundaries of the sort-and-group code. Direction and counts are updated on the way;
-# a second pass lays the packet rows out by flow (a counting sort, so time order is kept).
-
-
-class _Path:
-    compiled = True
-
-
-_PATH = _Path()
-
-
-def use_compiled(flag: bool) -> None:
-    """Assemble with the numba kernel (default) or the numpy sort-and-group code (tests compare both)."""
-    _PATH.compiled = flag
-
-
-# Per-flow state columns of the kernel.
-_S_FIRST, _S_LAST_ROW, _S_START, _S_LAST, _S_N, _S_FWD_N, _S_FWD_B, _S_B, _S_SRC_HI, _S_SRC_LO, _S_PORT = range(11)
-_S_FINS, _S_CLOSED = 11, 12  # NOTE [tcp close]: bits 1 fwd FIN, 2 bwd FIN, 4 RST, 8 closed; close time
-_S_WIDTH = 16  # two cache lines per flow
-
-
-def _assemble_compiled(
-    packets: PacketTable, *, idle_timeout_s: float, active_timeout_s: float, tcp_close_linger_s: float = 0.0
-) -> FlowTable:
-    n = packets.n_packets
-    ts = packets.ts_ns
-    perm = np.empty(0, np.int64)
-    if not bool(np.all(ts[1:] >= ts[:-1])):
-        perm = np.argsort(ts, kind="stable")
-    sport, dport = _join_fragments(packets)
-    flow_of = np.empty(n, np.int64)
-    is_fwd_row = np.empty(n, np.bool_)
-    state, fh, n_flows = _flows_kernel(
-        perm, packets.src_hi, packets.src_lo, packets.dst_hi, packets.dst_lo, sport, dport, packets.proto,
-        packets.icmp_type, packets.icmp_code, packets.file_id, ts, packets.ip_len, _ICMP4_CANON, _ICMP6_CANON,
-        int(idle_timeout_s * 1e9), int(active_timeout_s * 1e9), flow_of, is_fwd_row,
-        packets.tcp_flags, int(tcp_close_linger_s * 1e9),
-    )  # fmt: skip
-    n_flows = int(n_flows)
-    state = state[:n_flows]
-    first = state[:, _S_FIRST]
-    start = state[:, _S_START]
-    sorted_flows = np.lexsort((fh[:n_flows], start))
-    state = state[sorted_flows]
-    first = state[:, _S_FIRST]
-    lengths = state[:, _S_N]
-    offsets = np.zeros(n_flows + 1, dtype=np.int64)
-    np.cumsum(lengths, out=offsets[1:])
-    rank = np.empty(n_flows, np.int64)
-    rank[sorted_flows] = np.arange(n_flows)
-    order = np.empty(n, np.int64)
-    is_fwd = np.empty(n, np.bool_)
-    _layout_kernel(perm, flow_of, is_fwd_row, rank, offsets, order, is_fwd)
-    proto = packets.proto[first]
-    is_icmp = (proto == PROTO_ICMP) | (proto == PROTO_ICMPV6)
-    fwd_pkts = state[:, _S_FWD_N].copy()
-    fwd_bytes = state[:, _S_FWD_B].copy()
-    return FlowTable(
-        src_hi=packets.src_hi[first],
-        src_lo=packets.src_lo[first],
-        dst_hi=packets.dst_hi[first],
-        dst_lo=packets.dst_lo[first],
-        src_port=np.where(is_icmp, packets.icmp_type[first].astype(np.uint16), sport[first]).astype(np.uint16),
-        dst_port=np.where(is_icmp, packets.icmp_code[first].astype(np.uint16), dport[first]).astype(np.uint16),
-        proto=proto,
-        ip_version=packets.ip_version[first],
-        first_ns=state[:, _S_START].copy(),
-        last_ns=state[:, _S_LAST].copy(),
-        fwd_pkts=fwd_pkts,
-        bwd_pkts=lengths - fwd_pkts,
-        fwd_bytes=fwd_bytes,
-        bwd_bytes=state[:, _S_B] - fwd_bytes,
-        file_id=packets.file_id[first],
-        order=order,
-        offsets=offsets,
-        is_fwd=is_fwd,
-    )
-
-
-HAVE_KERNEL = False
-_flows_kernel: Any = None
-_layout_kernel: Any = None
-
-try:  # numba is a dependency; without it the numpy sort-and-group code gives the same flows
-    from numba import njit
-except ImportError:  # pragma: no cover - exercised only without numba
-    pass
-else:
-
-    @njit(cache=True, nogil=True)
-    def _mix(z: Any) -> Any:  # pragma: no cover - compiled; splitmix64 on one value
-        z = z + _GOLDEN
-        z = (z ^ (z >> np.uint64(30))) * _M1
-        z = (z ^ (z >> np.uint64(27))) * _M2
-        return z ^ (z >> np.uint64(31))
-
-    @njit(cache=True, nogil=True)
-    def _flows_kernel_nb(  # type: ignore[no-untyped-def]  # pragma: no cover - compiled
-        perm, src_hi, src_lo, dst_hi, dst_lo, sport, dport, proto, icmp_type, icmp_code, file_id, ts, ip_len,
-        canon4, canon6, idle_ns, active_ns, flow_of, is_fwd, tcp_flags, linger_ns,
-    ):  # fmt: skip
-        n = len(ts)
-        use_perm = len(perm) > 0
-        cap = 1 << 12
-        table = np.zeros(cap, np.int32)  # latest flow of the key in this slot, + 1 (0: empty)
-        n_keys = 0
-        fcap = 1 << 10
-        state = np.empty((fcap, _S_WIDTH), np.int64)
-        keys = np.empty((fcap, 8), np.uint64)  # h, a_hi, a_lo, b_hi, b_lo, ports, meta (full key)
-        nf = 0
-        zero = np.uint64(0)
-        for j in range(n):
-            r = perm[j] if use_perm else j
-            s_hi = src_hi[r]
-            s_lo = src_lo[r]
-            d_hi = dst_hi[r]
-            d_lo = dst_lo[r]
-            p = np.int64(proto[r])
-            icmp = p == PROTO_ICMP or p == PROTO_ICMPV6  # noqa: SIM109 - numba
-            if p == PROTO_ICMP:
-                ks = np.int64(canon4[icmp_type[r]])
-                kd = np.int64(icmp_code[r])
-            elif p == PROTO_ICMPV6:
-                ks = np.int64(canon6[icmp_type[r]])
-                kd = np.int64(icmp_code[r])
-            else:
-                ks = np.int64(sport[r])
-                kd = np.int64(dport[r])
-            swap = s_hi > d_hi or (s_hi == d_hi and (s_lo > d_lo or (s_lo == d_lo and not icmp and ks > kd)))
-            if swap:
-                a_hi, a_lo, b_hi, b_lo = d_hi, d_lo, s_hi, s_lo
-            else:
-                a_hi, a_lo, b_hi, b_lo = s_hi, s_lo, d_hi, d_lo
-            if swap and not icmp:
-                ports = (np.uint64(kd) << np.uint64(16)) | np.uint64(ks)
-            else:
-                ports = (np.uint64(ks) << np.uint64(16)) | np.uint64(kd)
-            meta = (np.uint64(p) << np.uint64(32)) | np.uint64(file_id[r])
-            h = _mix(zero ^ a_hi)
-            h = _mix(h ^ a_lo)
-            h = _mix(h ^ b_hi)
-            h = _mix(h ^ b_lo)
-            h = _mix(h ^ ports)
-            h = _mix(h ^ meta)
-            i = np.int64(h & np.uint64(cap - 1))
-            t = ts[r]
-            fid = -1
-            while True:
-                f1 = table[i]
-                if f1 == 0:
-                    break
-                k = keys[f1 - 1]
-                if (
-                    k[0] == h and k[1] == a_hi and k[2] == a_lo and k[3] == b_hi
-                    and k[4] == b_lo and k[5] == ports and k[6] == meta
-                ):  # fmt: skip
-                    fid = np.int64(f1) - 1  # type: ignore[assignment]
-                    break
-                i = (i + 1) & (cap - 1)
-            new_key = fid < 0
-            if fid >= 0 and (t - state[fid, _S_LAST] > idle_ns or t - state[fid, _S_START] > active_ns):
-                fid = -1
-            if fid >= 0 and linger_ns > 0 and (state[fid, _S_FINS] & 8) != 0 and t - state[fid, _S_CLOSED] > linger_ns:
-                fid = -1
-            if fid < 0:
-                if nf == fcap:
-                    fcap *= 2
-                    grown = np.empty((fcap, _S_WIDTH), np.int64)
-                    grown[:nf] = state[:nf]
-                    state = grown
-                    grown_keys = np.empty((fcap, 8), np.uint64)
-                    grown_keys[:nf] = keys[:nf]
-                    keys = grown_keys
-                fid = nf
-                nf += 1
-                state[fid, _S_FIRST] = r
-                state[fid, _S_START] = t
-                state[fid, _S_N] = 0
-                state[fid, _S_FWD_N] = 0
-                state[fid, _S_FWD_B] = 0
-                state[fid, _S_B] = 0
-                state[fid, _S_FINS] = 0
-                state[fid, _S_CLOSED] = 0
-                state[fid, _S_SRC_HI] = np.int64(s_hi)
-                state[fid, _S_SRC_LO] = np.int64(s_lo)
-                # the source port decides direction only when both ends are one host (-1: never)
-                same_host = not icmp and s_hi == d_hi and s_lo == d_lo
-                state[fid, _S_PORT] = np.int64(sport[r]) if same_host else -1
-                keys[fid, 0] = h
-                keys[fid, 1] = a_hi
-                keys[fid, 2] = a_lo
-                keys[fid, 3] = b_hi
-                keys[fid, 4] = b_lo
-                keys[fid, 5] = ports
-                keys[fid, 6] = meta
-                table[i] = fid + 1
-                if new_key:
-                    n_keys += 1
-                    if n_keys * 2 > cap:  # grow: re-insert every key's latest flow by its hash
-                        old = table
-                        cap *= 2
-                        table = np.zeros(cap, np.int32)
-                        for q0 in range(len(old)):
-                            if old[q0] != 0:
-                                q = np.int64(keys[old[q0] - 1, 0] & np.uint64(cap - 1))
-                                while table[q] != 0:
-                                    q = (q + 1) & (cap - 1)
-                                table[q] = old[q0]
-            # Direction: same source as the flow's first packet (and same port on one host).
-            fwd = np.int64(s_hi) == state[fid, _S_SRC_HI] and np.int64(s_lo) == state[fid, _S_SRC_LO]
-            if fwd and state[fid, _S_PORT] >= 0:
-                fwd = np.int64(sport[r]) == state[fid, _S_PORT]
-            length = np.int64(ip_len[r])
-            state[fid, _S_LAST] = t
-            state[fid, _S_LAST_ROW] = r
-            state[fid, _S_N] += 1
-            state[fid, _S_B] += length
-            if fwd:
-                state[fid, _S_FWD_N] += 1
-                state[fid, _S_FWD_B] += length
-            if linger_ns > 0 and p == PROTO_TCP and (tcp_flags[r] & (TCP_FIN | TCP_RST)) != 0:
-                bits = state[fid, _S_FINS]
-                if tcp_flags[r] & TCP_FIN:
-                    bits |= 1 if fwd else 2
-                if tcp_flags[r] & TCP_RST:
-                    bits |= 4
-                state[fid, _S_FINS] = bits
-                if (bits & 8) == 0 and ((bits & 3) == 3 or (bits & 4) != 0):
-                    bits |= 8
-                    state[fid, _S_CLOSED] = t
-                state[fid, _S_FINS] = bits
-            flow_of[r] = fid
-            is_fwd[r] = fwd
-        return state, keys[:, 0], nf
-
-    @njit(cache=True, nogil=True)
-    def _layout_kernel_nb(perm, flow_of, is_fwd_row, rank, offsets, order, is_fwd):  # type: ignore[no-untyped-def]  # pragma: no cover
-        pos = offsets[:-1].copy()
-        use_perm = len(perm) > 0
-        for j in range(len(flow_of)):
-            r = perm[j] if use_perm else j
-            k = rank[flow_of[r]]
-            q = pos[k]
-            order[q] = r
-            is_fwd[q] = is_fwd_row[r]
-            pos[k] = q + 1
-
-    _flows_kernel = _flows_kernel_nb
-    _layout_kernel = _layout_kernel_nb
-    HAVE_KERNEL = True
+        out[i] = (
+            f"flood: {int(flows.agg_flows[i]):,} one-packet or handshake-only flows ({int(flows.agg_pkts[i]):,} "
+            f"packets, {int(flows.agg_bytes[i]):,} bytes) from {int(flows.agg_srcs[i]):,} sources to {target}, "
+            "aggregated past flows.max_open_flows"
+        )
+    return tuple(out)

@@ -6,7 +6,8 @@ NOTE [incidents]: the grouping rule, applied to the flagged flows only (``ScoreT
 
    - ``probe``: a TCP flow of at most ``PROBE_MAX_PKTS`` packets averaging at most
      ``PROBE_MAX_BYTES_PER_PKT`` bytes (headers only: a SYN and its answer), or a UDP flow other
-     than DNS of at most 2 packets averaging at most ``UDP_PROBE_MAX_BYTES_PER_PKT`` bytes;
+     than DNS of at most 2 packets averaging at most ``UDP_PROBE_MAX_BYTES_PER_PKT`` bytes, or
+     a flood aggregate row (NOTE [flood cap] in ``flows.py``), which counts as the flows it holds;
    - ``dns``: a UDP flow to or from port 53;
    - ``icmp``: ICMP or ICMPv6;
    - ``large``: a flow moving at least ``LARGE_BYTES`` one way (kept apart from the other
@@ -123,11 +124,18 @@ def flow_classes(table: ScoreTable, rows: npt.NDArray[np.int64]) -> npt.NDArray[
     is_dns = (proto == 17) & ((f.dst_port[rows] == 53) | (f.src_port[rows] == 53))
     is_tcp_probe = (proto == 6) & (pkts <= PROBE_MAX_PKTS) & (nbytes <= PROBE_MAX_BYTES_PER_PKT * pkts)
     is_udp_probe = (proto == 17) & ~is_dns & (pkts <= 2) & (nbytes <= UDP_PROBE_MAX_BYTES_PER_PKT * pkts)
-    is_probe = is_tcp_probe | is_udp_probe
+    is_probe = is_tcp_probe | is_udp_probe | (f.agg_flows[rows] > 0)  # flood aggregates (NOTE [flood cap])
     is_icmp = (proto == 1) | (proto == 58)
     is_large = np.maximum(f.fwd_bytes[rows], f.bwd_bytes[rows]) >= LARGE_BYTES
     conditions = [is_probe, is_dns, is_icmp, is_large]
     return np.select(conditions, [CLASS_PROBE, CLASS_DNS, CLASS_ICMP, CLASS_LARGE], CLASS_SESSION).astype(np.int64)
+
+
+def _weights(table: ScoreTable, rows: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+    """How many flows each row stands for: a flood aggregate counts its flows (NOTE [flood cap])."""
+    agg = table.flows.agg_flows[rows]
+    out: npt.NDArray[np.int64] = np.where(agg > 0, agg, 1)
+    return out
 
 
 def _split_probes(table: ScoreTable, rows: npt.NDArray[np.int64], cls: npt.NDArray[np.int64], window_ns: int) -> None:
@@ -142,7 +150,7 @@ def _split_probes(table: ScoreTable, rows: npt.NDArray[np.int64], cls: npt.NDArr
     _, inv = np.unique(target, axis=0, return_inverse=True)
     # Counted per stretch of time (as incidents are split): a scan repeated every hour is no flood.
     burst = _split_in_time(inv.reshape(-1).astype(np.int64), f.first_ns[r], f.last_ns[r], window_ns)
-    counts = np.bincount(burst)
+    counts = np.bincount(burst, weights=_weights(table, r))
     cls[probe] = np.where(counts[burst] >= FLOOD_MIN_FLOWS, CLASS_FLOOD, CLASS_SCAN)
 
 
@@ -196,6 +204,7 @@ class _Stats:
 
     rows: npt.NDArray[np.int64]
     cls: int
+    n_conn: int  # flows the rows stand for (flood aggregates count theirs)
     n_dsts: int
     n_dports: int
     n_srcs: int
@@ -222,6 +231,7 @@ def _stats(table: ScoreTable, rows: npt.NDArray[np.int64], cls: int) -> _Stats:
     return _Stats(
         rows=rows,
         cls=cls,
+        n_conn=int(_weights(table, rows).sum()),
         n_dsts=len(dsts),
         n_dports=len(np.unique(f.dst_port[rows])),
         n_srcs=len(srcs),
@@ -299,10 +309,11 @@ def _sentence(table: ScoreTable, st: _Stats, kind: str, rep: int, span_s: float)
     if kind == "host sweep":
         return f"{src} probed {_plural(st.n_dsts, 'host')} on {_plural(st.n_dports, 'port')} {during}"
     if kind in ("SYN flood", "UDP flood"):
-        who = src if st.n_srcs == 1 else _plural(st.n_srcs, "source")
+        n_srcs = max(st.n_srcs, int(table.flows.agg_srcs[st.rows].max()))
+        who = src if n_srcs == 1 else _plural(n_srcs, "source")
         if kind == "UDP flood":
-            return f"{who} sent {_plural(n, 'datagram flow')} to {dst}:{port} {during}"
-        return f"{who} opened {_plural(n, 'half-open connection')} to {dst}:{port} {during}"
+            return f"{who} sent {_plural(st.n_conn, 'datagram flow')} to {dst}:{port} {during}"
+        return f"{who} opened {_plural(st.n_conn, 'half-open connection')} to {dst}:{port} {during}"
     if kind in ("DNS series", "unusual DNS"):
         return f"{src} sent {_plural(n, 'DNS flow')} to {dst} ({human_bytes(st.fwd_bytes)} of queries) {during}"
     if kind in ("large upload", "upload series"):

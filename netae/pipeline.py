@@ -22,13 +22,28 @@ from netae.context import CONTEXT_FEATURES, ContextTracker, compute_context, flo
 from netae.errors import CaptureError, InputError
 from netae.features import compute_features
 from netae.flows import FlowAssembler, flow_key_hash
-from netae.tables import Features, FlowTable, PacketTable, SkipCounts
+from netae.tables import (
+    Features,
+    FlowTable,
+    PacketTable,
+    SkipCounts,
+    canonical_order,
+    concat_flow_parts,
+    reorder_flows,
+)
 
-__all__ = ["CAPTURE_SUFFIXES", "Featurized", "expand_inputs", "featurize_files", "validation_mask"]
+__all__ = [
+    "CAPTURE_SUFFIXES",
+    "Featurized",
+    "canonical_order",
+    "expand_inputs",
+    "featurize_files",
+    "reorder_flows",
+    "validation_mask",
+]
 
 log = logging.getLogger(__name__)
 
-ASSEMBLE_BATCH_PACKETS = 4_000_000
 CAPTURE_SUFFIXES = (".pcap", ".pcapng", ".cap", ".ntar", ".pcap.gz", ".pcapng.gz", ".cap.gz")
 
 
@@ -72,59 +87,35 @@ def expand_inputs(paths: Iterable[str | os.PathLike[str]]) -> list[str]:
 
 def _merge(tables: list[tuple[PacketTable, FlowTable]]) -> tuple[PacketTable, FlowTable]:
     """Concatenate (packets, flows) pairs, shifting each flow's packet rows."""
-    tables = [(p, f) for p, f in tables if f.n_flows]
-    if not tables:
-        return PacketTable.empty(), FlowTable.empty()
-    if len(tables) == 1:
-        p, f = tables[0]
-        return p, f
-    packets = PacketTable.concat([p for p, _ in tables])
-    base = np.cumsum([0] + [p.n_packets for p, _ in tables[:-1]])
-    pkt_base = np.cumsum([0] + [len(f.order) for _, f in tables[:-1]])
-    cols = {name: np.concatenate([f.column_dict()[name] for _, f in tables]) for name in tables[0][1].column_dict()}
-    order = np.concatenate([f.order + b for (_, f), b in zip(tables, base, strict=True)])
-    offsets = np.concatenate([[0]] + [f.offsets[1:] + b for (_, f), b in zip(tables, pkt_base, strict=True)])
-    is_fwd = np.concatenate([f.is_fwd for _, f in tables])
-    return packets, FlowTable(**cols, order=order, offsets=offsets.astype(np.int64), is_fwd=is_fwd)
+    return concat_flow_parts(tables)
 
 
-def new_assembler(settings: Settings, *, early_close: bool = False) -> FlowAssembler:
+def new_assembler(
+    settings: Settings, *, early_close: bool = False, on_warning: Callable[[str], None] | None = None
+) -> FlowAssembler:
     """A FlowAssembler with the flow rules of ``settings`` (``early_close``: live streams)."""
     f = settings.flows
     return FlowAssembler(
         idle_timeout_s=f.idle_timeout_s, active_timeout_s=f.active_timeout_s,
-        tcp_close_linger_s=f.tcp_close_linger_s, early_close=early_close,
+        tcp_close_linger_s=f.tcp_close_linger_s, early_close=early_close, max_open_flows=f.max_open_flows,
+        on_warning=on_warning,
     )  # fmt: skip
 
 
 def assemble_file(
     source: str, *, file_id: int, settings: Settings, counts: SkipCounts, chunk_bytes: int = 64 << 20
 ) -> tuple[PacketTable, FlowTable]:
-    """Read one capture in chunks and assemble its flows (chunked == one pass).
+    """Read one capture in chunks and assemble its flows (chunked == one pass, NOTE [flow table]).
 
-    Chunks are pushed to the assembler in batches of about ``ASSEMBLE_BATCH_PACKETS``: a
-    packet table costs less than half the features made from it, so holding that many packets
-    keeps memory bounded by the output while sparing re-assembly of open flows at every chunk.
+    Each chunk is pushed as it is read: the assembler keeps its state, so memory holds the open
+    flows and the closed ones (the output), never the capture.
     """
-    assembler = new_assembler(settings)
+    assembler = new_assembler(settings, on_warning=counts.warn)
     parts: list[tuple[PacketTable, FlowTable]] = []
-    pending: list[PacketTable] = []
-    n_pending = 0
-
-    def push() -> None:
-        table, flows = assembler.push(PacketTable.concat(pending))
-        pending.clear()
+    for chunk in read_packets(source, file_id=file_id, counts=counts, chunk_bytes=chunk_bytes):
+        table, flows = assembler.push(chunk)
         if flows.n_flows:
             parts.append(_compact(table, flows))
-
-    for chunk in read_packets(source, file_id=file_id, counts=counts, chunk_bytes=chunk_bytes):
-        pending.append(chunk)
-        n_pending += chunk.n_packets
-        if n_pending >= ASSEMBLE_BATCH_PACKETS:
-            push()
-            n_pending = 0
-    if pending:
-        push()
     parts.append(assembler.finish())
     return _merge(parts)
 
@@ -157,8 +148,8 @@ def iter_featurized(
     """Featurize one capture batch by batch as its flows close: memory holds the open flows, one
     batch and the context window, never the whole capture. Same values as ``featurize_files``
     (context is exact when streamed, NOTE in context.py); rows come in closing order."""
-    assembler = new_assembler(settings)
-    tracker = ContextTracker(settings.context) if settings.context.enabled else None
+    assembler = new_assembler(settings, on_warning=counts.warn)
+    tracker = ContextTracker(settings.context, on_warning=counts.warn) if settings.context.enabled else None
     pending: list[PacketTable] = []
     n_pending = 0
     for chunk in read_packets(source, file_id=file_id, counts=counts, chunk_bytes=chunk_bytes):
@@ -220,26 +211,6 @@ def featurize_files(
         failures=tuple(failures),
         context=context,
     )
-
-
-def canonical_order(flows: FlowTable) -> npt.NDArray[np.int64]:
-    """A total order of flows: first packet time, then file and key (used wherever flows are laid
-    out, so that streamed, chunked and one-pass featurizing give the same rows)."""
-    return np.lexsort(
-        (flows.proto, flows.dst_port, flows.dst_lo, flows.dst_hi, flows.src_port, flows.src_lo, flows.src_hi,
-         flows.file_id, flows.first_ns)
-    ).astype(np.int64)  # fmt: skip
-
-
-def reorder_flows(flows: FlowTable, rank: npt.NDArray[np.int64]) -> tuple[FlowTable, npt.NDArray[np.int64]]:
-    """Flows in ``rank`` order with their packet runs; also the packet-row permutation used."""
-    lengths = flows.n_packets[rank]
-    offsets = np.zeros(len(rank) + 1, dtype=np.int64)
-    np.cumsum(lengths, out=offsets[1:])
-    starts = flows.offsets[:-1][rank]
-    idx = np.repeat(starts, lengths) + (np.arange(offsets[-1]) - np.repeat(offsets[:-1], lengths))
-    cols = {name: arr[rank] for name, arr in flows.column_dict().items()}
-    return FlowTable(**cols, order=flows.order[idx], offsets=offsets, is_fwd=flows.is_fwd[idx]), idx
 
 
 def _sort_flows(flows: FlowTable) -> FlowTable:

@@ -153,6 +153,9 @@ def stream_scores(
         batcher.flush_s = flush_s if flush_s is not None else (LIVE_FLUSH_S if live else FLUSH_S)
         size = chunk_bytes or (STDIN_CHUNK_BYTES if live else STREAM_CHUNK_BYTES)
         asm, tracker = run.start(file_id, live=live)
+        asm.on_warning = counts.warn  # the flood cap's warning goes with this source's
+        if tracker is not None:
+            tracker.on_warning = counts.warn
         chunks = read_packets(source, file_id=run.packet_file_id(file_id), counts=counts, chunk_bytes=size, live=live)
         try:
             for chunk, now_ns in _arrivals(chunks, tick_s, asm) if live else ((c, None) for c in chunks):
@@ -326,6 +329,7 @@ class _Batcher:
         self.pieces: list[tuple[PacketTable, FlowTable, Features, dict[str, np.ndarray]]] = []
         self.n_packets = 0
         self.since = 0.0
+        self.urgent = False
 
     def add(
         self, table: PacketTable, closed: FlowTable, tracker: ContextTracker | None, horizon_ns: int | None,
@@ -341,16 +345,17 @@ class _Batcher:
             self.since = time.monotonic()
         self.pieces.append((packets, flows, features, context))
         self.n_packets += len(flows.order)
+        self.urgent = self.urgent or bool(np.any(flows.agg_flows > 0))  # a flood: report it now
 
     def due(self) -> bool:
         return bool(self.pieces) and (
-            self.n_packets >= self.flush_packets or time.monotonic() - self.since >= self.flush_s
+            self.urgent or self.n_packets >= self.flush_packets or time.monotonic() - self.since >= self.flush_s
         )
 
     def flush(self) -> Iterator[ScoreTable]:
         if not self.pieces:
             return
-        pieces, self.pieces, self.n_packets = self.pieces, [], 0
+        pieces, self.pieces, self.n_packets, self.urgent = self.pieces, [], 0, False
         packets, flows = _merge([(p, f) for p, f, _, _ in pieces])
         values = np.concatenate([x.values for _, _, x, _ in pieces]) if len(pieces) > 1 else pieces[0][2].values
         features = Features(values=values, offsets=flows.offsets, names=pieces[0][2].names)

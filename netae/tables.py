@@ -16,7 +16,7 @@ the O(n) ones and is called in tests and at the capture boundary.
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -34,9 +34,12 @@ __all__ = [
     "RecordBatch",
     "ScoreTable",
     "SkipCounts",
+    "canonical_order",
+    "concat_flow_parts",
     "format_ip",
     "format_ips",
     "parse_ip",
+    "reorder_flows",
 ]
 
 # The high half of every IPv4-mapped address (::ffff:0:0/96 has hi == 0, lo >> 32 == 0xffff).
@@ -163,7 +166,24 @@ _PACKET_COLUMNS: dict[str, Any] = {
     "dns_label_entropy": np.float32,
     "dns_name_hash": np.uint64,
     "dns_parent_hash": np.uint64,
+    "tunnel_key": np.uint64,
 }
+# Columns that may be left out when a table is built: they are then zeros.
+_OPTIONAL = {"tunnel_key", "agg_flows", "agg_pkts", "agg_bytes", "agg_srcs"}
+
+
+def _fill_optional(obj: Any, spec: dict[str, Any], n: int) -> None:
+    for name in _OPTIONAL.intersection(spec):
+        if len(getattr(obj, name)) == 0 and n:
+            object.__setattr__(obj, name, np.zeros(n, spec[name]))
+
+
+def _zeros_u64() -> npt.NDArray[np.uint64]:
+    return np.zeros(0, np.uint64)
+
+
+def _zeros_i64() -> npt.NDArray[np.int64]:
+    return np.zeros(0, np.int64)
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,7 +198,8 @@ class PacketTable:
     packet is a non-first fragment: its ports are then unknown (0). ``frag_offset`` is in bytes.
     ``dns_*`` describe the question name of a DNS message over UDP port 53 (``capture/dns.py``):
     text length, first label's length and character entropy (bits), hashes of the name and of
-    its parent; zeros where the packet holds no readable name.
+    its parent; zeros where the packet holds no readable name. ``tunnel_key`` identifies the
+    tunnel the packet came through (0: none); it is one more word of the flow key.
     """
 
     ts_ns: npt.NDArray[np.int64]
@@ -207,8 +228,10 @@ class PacketTable:
     dns_label_entropy: npt.NDArray[np.float32]
     dns_name_hash: npt.NDArray[np.uint64]
     dns_parent_hash: npt.NDArray[np.uint64]
+    tunnel_key: npt.NDArray[np.uint64] = field(default_factory=_zeros_u64)
 
     def __post_init__(self) -> None:
+        _fill_optional(self, _PACKET_COLUMNS, len(self.ts_ns))
         _check_columns(self, _PACKET_COLUMNS, "packets")
 
     @property
@@ -233,6 +256,9 @@ class PacketTable:
 
     def take(self, idx: npt.NDArray[np.int64]) -> PacketTable:
         return type(self)(**{f.name: getattr(self, f.name)[idx] for f in fields(self)})
+
+    def column_dict(self) -> dict[str, np.ndarray]:
+        return {name: getattr(self, name) for name in _PACKET_COLUMNS}
 
 
 @dataclass(slots=True)
@@ -287,6 +313,11 @@ _FLOW_COLUMNS: dict[str, Any] = {
     "fwd_bytes": np.int64,
     "bwd_bytes": np.int64,
     "file_id": np.int32,
+    "tunnel_key": np.uint64,
+    "agg_flows": np.int64,
+    "agg_pkts": np.int64,
+    "agg_bytes": np.int64,
+    "agg_srcs": np.int64,
 }
 
 
@@ -297,7 +328,12 @@ class FlowTable:
     ``src`` is the initiator: the sender of the flow's first packet (fwd direction, defined in
     ``flows.py``). ``order`` lists PacketTable rows grouped by flow, in time order within a flow;
     ``offsets`` (n_flows + 1) delimits each flow's run of ``order``. ``is_fwd`` is aligned with
-    ``order``. Bytes are sums of ``ip_len``.
+    ``order``. Bytes are sums of ``ip_len``. ``tunnel_key`` is the key word of the tunnel the
+    flow came through (0: none).
+
+    A row with ``agg_flows`` > 0 is an aggregate of that many one-packet or handshake-only flows
+    evicted under a flood (NOTE [flood cap] in ``flows.py``): its packet run is one representative
+    packet, and ``agg_pkts``, ``agg_bytes`` and ``agg_srcs`` (distinct sources) count them all.
     """
 
     src_hi: npt.NDArray[np.uint64]
@@ -318,8 +354,14 @@ class FlowTable:
     order: npt.NDArray[np.int64]
     offsets: npt.NDArray[np.int64]
     is_fwd: npt.NDArray[np.bool_]
+    tunnel_key: npt.NDArray[np.uint64] = field(default_factory=_zeros_u64)
+    agg_flows: npt.NDArray[np.int64] = field(default_factory=_zeros_i64)
+    agg_pkts: npt.NDArray[np.int64] = field(default_factory=_zeros_i64)
+    agg_bytes: npt.NDArray[np.int64] = field(default_factory=_zeros_i64)
+    agg_srcs: npt.NDArray[np.int64] = field(default_factory=_zeros_i64)
 
     def __post_init__(self) -> None:
+        _fill_optional(self, _FLOW_COLUMNS, len(self.first_ns))
         n = _check_columns(self, _FLOW_COLUMNS, "flows")
         _check_dtype("FlowTable.order", self.order, np.int64)
         _check_dtype("FlowTable.is_fwd", self.is_fwd, np.bool_)
@@ -366,6 +408,43 @@ class FlowTable:
 
 
 FLOW_COLUMNS = tuple(_FLOW_COLUMNS)
+
+
+def concat_flow_parts(parts: list[tuple[PacketTable, FlowTable]]) -> tuple[PacketTable, FlowTable]:
+    """Concatenate (packets, flows) pairs, shifting each flow's packet rows."""
+    parts = [(p, f) for p, f in parts if f.n_flows]
+    if not parts:
+        return PacketTable.empty(), FlowTable.empty()
+    if len(parts) == 1:
+        return parts[0]
+    packets = PacketTable.concat([p for p, _ in parts])
+    base = np.cumsum([0] + [p.n_packets for p, _ in parts[:-1]])
+    pkt_base = np.cumsum([0] + [len(f.order) for _, f in parts[:-1]])
+    cols = {name: np.concatenate([f.column_dict()[name] for _, f in parts]) for name in FLOW_COLUMNS}
+    order = np.concatenate([f.order + b for (_, f), b in zip(parts, base, strict=True)])
+    offsets = np.concatenate([[0]] + [f.offsets[1:] + b for (_, f), b in zip(parts, pkt_base, strict=True)])
+    is_fwd = np.concatenate([f.is_fwd for _, f in parts])
+    return packets, FlowTable(**cols, order=order, offsets=offsets.astype(np.int64), is_fwd=is_fwd)
+
+
+def canonical_order(flows: FlowTable) -> npt.NDArray[np.int64]:
+    """A total order of flows: first packet time, then file and key (used wherever flows are laid
+    out, so that streamed, chunked and one-pass featurizing give the same rows)."""
+    return np.lexsort(
+        (flows.tunnel_key, flows.proto, flows.dst_port, flows.dst_lo, flows.dst_hi, flows.src_port, flows.src_lo,
+         flows.src_hi, flows.file_id, flows.first_ns)
+    ).astype(np.int64)  # fmt: skip
+
+
+def reorder_flows(flows: FlowTable, rank: npt.NDArray[np.int64]) -> tuple[FlowTable, npt.NDArray[np.int64]]:
+    """Flows in ``rank`` order with their packet runs; also the packet-row permutation used."""
+    lengths = flows.n_packets[rank]
+    offsets = np.zeros(len(rank) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    starts = flows.offsets[:-1][rank]
+    idx = np.repeat(starts, lengths) + (np.arange(offsets[-1]) - np.repeat(offsets[:-1], lengths))
+    cols = {name: arr[rank] for name, arr in flows.column_dict().items()}
+    return FlowTable(**cols, order=flows.order[idx], offsets=offsets, is_fwd=flows.is_fwd[idx]), idx
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numba
 import numpy as np
 import numpy.typing as npt
 
@@ -21,6 +22,7 @@ from netae import __version__
 from netae.config import Settings, settings_from_dict
 from netae.errors import CaptureError, ConfigError, IncompatibleModel, InputError, NetaeError, UnsupportedLinkType
 from netae.features import Scaler, fit_scaler
+from netae.flows import with_aggregate_notes
 from netae.modelfile import ModelFile, dump_model, load_model
 from netae.pipeline import Featurized, featurize_files, validation_mask
 from netae.tables import Features, FlowTable, PacketTable, ScoreTable, SkipCounts
@@ -442,20 +444,6 @@ def score_featurized(data: Featurized, model: ModelFile, *, threshold: float | N
     return ScoreRun(table=table, data=data, scores=scores, model=model)
 
 
-def _worst_numpy(offsets: npt.NDArray[np.int64], err: npt.NDArray[np.float32], k: int) -> npt.NDArray[np.int64]:
-    n_flows = len(offsets) - 1
-    lengths = np.diff(offsets)
-    flow_of = np.repeat(np.arange(n_flows), lengths)
-    o = np.lexsort((-err, flow_of))  # per flow, highest error first (ties: earlier packet)
-    rank = np.arange(len(o)) - np.repeat(offsets[:-1], lengths)
-    out = np.full((n_flows, k), -1, dtype=np.int64)
-    sel = rank < k
-    rows_sel = o[sel]
-    f_sel, r_sel = flow_of[rows_sel], rank[sel]
-    out[f_sel, r_sel] = rows_sel - offsets[:-1][f_sel]
-    return out
-
-
 def _worst_python(offsets, err, k, out):  # type: ignore[no-untyped-def]  # compiled below
     """Top-k packet positions per flow by error, highest first, ties to the earlier packet."""
     for f in range(len(offsets) - 1):
@@ -476,18 +464,11 @@ def _worst_python(offsets, err, k, out):  # type: ignore[no-untyped-def]  # comp
                     n += 1
 
 
-try:
-    import numba
-
-    _worst_kernel: Any = numba.njit(cache=True, nogil=True)(_worst_python)
-except ImportError:  # pragma: no cover - numba missing
-    _worst_kernel = None
+_worst_kernel: Any = numba.njit(cache=True, nogil=True)(_worst_python)  # numpy twin: tests/reference
 
 
 def worst_packets(offsets: npt.NDArray[np.int64], err: npt.NDArray[np.float32], k: int) -> npt.NDArray[np.int64]:
     """(n_flows, k) positions within each flow of its k highest-error packets, -1 padded."""
-    if _worst_kernel is None:
-        return _worst_numpy(offsets, err, k)
     out = np.full((len(offsets) - 1, k), -1, dtype=np.int64)
     _worst_kernel(offsets, err, k, out)
     return out
@@ -524,7 +505,7 @@ def build_score_table(
     worst_err = np.where(valid, err[pos] if len(err) else 0, 0).astype(np.float32)
     top = np.argsort(-scores.feature_error, axis=1, kind="stable")[:, :k].astype(np.int64)
     score = scores.score.astype(np.float32)
-    is_anomaly = score > threshold
+    is_anomaly = (score > threshold) | (flows.agg_flows > 0)  # flood aggregates (NOTE [flood cap])
     first_rows = data.features.values[data.features.offsets[:-1][data.features.lengths > 0]]
     flow_values = np.zeros((n_flows, data.features.values.shape[1]), np.float32)
     flow_values[data.features.lengths > 0] = first_rows
@@ -542,6 +523,7 @@ def build_score_table(
         window_s=window_s,
         which=is_anomaly,
     )
+    explanations = with_aggregate_notes(flows, explanations)
     table = ScoreTable(
         flows=flows,
         score=score,

@@ -104,27 +104,33 @@ def _many_flows(seed: int):
     return rows
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_streaming_context_equals_one_pass(seed):
+@pytest.mark.parametrize(("seed", "max_events"), [(0, 0), (1, 0), (2, 0), (0, 8), (1, 5)])
+def test_streaming_context_equals_one_pass(seed, max_events):
     from netae.context import ContextTracker
     from netae.flows import FlowAssembler
     from netae.tables import PacketTable
 
     rows = _many_flows(seed)
     p = make_packets(rows)
-    settings = ContextSettings(window_s=30.0)
+    settings = ContextSettings(window_s=30.0, max_events=max_events)  # NOTE [context cap]
     f = assemble_flows(p, idle_timeout_s=5.0, active_timeout_s=1800)
     whole = compute_context(p, f, settings=settings)
+    if max_events:  # the cap changes what context sees, the same way in both
+        uncapped = compute_context(p, f, settings=ContextSettings(window_s=30.0))
+        assert any(not np.allclose(uncapped[n], whole[n]) for n in whole)
     key = lambda fl, i: (int(fl.first_ns[i]), int(fl.src_lo[i]), int(fl.src_port[i]))  # noqa: E731
     names = CONTEXT_FEATURES + CONTEXT_EXTRAS
     expected = {key(f, i): {n: whole[n][i] for n in names} for i in range(f.n_flows)}
     asm = FlowAssembler(idle_timeout_s=5.0, active_timeout_s=1800)
-    tracker = ContextTracker(settings)
+    warnings: list[str] = []
+    tracker = ContextTracker(settings, on_warning=warnings.append)
     got = {}
+    most = 0
     for a in range(0, p.n_packets, 37):
         table, closed = asm.push(p.take(np.arange(a, min(a + 37, p.n_packets))))
         pending_start = asm.pending_min_ts
         ctx = tracker.update(table, closed, horizon_ns=pending_start)
+        most = max(most, tracker.n_events)
         got.update({key(closed, i): {n: ctx[n][i] for n in names} for i in range(closed.n_flows)})
     table, closed = asm.finish()
     ctx = tracker.update(table, closed)
@@ -135,6 +141,9 @@ def test_streaming_context_equals_one_pass(seed):
         for n in names:
             assert got[k][n] == pytest.approx(expected[k][n], abs=1e-5), (k, n)
     assert isinstance(PacketTable.empty(), PacketTable)
+    if max_events:
+        assert len(warnings) == 1 and "context.max_events" in warnings[0]
+        assert most <= max_events + 20  # the cap, plus the flows that ended after the horizon
 
 
 def test_coverage_grows_over_the_first_window():

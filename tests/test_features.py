@@ -8,6 +8,7 @@ from netae.features import PACKET_FEATURES, compute_features, fit_scaler
 from netae.flows import assemble_flows
 from netae.tables import Features
 from tests.helpers.packets import make_packets, tcp_session
+from tests.reference import features as reference
 
 
 def featurize(rows, context=None):
@@ -116,26 +117,27 @@ def test_dns_flow_features():
     assert col(x, "dns_label_entropy_bits")[0] == pytest.approx(1.0)
 
 
-@pytest.mark.parametrize("seed", [0, 1])
-def test_compiled_fill_equals_numpy_path(seed):
-    from netae import features as features_mod
-
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_kernel_fill_equals_the_numpy_reference_column_by_column(seed):
     rng = np.random.default_rng(seed)
     rows = []
     for i in range(40):
         rows += tcp_session(float(rng.uniform(0, 500)), sport=30000 + i, n_data=int(rng.integers(0, 5)),
                             gap=float(rng.uniform(1e-4, 3)))  # fmt: skip
     rows += [{"ts": float(t), "proto": 17, "sport": 5353, "dport": 53, "ip_len": 70, "payload": 42} for t in range(5)]
-    ctx = None
+    rows += [{"ts": 9.0, "ip_len": 65535, "payload": 65000, "window": 65535}]  # past the log1p table
     p = make_packets(rows)
     f = assemble_flows(p, idle_timeout_s=120, active_timeout_s=1800)
     ctx = {"ctx_a": rng.random(f.n_flows).astype(np.float32)}
-    try:
-        features_mod.use_compiled(True)
-        a = compute_features(p, f, context=ctx)
-        features_mod.use_compiled(False)
-        b = compute_features(p, f, context=ctx)
-    finally:
-        features_mod.use_compiled(True)
+    a = compute_features(p, f, context=ctx)
+    b = reference.compute_features(p, f, context=ctx)
     assert a.names == b.names
-    np.testing.assert_allclose(a.values, b.values, rtol=1e-6, atol=1e-6)
+    for j, name in enumerate(a.names):
+        np.testing.assert_allclose(a.values[:, j], b.values[:, j], rtol=1e-6, atol=1e-6, err_msg=name)
+
+
+def test_kernel_columns_follow_the_registry():
+    import netae.features as features_mod
+
+    positions = [getattr(features_mod, c) for c in dir(features_mod) if c.startswith("C_")]
+    assert sorted(positions) == list(range(len(features_mod.PACKET_FEATURES)))

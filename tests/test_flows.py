@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 from netae.flows import FlowAssembler, assemble_flows
 from netae.tables import FlowTable, PacketTable, format_ip
 from tests.helpers.packets import make_packets, tcp_session
+from tests.reference import flows as reference
 
 IDLE, ACTIVE = 120.0, 1800.0
 
@@ -166,20 +167,56 @@ def test_chunked_assembly_equals_one_pass(rows, cuts):
     assert got == whole
 
 
-@settings(max_examples=60, deadline=None)
-@given(rows=packet_rows, seed=st.integers(0, 1000))
-def test_compiled_and_numpy_assembly_give_the_same_table(rows, seed):
-    import netae.flows as flows_mod
-
+@settings(max_examples=80, deadline=None)
+@given(rows=packet_rows, seed=st.integers(0, 1000), linger=st.sampled_from([0.0, 1.0]))
+def test_assembler_equals_the_reference_oracle_field_by_field(rows, seed, linger):
+    flags = [0x02, 0x12, 0x10, 0x18, 0x11, 0x04]
+    for i, r in enumerate(rows):
+        r["flags"] = flags[(seed + i) % len(flags)]
     p = make_packets(rows)
     p = p.take(np.random.default_rng(seed).permutation(p.n_packets))  # not in time order either
-    tables = []
-    for compiled in (True, False):
-        flows_mod.use_compiled(compiled)
-        try:
-            tables.append(flows_of(p, idle=30.0, active=100.0))
-        finally:
-            flows_mod.use_compiled(True)
-    a, b = tables
+    a = assemble_flows(p, idle_timeout_s=30.0, active_timeout_s=100.0, tcp_close_linger_s=linger)
+    a.validate(p.n_packets)
+    b = reference.assemble_flows(p, idle_timeout_s=30.0, active_timeout_s=100.0, tcp_close_linger_s=linger)
     for name in [*a.column_dict(), "order", "offsets", "is_fwd"]:
         assert np.array_equal(getattr(a, name), getattr(b, name)), name
+
+
+@settings(max_examples=40, deadline=None)
+@given(rows=packet_rows, cut=st.integers(0, 60))
+def test_open_flows_carried_to_a_new_assembler_give_the_same_flows(rows, cut):
+    rows = sorted(rows, key=lambda r: r["ts"])
+    p = make_packets(rows)
+    cut = min(cut, p.n_packets)
+    one = FlowAssembler(idle_timeout_s=30.0, active_timeout_s=100.0)
+    want = flow_set(*one.push(p)) | flow_set(*one.finish())
+    first = FlowAssembler(idle_timeout_s=30.0, active_timeout_s=100.0)
+    got = flow_set(*first.push(p.take(np.arange(cut))))
+    second = FlowAssembler(idle_timeout_s=30.0, active_timeout_s=100.0)
+    second.resume(first.open_packets(), max_ts=first.max_ts)
+    assert second.n_pending_packets == first.n_pending_packets
+    got |= flow_set(*second.push(p.take(np.arange(cut, p.n_packets)))) | flow_set(*second.finish())
+    assert got == want
+
+
+def test_expire_closes_idle_flows_by_a_given_clock():
+    p = make_packets(tcp_session(0.0))
+    asm = FlowAssembler(idle_timeout_s=30.0, active_timeout_s=100.0)
+    assert asm.push(p)[1].n_flows == 0
+    assert asm.expire(int(10e9))[1].n_flows == 0
+    _, f = asm.expire(int(40e9))
+    assert f.n_flows == 1 and asm.n_open_flows == 0
+
+
+def test_fin_and_rst_end_tcp_flows_after_the_linger():
+    first = tcp_session(0.0, n_data=1)  # ends with FIN from both sides
+    again = tcp_session(5.0, n_data=1)  # the same 5-tuple reused 5 s later
+    p = make_packets(first + again)
+    assert assemble_flows(p, idle_timeout_s=120, active_timeout_s=1800).n_flows == 1
+    f = assemble_flows(p, idle_timeout_s=120, active_timeout_s=1800, tcp_close_linger_s=1.0)
+    assert f.n_flows == 2
+    asm = FlowAssembler(idle_timeout_s=120, active_timeout_s=1800, tcp_close_linger_s=1.0, early_close=True)
+    _, closed = asm.push(make_packets(first))
+    assert closed.n_flows == 0
+    _, closed = asm.expire(int(p.ts_ns[len(first) - 1]) + int(2e9))  # linger passed: reported at once
+    assert closed.n_flows == 1

@@ -253,3 +253,15 @@ def test_one_large_upload_is_kept_apart_from_the_other_sessions_of_its_pair():
     rows = [session(T0 + 30.0 * i, a, srv, 80, sport=50000 + i, dur=60.0, nbytes=(900, 300)) for i in range(5)]
     rows += [session(T0 + 45.0, a, srv, 80, sport=51000, pkts=(3000, 900), nbytes=(3_100_000, 50_000), score=9.0)]
     assert sorted(kinds(table(rows))) == [("large upload", 1), ("slow connections", 5)]
+
+
+def test_flood_aggregate_rows_count_as_the_flows_they_hold():
+    import dataclasses
+
+    rows = [probe(T0 + i, "10.9.0.1", "10.0.0.10", 80, sport=3000 + i) for i in range(3)]
+    t = table(rows)
+    agg = np.array([5000, 0, 0], np.int64)
+    flows = dataclasses.replace(t.flows, agg_flows=agg, agg_srcs=np.array([700, 0, 0], np.int64))
+    inc = find_incidents(dataclasses.replace(t, flows=flows))
+    assert [(inc.kind[0], int(inc.n_flows[0]))] == [("SYN flood", 3)]
+    assert inc.sentence[0].startswith("700 sources opened 5,002 half-open connections to 10.0.0.10:80 in ")

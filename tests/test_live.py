@@ -14,25 +14,30 @@ import time
 import numpy as np
 import pytest
 
-from netae.flows import FlowAssembler, assemble_flows, tcp_close_ns, use_compiled
+from netae.flows import FlowAssembler, assemble_flows, tcp_close_ns
 from netae.modelfile import dump_model, load_model
 from netae.workflow import model_settings
 from tests.helpers.captures import frame_udp
 from tests.helpers.packets import make_packets, tcp_session
+from tests.reference import flows as reference
 
 IDLE_S = 3.0  # the paced test's model: UDP flows end by the idle timeout within the test's time
 LINGER_S = 1.0
 
 
-@pytest.fixture(params=[True, False], ids=["compiled", "numpy"])
+_ASSEMBLE = {"compiled": assemble_flows, "reference": reference.assemble_flows}
+_PATH = ["compiled"]
+
+
+@pytest.fixture(params=["compiled", "reference"])
 def path(request):
-    use_compiled(request.param)
+    _PATH[0] = request.param
     yield request.param
-    use_compiled(True)
+    _PATH[0] = "compiled"
 
 
 def flows_of(rows, linger: float):
-    return assemble_flows(make_packets(rows), idle_timeout_s=120, active_timeout_s=1800, tcp_close_linger_s=linger)
+    return _ASSEMBLE[_PATH[0]](make_packets(rows), idle_timeout_s=120, active_timeout_s=1800, tcp_close_linger_s=linger)
 
 
 @pytest.mark.parametrize(("linger", "n_flows"), [(0.0, 1), (1.0, 2)])
@@ -75,12 +80,8 @@ def test_compiled_and_numpy_agree_on_closing_sessions():
             float(rng.uniform(0, 60)), sport=40000 + int(rng.integers(0, 4)), n_data=int(rng.integers(0, 4))
         )
     rows.sort(key=lambda r: r["ts"])
-    out = []
-    for compiled in (True, False):
-        use_compiled(compiled)
-        out.append(flows_of(rows, 0.5))
-    use_compiled(True)
-    a, b = out
+    a = flows_of(rows, 0.5)
+    b = reference.assemble_flows(make_packets(rows), idle_timeout_s=120, active_timeout_s=1800, tcp_close_linger_s=0.5)
     for name, col in a.column_dict().items():
         assert np.array_equal(col, b.column_dict()[name]), name
     assert np.array_equal(a.order, b.order)

@@ -11,10 +11,9 @@ from netae.config import Settings
 SAMPLE = Path(__file__).resolve().parents[1] / "sample_pcaps" / "mixed.pcap"
 
 
-@pytest.mark.parametrize(("chunk_bytes", "batch_packets"), [(4096, 1), (65536, 500), (1 << 20, 3000)])
-def test_chunked_featurize_equals_one_pass(monkeypatch, chunk_bytes, batch_packets):
+@pytest.mark.parametrize("chunk_bytes", [4096, 65536, 1 << 20])
+def test_chunked_featurize_equals_one_pass(chunk_bytes):
     whole = pipeline.featurize_files([str(SAMPLE)], settings=Settings())
-    monkeypatch.setattr(pipeline, "ASSEMBLE_BATCH_PACKETS", batch_packets)
     parts = pipeline.featurize_files([str(SAMPLE)], settings=Settings(), chunk_bytes=chunk_bytes)
     assert parts.flows.n_flows == whole.flows.n_flows > 2000
     for name, col in whole.flows.column_dict().items():
