@@ -22,6 +22,7 @@ __all__ = [
     "Settings",
     "ThresholdSettings",
     "TrainSettings",
+    "TunnelSettings",
     "load_settings",
     "settings_from_dict",
 ]
@@ -40,8 +41,8 @@ class FlowSettings:
     max_open_flows: int = 500_000
 
     def check(self) -> None:
-        _positive("flows.idle_timeout_s", self.idle_timeout_s)
-        _positive("flows.active_timeout_s", self.active_timeout_s)
+        _positive("flows.idle_timeout_s", self.idle_timeout_s, most=MAX_SECONDS)
+        _positive("flows.active_timeout_s", self.active_timeout_s, most=MAX_SECONDS)
         _int_range("flows.max_packets", self.max_packets, 2, 100_000)
         linger = self.tcp_close_linger_s
         if not isinstance(linger, int | float) or isinstance(linger, bool) or not 0.0 <= linger <= 3600.0:
@@ -49,6 +50,32 @@ class FlowSettings:
                 f"flows.tcp_close_linger_s must be from 0 to 3600 seconds (0: off), got {self.tcp_close_linger_s!r}"
             )
         _int_range("flows.max_open_flows", self.max_open_flows, 1_000, 100_000_000)
+
+
+@dataclass(frozen=True, slots=True)
+class TunnelSettings:
+    """Decapsulation in the decode stage: which UDP ports carry which tunnel, and how deep to go.
+
+    A port of 0 turns that UDP tunnel off. ``max_depth`` counts tunnel layers (VXLAN, Geneve,
+    GRE, ERSPAN, IP-in-IP, Teredo, GTP-U); MPLS labels and PPPoE do not count.
+    """
+
+    enabled: bool = True
+    max_depth: int = 4
+    vxlan_ports: tuple[int, ...] = (4789, 8472)
+    geneve_port: int = 6081
+    gtpu_port: int = 2152
+    teredo_port: int = 3544
+    gre_udp_port: int = 4754
+
+    def check(self) -> None:
+        _int_range("tunnels.max_depth", self.max_depth, 1, 16)
+        if not isinstance(self.vxlan_ports, tuple) or len(self.vxlan_ports) > 8:
+            raise ConfigError(f"tunnels.vxlan_ports must be a list of at most 8 ports, got {self.vxlan_ports!r}")
+        for port in self.vxlan_ports:
+            _int_range("tunnels.vxlan_ports", port, 0, 65535)
+        for key in ("geneve_port", "gtpu_port", "teredo_port", "gre_udp_port"):
+            _int_range(f"tunnels.{key}", getattr(self, key), 0, 65535)
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +88,7 @@ class ContextSettings:
     max_events: int = 1_000_000
 
     def check(self) -> None:
-        _positive("context.window_s", self.window_s)
+        _positive("context.window_s", self.window_s, most=MAX_SECONDS)
         _int_range("context.max_events", self.max_events, 1_000, 1_000_000_000)
 
 
@@ -140,6 +167,7 @@ class Settings:
     model: ModelSettings = field(default_factory=ModelSettings)
     train: TrainSettings = field(default_factory=TrainSettings)
     threshold: ThresholdSettings = field(default_factory=ThresholdSettings)
+    tunnels: TunnelSettings = field(default_factory=TunnelSettings)
 
     def check(self) -> Settings:
         for f in dataclasses.fields(self):
@@ -157,9 +185,15 @@ class Settings:
         return settings_from_dict({**self.to_dict(), section: {**self.to_dict()[section], **values}})
 
 
-def _positive(key: str, value: float) -> None:
-    if not isinstance(value, int | float) or isinstance(value, bool) or not value > 0:
-        raise ConfigError(f"{key} must be a positive number, got {value!r}")
+# Bounds that keep "unbounded" values out: inf, nan or 1e300 would overflow the integer
+# nanosecond arithmetic of timeouts, or silently switch a check off.
+MAX_SECONDS = 1e7  # about 115 days: the longest timeout or window a setting may give
+MAX_NUMBER = 1e9  # any other positive number
+
+
+def _positive(key: str, value: float, *, most: float = MAX_NUMBER) -> None:
+    if not isinstance(value, int | float) or isinstance(value, bool) or not 0 < value <= most:
+        raise ConfigError(f"{key} must be a positive number of at most {most:g}, got {value!r}")
 
 
 def _int_range(key: str, value: int, lo: int, hi: int) -> None:
@@ -192,6 +226,8 @@ def settings_from_dict(data: dict[str, Any], *, source: str = "settings") -> Set
             default = getattr(cls(), key)
             if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
                 value = float(value)
+            if isinstance(default, tuple) and isinstance(value, list):  # TOML and JSON arrays
+                value = tuple(value)
             if type(value) is not type(default):
                 raise ConfigError(
                     f"{source}: {name}.{key} must be {type(default).__name__}, got {type(value).__name__}"
@@ -214,4 +250,6 @@ def load_settings(path: Path | None = None) -> Settings:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path} is not valid TOML: {exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path} is not UTF-8 text (byte {exc.start}); save it as UTF-8 TOML") from exc
     return settings_from_dict(data, source=str(path))

@@ -53,7 +53,15 @@ import numpy as np
 import numpy.typing as npt
 from numba import njit
 
-from netae.tables import FlowTable, PacketTable, canonical_order, concat_flow_parts, format_ip, reorder_flows
+from netae.tables import (
+    TUNNEL_COLUMNS,
+    FlowTable,
+    PacketTable,
+    canonical_order,
+    concat_flow_parts,
+    format_ip,
+    reorder_flows,
+)
 
 __all__ = [
     "KEY_WORDS",
@@ -802,7 +810,8 @@ class FlowAssembler:
             proto=proto, ip_version=a["ip_version"][head], first_ns=st[:, S_START].copy(),
             last_ns=st[:, S_LAST].copy(), fwd_pkts=st[:, S_FWD_N].copy(), bwd_pkts=st[:, S_N] - st[:, S_FWD_N],
             fwd_bytes=st[:, S_FWD_B].copy(), bwd_bytes=st[:, S_B] - st[:, S_FWD_B], file_id=a["file_id"][head],
-            tunnel_key=a["tunnel_key"][head], order=order, offsets=offsets, is_fwd=self._arena.fwd[rows],
+            order=order, offsets=offsets, is_fwd=self._arena.fwd[rows],
+            **{name: a[name][head] for name in TUNNEL_COLUMNS},  # the tunnel of the first packet
         )  # fmt: skip
         return self._arena.take(kept), flows, self._arena.arrival[kept]
 

@@ -139,7 +139,10 @@ def _header(raw: bytes, path: Path) -> dict[str, Any]:
 
 def _state(tensors: dict[str, np.ndarray], doc: dict[str, Any], path: Path) -> ScoreState:
     try:
-        packets = PacketTable(**{f.name: tensors[_PACKETS + f.name] for f in fields(PacketTable)})
+        # Optional columns a state written before them lacks (tunnel metadata) default to zeros.
+        packets = PacketTable(
+            **{f.name: tensors[_PACKETS + f.name] for f in fields(PacketTable) if _PACKETS + f.name in tensors}
+        )
         max_ts = doc["max_ts_ns"]
         if max_ts is not None and not isinstance(max_ts, int):
             raise TypeError("max_ts_ns is not an integer")

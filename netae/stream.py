@@ -156,7 +156,10 @@ def stream_scores(
         asm.on_warning = counts.warn  # the flood cap's warning goes with this source's
         if tracker is not None:
             tracker.on_warning = counts.warn
-        chunks = read_packets(source, file_id=run.packet_file_id(file_id), counts=counts, chunk_bytes=size, live=live)
+        chunks = read_packets(
+            source, file_id=run.packet_file_id(file_id), counts=counts, chunk_bytes=size, live=live,
+            tunnels=settings.tunnels,
+        )  # fmt: skip
         try:
             for chunk, now_ns in _arrivals(chunks, tick_s, asm) if live else ((c, None) for c in chunks):
                 run.saw(file_id, chunk, counts, source)
