@@ -30,6 +30,7 @@ __all__ = [
     "compute_features",
     "feature_label",
     "fit_scaler",
+    "worst_packets",
 ]
 
 # Smallest scale a non-constant column gets (in its own units, mostly log units).
@@ -356,3 +357,33 @@ class ScalerAccumulator:
             mean = np.where(self.is_binary, 0.0, mean)
             std = np.where(self.is_binary, 1.0, std)
         return Scaler(names=self.names, mean_=mean.astype(np.float32), scale_=std.astype(np.float32))
+
+
+def _worst_python(offsets, err, k, out):  # type: ignore[no-untyped-def]  # compiled below
+    """Top-k packet positions per flow by error, highest first, ties to the earlier packet."""
+    for f in range(len(offsets) - 1):
+        a, b = offsets[f], offsets[f + 1]
+        n = 0
+        for i in range(a, b):
+            e = err[i]
+            # Insert i among the n best so far (kept sorted by error, descending).
+            j = n if n < k else k
+            while j > 0 and err[a + out[f, j - 1]] < e:
+                j -= 1
+            if j < k:
+                last = n if n < k else k - 1
+                for m in range(last, j, -1):
+                    out[f, m] = out[f, m - 1]
+                out[f, j] = i - a
+                if n < k:
+                    n += 1
+
+
+_worst_kernel: Any = njit(cache=True, nogil=True)(_worst_python)  # numpy twin: tests/reference
+
+
+def worst_packets(offsets: npt.NDArray[np.int64], err: npt.NDArray[np.float32], k: int) -> npt.NDArray[np.int64]:
+    """(n_flows, k) positions within each flow of its k highest-error packets, -1 padded."""
+    out = np.full((len(offsets) - 1, k), -1, dtype=np.int64)
+    _worst_kernel(offsets, err, k, out)
+    return out

@@ -24,9 +24,8 @@ import numpy.typing as npt
 from netae.capture.skips import skip_summary, unsupported_link_types
 from netae.config import Settings, given, settings_from_dict
 from netae.errors import CalibrationRefused, CaptureError, ConfigError, InputError, NetaeError, UnsupportedLinkType
-from netae.features import Scaler, fit_scaler
+from netae.features import Scaler, fit_scaler, worst_packets
 from netae.flows import with_aggregate_notes
-from netae.jit import numba
 from netae.modelfile import Calibration as CalibrationRecord
 from netae.modelfile import EpochRecord, TrainedModel, TrainingSummary, dump_model, load_model
 from netae.pipeline import Featurized, featurize_files, validation_mask
@@ -402,36 +401,6 @@ def score_featurized(
         data, scores, threshold=value, model_id=model.model_id, window_s=settings.context.window_s, ranges=ranges
     )
     return ScoreRun(table=table, data=data, scores=scores, model=model)
-
-
-def _worst_python(offsets, err, k, out):  # type: ignore[no-untyped-def]  # compiled below
-    """Top-k packet positions per flow by error, highest first, ties to the earlier packet."""
-    for f in range(len(offsets) - 1):
-        a, b = offsets[f], offsets[f + 1]
-        n = 0
-        for i in range(a, b):
-            e = err[i]
-            # Insert i among the n best so far (kept sorted by error, descending).
-            j = n if n < k else k
-            while j > 0 and err[a + out[f, j - 1]] < e:
-                j -= 1
-            if j < k:
-                last = n if n < k else k - 1
-                for m in range(last, j, -1):
-                    out[f, m] = out[f, m - 1]
-                out[f, j] = i - a
-                if n < k:
-                    n += 1
-
-
-_worst_kernel: Any = numba.njit(cache=True, nogil=True)(_worst_python)  # numpy twin: tests/reference
-
-
-def worst_packets(offsets: npt.NDArray[np.int64], err: npt.NDArray[np.float32], k: int) -> npt.NDArray[np.int64]:
-    """(n_flows, k) positions within each flow of its k highest-error packets, -1 padded."""
-    out = np.full((len(offsets) - 1, k), -1, dtype=np.int64)
-    _worst_kernel(offsets, err, k, out)
-    return out
 
 
 def build_score_table(

@@ -186,7 +186,7 @@ def test_fit_feature_weights_downweights_noisy_features_only():
 
 
 def test_worst_packets_kernel_matches_numpy():
-    from netae.workflow import worst_packets
+    from netae.features import worst_packets
     from tests.reference.features import worst_packets as _worst_numpy
 
     rng = np.random.default_rng(0)

@@ -75,7 +75,7 @@ def compute_features(
 
 
 def worst_packets(offsets: npt.NDArray[np.int64], err: npt.NDArray[np.float32], k: int) -> npt.NDArray[np.int64]:
-    """Top-k packet positions per flow by error (the numpy twin of ``workflow.worst_packets``)."""
+    """Top-k packet positions per flow by error (the numpy twin of ``features.worst_packets``)."""
     n_flows = len(offsets) - 1
     lengths = np.diff(offsets)
     flow_of = np.repeat(np.arange(n_flows), lengths)
