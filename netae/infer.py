@@ -148,6 +148,99 @@ def _cell(g, c, h, layer):  # type: ignore[no-untyped-def]
         h[layer, j] = o_gate * _tanh(cj)
 
 
+@numba.njit(inline="always", fastmath=_FAST)
+def _scaled_window(values, mean, scale, s, n_steps):  # type: ignore[no-untyped-def]
+    """The window's inputs as the model sees them, ``(values - mean) / scale``."""
+    n_feat = values.shape[1]
+    z = np.empty((n_steps, n_feat), np.float32)
+    for t in range(n_steps):
+        for f in range(n_feat):
+            z[t, f] = (values[s + t, f] - mean[f]) / scale[f]
+    return z
+
+
+@numba.njit(inline="always", fastmath=_FAST)
+def _constant_share(z, e_wih0, e_b, varying):  # type: ignore[no-untyped-def]
+    """The first layer's bias plus the input product of the columns constant in the window.
+
+    The per-flow columns (flow totals, context) are the same at every step, so their share is
+    computed once per window (NOTE [cpu engine]); the others are listed in ``varying``, whose
+    count is returned with the share.
+    """
+    n_steps, n_feat = z.shape
+    n_gate = e_b.shape[1]
+    base = np.empty((1, n_gate), np.float32)
+    _set(base[0], e_b, 0)
+    n_varying = 0
+    for f in range(n_feat):
+        first = z[0, f]
+        same = True
+        for t in range(1, n_steps):
+            if z[t, f] != first:
+                same = False
+                break
+        if same:
+            if first != 0:
+                for j in range(n_gate):
+                    base[0, j] += first * e_wih0[0, f, j]
+        else:
+            varying[n_varying] = f
+            n_varying += 1
+    return base, n_varying
+
+
+@numba.njit(inline="always", fastmath=_FAST)
+def _encode(z, base, varying, n_varying, e_wih0, e_wih, e_whh, e_b, g, c, h):  # type: ignore[no-untyped-def]
+    """The encoder over the window's steps, leaving its final states in ``h`` and ``c``."""
+    n_layers, _, n_gate = e_whh.shape
+    for t in range(z.shape[0]):
+        _set(g, base, 0)
+        for i in range(n_varying):
+            f = varying[i]
+            v = z[t, f]
+            if v != 0:
+                for j in range(n_gate):
+                    g[j] += v * e_wih0[0, f, j]
+        _add_matvec(g, h, 0, e_whh, 0)
+        _cell(g, c, h, 0)
+        for layer in range(1, n_layers):
+            _set(g, e_b, layer)
+            _add_matvec(g, h, layer - 1, e_wih, layer - 1)
+            _add_matvec(g, h, layer, e_whh, layer)
+            _cell(g, c, h, layer)
+
+
+@numba.njit(inline="always", fastmath=_FAST)
+def _decoder_step(latent_in, d_wih, d_whh, d_b, g, c, h):  # type: ignore[no-untyped-def]
+    """One decoder step through every layer; the first layer's input product is ``latent_in``."""
+    n_layers, _, n_gate = d_whh.shape
+    for j in range(n_gate):
+        g[j] = latent_in[j]
+    _add_matvec(g, h, 0, d_whh, 0)
+    _cell(g, c, h, 0)
+    for layer in range(1, n_layers):
+        _set(g, d_b, layer)
+        _add_matvec(g, h, layer - 1, d_wih, layer)
+        _add_matvec(g, h, layer, d_whh, layer)
+        _cell(g, c, h, layer)
+
+
+@numba.njit(inline="always", fastmath=_FAST)
+def _step_error(z, t, h, o_w, o_b, fw, r, fe):  # type: ignore[no-untyped-def]
+    """Step ``t``'s reconstruction error (mean over features); adds each feature's to ``fe``."""
+    n_feat = z.shape[1]
+    for f in range(n_feat):
+        r[f] = o_b[f]
+    _add_matvec(r, h, h.shape[0] - 1, o_w, 0)
+    total = np.float32(0.0)
+    for f in range(n_feat):
+        d = r[f] - z[t, f]
+        e = d * d * fw[f]
+        fe[f] += e
+        total += e
+    return total / n_feat
+
+
 @numba.njit(cache=True, nogil=True, parallel=True, fastmath=_FAST)
 def _ae_kernel(  # type: ignore[no-untyped-def]
     values, mean, scale, starts, lengths, skips, e_wih0, e_wih, e_whh, e_b, d_wih, d_whh, d_b, o_w, o_b, fw,
@@ -160,79 +253,27 @@ def _ae_kernel(  # type: ignore[no-untyped-def]
     for w in numba.prange(len(starts)):
         s = starts[w]
         n_steps = lengths[w]
-        # The window's scaled inputs, and the columns that vary inside it: the per-flow columns
-        # (flow totals, context) are the same at every step, so their share of the first layer's
-        # input product is computed once per window (NOTE [cpu engine]).
-        z = np.empty((n_steps, n_feat), np.float32)
+        z = _scaled_window(values, mean, scale, s, n_steps)
         varying = np.empty(n_feat, np.int64)
-        n_varying = 0
-        for t in range(n_steps):
-            for f in range(n_feat):
-                z[t, f] = (values[s + t, f] - mean[f]) / scale[f]
-        base = np.empty((1, n_gate), np.float32)
-        _set(base[0], e_b, 0)
-        for f in range(n_feat):
-            first = z[0, f]
-            same = True
-            for t in range(1, n_steps):
-                if z[t, f] != first:
-                    same = False
-                    break
-            if same:
-                if first != 0:
-                    for j in range(n_gate):
-                        base[0, j] += first * e_wih0[0, f, j]
-            else:
-                varying[n_varying] = f
-                n_varying += 1
+        base, n_varying = _constant_share(z, e_wih0, e_b, varying)
         h = np.zeros((n_layers, hid), np.float32)
         c = np.zeros((n_layers, hid), np.float32)
         g = np.empty(n_gate, np.float32)
-        latent_in = np.empty(n_gate, np.float32)
-        r = np.empty(n_feat, np.float32)
-        fe = np.zeros(n_feat, np.float32)
-        for t in range(n_steps):  # encoder
-            _set(g, base, 0)
-            for i in range(n_varying):
-                f = varying[i]
-                v = z[t, f]
-                if v != 0:
-                    for j in range(n_gate):
-                        g[j] += v * e_wih0[0, f, j]
-            _add_matvec(g, h, 0, e_whh, 0)
-            _cell(g, c, h, 0)
-            for layer in range(1, n_layers):
-                _set(g, e_b, layer)
-                _add_matvec(g, h, layer - 1, e_wih, layer - 1)
-                _add_matvec(g, h, layer, e_whh, layer)
-                _cell(g, c, h, layer)
+        _encode(z, base, varying, n_varying, e_wih0, e_wih, e_whh, e_b, g, c, h)
         # The decoder's first layer sees the latent (the top encoder layer's last output) at every
         # step: its input projection is one product per window.
+        latent_in = np.empty(n_gate, np.float32)
         _set(latent_in, d_b, 0)
         _add_matvec(latent_in, h, top, d_wih, 0)
         h[:] = 0
         c[:] = 0
+        r = np.empty(n_feat, np.float32)
+        fe = np.zeros(n_feat, np.float32)
         for t in range(n_steps):  # decoder, output layer, errors
-            for j in range(n_gate):
-                g[j] = latent_in[j]
-            _add_matvec(g, h, 0, d_whh, 0)
-            _cell(g, c, h, 0)
-            for layer in range(1, n_layers):
-                _set(g, d_b, layer)
-                _add_matvec(g, h, layer - 1, d_wih, layer)
-                _add_matvec(g, h, layer, d_whh, layer)
-                _cell(g, c, h, layer)
-            for f in range(n_feat):
-                r[f] = o_b[f]
-            _add_matvec(r, h, top, o_w, 0)
-            total = np.float32(0.0)
-            for f in range(n_feat):
-                d = r[f] - z[t, f]
-                e = d * d * fw[f]
-                fe[f] += e
-                total += e
+            _decoder_step(latent_in, d_wih, d_whh, d_b, g, c, h)
+            e = _step_error(z, t, h, o_w, o_b, fw, r, fe)
             if t >= skips[w]:
-                packet_error[s + t] = total / n_feat
+                packet_error[s + t] = e
         total = np.float32(0.0)
         for f in range(n_feat):
             v = fe[f] / n_steps
