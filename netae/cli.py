@@ -69,7 +69,9 @@ err_console = Console(stderr=True, highlight=False)
 _state: dict[str, Any] = {"debug": bool(os.environ.get("NETAE_DEBUG")), "quiet": False}
 
 if TYPE_CHECKING:
+    from netae.config import Settings
     from netae.modelfile import TrainedModel
+    from netae.tables import ScoreTable
 
 F = TypeVar("F", bound=Callable[..., Any])
 log = logging.getLogger("netae")
@@ -314,7 +316,6 @@ def train(
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing on success.")] = False,
 ) -> None:
-    from netae.config import given, load_settings
     from netae.dataset import is_dataset
     from netae.extras import require
     from netae.pipeline import expand_inputs
@@ -326,22 +327,10 @@ def train(
     is_main = dist_info().is_main  # under torchrun only rank 0 reports; errors show on every rank
     quiet = quiet or not is_main
     _quiet(quiet)
-    s = load_settings(config)
-    s = dataclasses.replace(
-        s,
-        train=dataclasses.replace(
-            s.train,
-            epochs=given(epochs, s.train.epochs),
-            seed=given(seed, s.train.seed),
-            device=device.value if device else s.train.device,
-            batch_size=given(batch_size, s.train.batch_size),
-        ),
-        model=dataclasses.replace(
-            s.model, hidden_size=given(hidden_size, s.model.hidden_size), num_layers=given(layers, s.model.num_layers)
-        ),
-        threshold=dataclasses.replace(s.threshold, strategy=given(threshold_strategy, s.threshold.strategy)),
-    )
-    settings = s.check()
+    settings = _train_settings(
+        config, epochs=epochs, seed=seed, device=device, batch_size=batch_size, hidden_size=hidden_size,
+        layers=layers, threshold_strategy=threshold_strategy,
+    )  # fmt: skip
     # Feature datasets (directories of shards) are read as they are, captures searched for.
     sources = [s for p in paths for s in ([p] if p != "-" and is_dataset(p) else expand_inputs([p]))]
     _stdin_open(sources)
@@ -372,6 +361,31 @@ def train(
         say(_training_summary(run.model, written))
     if run.data.failures:
         raise typer.Exit(EXIT_PARTIAL)
+
+
+def _train_settings(
+    config: Path | None, *, epochs: int | None, seed: int | None, device: Device | None, batch_size: int | None,
+    hidden_size: int | None, layers: int | None, threshold_strategy: str | None,
+) -> Settings:  # fmt: skip
+    """The settings file (or the defaults) with the options given on the command line, checked."""
+    from netae.config import given, load_settings
+
+    s = load_settings(config)
+    s = dataclasses.replace(
+        s,
+        train=dataclasses.replace(
+            s.train,
+            epochs=given(epochs, s.train.epochs),
+            seed=given(seed, s.train.seed),
+            device=device.value if device else s.train.device,
+            batch_size=given(batch_size, s.train.batch_size),
+        ),
+        model=dataclasses.replace(
+            s.model, hidden_size=given(hidden_size, s.model.hidden_size), num_layers=given(layers, s.model.num_layers)
+        ),
+        threshold=dataclasses.replace(s.threshold, strategy=given(threshold_strategy, s.threshold.strategy)),
+    )
+    return s.check()
 
 
 def _epoch_progress(n_epochs: int, quiet: bool, stop_files: Callable[[], None]) -> tuple[Callable[[Any], None], Any]:
@@ -457,7 +471,6 @@ def score(
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing on stderr on success.")] = False,
 ) -> None:
-    from netae.output import append_lines, atomic_write, render, render_groups, render_incidents, select_rows
     from netae.pipeline import expand_inputs
     from netae.stream import wants_stream
 
@@ -470,30 +483,56 @@ def score(
     _stdin_open(sources)
     _check_output(output, inputs=sources, model=model)
     _check_output(report, inputs=sources, model=model)
+    _check_stream_options(stream=stream, report=report, group_by=group_by, state=state)
+    auto = stream is None and report is None and group_by in (None, GroupBy.flow) and wants_stream(sources)
+    if state is not None or stream or auto:
+        _score_stream(sources, model=model, fmt=fmt, output=output, all_flows=all_flows, threshold=threshold,
+                      limit=limit, append=append, device=device, quiet=quiet, state=state, engine=engine)  # fmt: skip
+    run = _score_with_progress(sources, model=model, threshold=threshold, device=device, quiet=quiet, engine=engine)
+    text = _rendered(run.table, fmt=fmt, group_by=group_by, all_flows=all_flows, limit=limit, to_stdout=output is None)
+    _emit(text, output=output, fmt=fmt, append=append)
+    if report is not None:
+        from netae.report import render_report
+
+        _write_report(report, render_report(run, title=_report_title(sources)))
+    _finish_scoring(run, quiet, [p for p in (output, report) if p is not None])
+
+
+def _check_stream_options(
+    *, stream: bool | None, report: Path | None, group_by: GroupBy | None, state: Path | None
+) -> None:
+    """Refuse the options that need the whole capture together with streaming."""
     if stream and report is not None:
         raise typer.BadParameter("--report needs the whole capture; use it without --stream")
     if stream and group_by not in (None, GroupBy.flow):
         raise typer.BadParameter("--group-by needs the whole capture; use it without --stream")
     if state is not None and (stream is False or report is not None or group_by not in (None, GroupBy.flow)):
         raise typer.BadParameter("--state scores as a stream: use it without --no-stream, --report and --group-by")
-    auto = stream is None and report is None and group_by in (None, GroupBy.flow) and wants_stream(sources)
-    if state is not None or stream or auto:
-        _score_stream(sources, model=model, fmt=fmt, output=output, all_flows=all_flows, threshold=threshold,
-                      limit=limit, append=append, device=device, quiet=quiet, state=state, engine=engine)  # fmt: skip
-    run = _score_with_progress(sources, model=model, threshold=threshold, device=device, quiet=quiet, engine=engine)
-    table = run.table
+
+
+def _rendered(
+    table: ScoreTable, *, fmt: OutputFormat, group_by: GroupBy | None, all_flows: bool, limit: int, to_stdout: bool
+) -> str:
+    """The score table as text: per incident, per flow or per host (group), in ``fmt``."""
+    from netae.output import render, render_groups, render_incidents, select_rows
+
     kwargs: dict[str, Any] = {"limit": limit or None} if fmt is OutputFormat.table else {}
-    if output is None and fmt is OutputFormat.table:
+    if to_stdout and fmt is OutputFormat.table:
         kwargs["fh"] = sys.stdout  # the terminal itself: its width, colour and NO_COLOR
     if group_by is None:  # people see incidents first; programs get one row per flow
         group_by = GroupBy.incident if fmt is OutputFormat.table and not all_flows else GroupBy.flow
     if group_by is GroupBy.incident:
-        text = render_incidents(table, fmt.value, **kwargs)
-    elif group_by is not GroupBy.flow:
-        text = render_groups(table, group_by.value, fmt.value, include_all=all_flows, **kwargs)
-    else:
-        rows = select_rows(table, include_all=all_flows, by_score=fmt is OutputFormat.table)
-        text = render(table, rows, fmt.value, **kwargs)
+        return render_incidents(table, fmt.value, **kwargs)
+    if group_by is not GroupBy.flow:
+        return render_groups(table, group_by.value, fmt.value, include_all=all_flows, **kwargs)
+    rows = select_rows(table, include_all=all_flows, by_score=fmt is OutputFormat.table)
+    return render(table, rows, fmt.value, **kwargs)
+
+
+def _emit(text: str, *, output: Path | None, fmt: OutputFormat, append: bool) -> None:
+    """``text`` on stdout, appended to ``output`` (whole lines), or written to it atomically."""
+    from netae.output import append_lines, atomic_write
+
     if output is None:
         sys.stdout.write(text)
         sys.stdout.flush()
@@ -504,11 +543,6 @@ def score(
     else:
         with atomic_write(output) as fh:
             fh.write(text)
-    if report is not None:
-        from netae.report import render_report
-
-        _write_report(report, render_report(run, title=_report_title(sources)))
-    _finish_scoring(run, quiet, [p for p in (output, report) if p is not None])
 
 
 def _csv_header(fmt: OutputFormat, text: str) -> str:

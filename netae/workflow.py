@@ -107,33 +107,12 @@ def train_captures(
     ``shard_buffer_mb`` of scaled shards at a time (no cap: all of them). Under torchrun every
     rank runs this and only rank 0 writes ``output``.
     """
-    from netae.dataset import is_dataset
     from netae.score import engine_for, fit_feature_weights
-    from netae.train import PartSource, dist_info, finish_distributed, train_parts, validation_scores
+    from netae.train import dist_info, finish_distributed, train_parts, validation_scores
 
     t0 = time.perf_counter()
     buffer_bytes = None if shard_buffer_mb is None else max(1, int(shard_buffer_mb * 2**20))
-    if sources and all(s != "-" and is_dataset(s) for s in sources):
-        source, scaler, summary = dataset_source(sources, settings=settings)
-        data = Featurized(
-            packets=PacketTable.empty(),
-            flows=FlowTable.empty(),
-            features=Features(np.zeros((0, len(scaler.names)), np.float32), np.zeros(1, np.int64), scaler.names),
-            files=summary.files,
-            counts=(),
-        )
-    else:
-        data = load_training_data(sources, settings=settings, on_file=on_file)
-        require_flows(data)
-        is_val = _split(data.flows, settings.train.val_fraction)
-        scaler = fit_scaler(data.features, np.repeat(~is_val, data.features.lengths))
-        source = PartSource.in_memory(scaler.transform(data.features), is_val, max_packets=settings.flows.max_packets)
-        summary = _DatasetSummary(
-            files=data.files,
-            n_flows=data.flows.n_flows,
-            n_packets=len(data.flows.order),
-            n_val_flows=int(is_val.sum()),
-        )
+    data, source, scaler, summary = _training_inputs(sources, settings=settings, on_file=on_file)
     result = train_parts(source, settings=settings, buffer_bytes=buffer_bytes, on_epoch=on_epoch)
     # NOTE [feature weights] in score.py: weights from unweighted validation errors, then the
     # threshold on the weighted validation scores.
@@ -172,6 +151,41 @@ def train_captures(
         shard_bytes=source.n_bytes,
         max_buffer_bytes=result.max_buffer_bytes,
     )
+
+
+def _training_inputs(
+    sources: list[str], *, settings: Settings, on_file: Callable[[str, SkipCounts], None] | None
+) -> tuple[Featurized, PartSource, Scaler, _DatasetSummary]:
+    """The featurized captures (empty for datasets), the scaled parts to train on, the scaler.
+
+    Feature files and sharded datasets are streamed (``dataset_source``); captures are featurized
+    here, split into fit and validation flows, and the scaler is fitted on the fit flows.
+    """
+    from netae.dataset import is_dataset
+    from netae.train import PartSource
+
+    if sources and all(s != "-" and is_dataset(s) for s in sources):
+        source, scaler, summary = dataset_source(sources, settings=settings)
+        data = Featurized(
+            packets=PacketTable.empty(),
+            flows=FlowTable.empty(),
+            features=Features(np.zeros((0, len(scaler.names)), np.float32), np.zeros(1, np.int64), scaler.names),
+            files=summary.files,
+            counts=(),
+        )
+    else:
+        data = load_training_data(sources, settings=settings, on_file=on_file)
+        require_flows(data)
+        is_val = _split(data.flows, settings.train.val_fraction)
+        scaler = fit_scaler(data.features, np.repeat(~is_val, data.features.lengths))
+        source = PartSource.in_memory(scaler.transform(data.features), is_val, max_packets=settings.flows.max_packets)
+        summary = _DatasetSummary(
+            files=data.files,
+            n_flows=data.flows.n_flows,
+            n_packets=len(data.flows.order),
+            n_val_flows=int(is_val.sum()),
+        )
+    return data, source, scaler, summary
 
 
 def _now() -> str:
