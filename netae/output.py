@@ -35,6 +35,8 @@ from netae.protocols import ICMP_PROTOCOLS, PORTED, PROTOCOL_NAMES
 from netae.tables import FlowTable, ScoreTable, format_ip, format_ips
 
 if TYPE_CHECKING:
+    from rich.table import Table
+
     from netae.incidents import Incidents
 
 __all__ = [
@@ -453,6 +455,38 @@ def _ecs_head(
     }
 
 
+def _ecs_network(proto: int, ip_version: int, community_id: str, *, packets: int, n_bytes: int) -> dict[str, Any]:
+    """The ECS ``network`` object of one flow."""
+    return {
+        "transport": _TRANSPORT.get(proto, str(proto)),
+        "type": "ipv4" if ip_version == 4 else "ipv6",
+        "iana_number": str(proto),
+        "community_id": community_id,
+        "packets": packets,
+        "bytes": n_bytes,
+    }
+
+
+def _worst_documents(
+    idx: list[int], fwd: list[bool], ip_len: list[int], err: list[float], iso: list[str]
+) -> list[dict[str, Any]]:
+    """One flow's worst packets (its -1 padding left out), as ``netae.worst_packets`` lists them."""
+    worst = []
+    for j in range(len(idx)):
+        if idx[j] < 0:
+            break
+        worst.append(
+            {
+                "index": idx[j],
+                "timestamp": iso[j],
+                "direction": "fwd" if fwd[j] else "bwd",
+                "ip_len": ip_len[j],
+                "error": finite_or_none(err[j], 6),
+            }
+        )
+    return worst
+
+
 def ecs_documents(table: ScoreTable, rows: npt.NDArray[np.int64]) -> Iterator[dict[str, Any]]:
     """One ECS document per selected flow; the columns are formatted in bulk first (as for CSV)."""
     f = table.flows
@@ -498,27 +532,8 @@ def ecs_documents(table: ScoreTable, rows: npt.NDArray[np.int64]) -> Iterator[di
         destination: dict[str, Any] = {"ip": dst_ip, "packets": pb, "bytes": bb}
         if proto in PORTED:
             source["port"], destination["port"] = sport, dport
-        network: dict[str, Any] = {
-            "transport": _TRANSPORT.get(proto, str(proto)),
-            "type": "ipv4" if ipv == 4 else "ipv6",
-            "iana_number": str(proto),
-            "community_id": cid,
-            "packets": pf + pb,
-            "bytes": bf + bb,
-        }
-        worst = []
-        for j in range(n_worst):
-            if w_idx[j] < 0:
-                break
-            worst.append(
-                {
-                    "index": w_idx[j],
-                    "timestamp": worst_iso[n * n_worst + j],
-                    "direction": "fwd" if w_fwd[j] else "bwd",
-                    "ip_len": w_len[j],
-                    "error": finite_or_none(w_err[j], 6),
-                }
-            )
+        network = _ecs_network(proto, ipv, cid, packets=pf + pb, n_bytes=bf + bb)
+        worst = _worst_documents(w_idx, w_fwd, w_len, w_err, worst_iso[n * n_worst : (n + 1) * n_worst])
         netae: dict[str, Any] = {
             "score": finite_or_none(score),
             "threshold": threshold,
@@ -572,9 +587,19 @@ def _num_text(value: float | None) -> str:
     return "nan" if value is None else f"{value:.4g}"
 
 
+def _print_table(t: Table, fh: IO[str], *, n_rows: int, limit: int | None) -> None:
+    """A rich table on ``fh``: the terminal's width and colour (NO_COLOR honoured), else 200
+    columns without colour; then how many rows ``limit`` left out."""
+    from rich.console import Console
+
+    console = Console(file=fh, width=None if fh.isatty() else 200, no_color=not fh.isatty() or None)
+    console.print(t)
+    if limit and n_rows > limit:
+        console.print(f"... {n_rows - limit} more; use --limit 0 or --format csv for all")
+
+
 def write_table(table: ScoreTable, rows: npt.NDArray[np.int64], fh: IO[str], *, limit: int | None = None) -> None:
     """A rich table for people, highest scores first (rows should come from by_score selection)."""
-    from rich.console import Console
     from rich.table import Table
 
     from netae.features import feature_label
@@ -605,10 +630,7 @@ def write_table(table: ScoreTable, rows: npt.NDArray[np.int64], fh: IO[str], *, 
             why,
         ]
         t.add_row(*_row_cells(cells, anomalous=bool(table.is_anomaly[i])))
-    console = Console(file=fh, width=None if fh.isatty() else 200, no_color=not fh.isatty() or None)
-    console.print(t)
-    if limit and len(rows) > limit:
-        console.print(f"... {len(rows) - limit} more; use --limit 0 or --format csv for all")
+    _print_table(t, fh, n_rows=len(rows), limit=limit)
 
 
 WRITERS: dict[str, Callable[..., None]] = {"csv": write_csv, "jsonl": write_jsonl, "table": write_table}
@@ -819,7 +841,6 @@ def write_groups_table(
     table: ScoreTable, groups: FlowGroups, rows: npt.NDArray[np.int64], fh: IO[str], *, limit: int | None = None
 ) -> None:
     """A rich table of groups for people, highest scores first (rows from by_score selection)."""
-    from rich.console import Console
     from rich.table import Table
 
     shown = rows[:limit] if limit else rows
@@ -848,10 +869,7 @@ def write_groups_table(
             _group_why(table, groups, k),
         ]
         t.add_row(*_row_cells(cells, anomalous=bool(groups.n_anomalous[k])))
-    console = Console(file=fh, width=None if fh.isatty() else 200, no_color=not fh.isatty() or None)
-    console.print(t)
-    if limit and len(rows) > limit:
-        console.print(f"... {len(rows) - limit} more; use --limit 0 or --format csv for all")
+    _print_table(t, fh, n_rows=len(rows), limit=limit)
 
 
 GROUP_WRITERS: dict[str, Callable[..., None]] = {
@@ -1011,7 +1029,6 @@ def write_incidents_table(
     table: ScoreTable, inc: Incidents, rows: npt.NDArray[np.int64], fh: IO[str], *, limit: int | None = None
 ) -> None:
     """A rich table of incidents for people, in rank order; flows with --group-by flow."""
-    from rich.console import Console
     from rich.table import Table
 
     from netae.incidents import human_seconds
@@ -1035,10 +1052,7 @@ def write_incidents_table(
         cells = [_cell(c) for c in cells]
         cells[2] = f"[bold red]{cells[2]}[/]"  # the kind: netae's own markup, after escaping
         t.add_row(*cells)
-    console = Console(file=fh, width=None if fh.isatty() else 200, no_color=not fh.isatty() or None)
-    console.print(t)
-    if limit and len(rows) > limit:
-        console.print(f"... {len(rows) - limit} more; use --limit 0 or --format csv for all")
+    _print_table(t, fh, n_rows=len(rows), limit=limit)
 
 
 INCIDENT_WRITERS: dict[str, Callable[..., None]] = {
