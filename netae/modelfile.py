@@ -44,7 +44,7 @@ import numpy.typing as npt
 
 from netae import __version__
 from netae.config import Settings, settings_from_dict
-from netae.errors import ConfigError, IncompatibleModel, ModelError
+from netae.errors import ConfigError, IncompatibleModel, ModelError, NetaeError
 from netae.features import Scaler
 from netae.threshold import Threshold
 
@@ -58,6 +58,7 @@ __all__ = [
     "TrainingSummary",
     "dump_model",
     "expected_shapes",
+    "header_document",
     "load_model",
     "model_bytes",
     "parse_model",
@@ -303,20 +304,28 @@ def load_model(path: Path) -> TrainedModel:
     return parse_model(read_model_bytes(Path(path)), name=str(path))
 
 
+def header_document(raw: bytes, key: str, *, bad: str, what: str, error: type[NetaeError]) -> Any:
+    """The JSON document under ``__metadata__[key]`` of a safetensors file's header (read, never run).
+
+    A file too short, with a header length out of bounds, or without that document raises
+    ``error``: ``bad`` says what the file is not, ``what`` names the metadata.
+    """
+    if len(raw) < 8:
+        raise error(f"{bad} (too short: {len(raw)} bytes)")
+    (n_header,) = struct.unpack("<Q", raw[:8])
+    if n_header < 2 or n_header > _MAX_HEADER_BYTES or 8 + n_header > len(raw) or raw[8:9] != b"{":
+        raise error(f"{bad}, or it is truncated")
+    try:
+        return json.loads(json.loads(raw[8 : 8 + n_header].decode("utf-8"))["__metadata__"][key])
+    except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, RecursionError) as exc:
+        raise error(f"{bad} (no readable {what} metadata)") from exc
+
+
 def _header_meta(raw: bytes, name: str) -> dict[str, Any]:
     """The netae metadata document of the safetensors header, schema checked."""
     if raw[:2] in (b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05") or raw[:2] == b"PK":
         raise ModelError(f"{name} is a pickle or zip archive, not a netae model; it was not loaded")
-    if len(raw) < 8:
-        raise ModelError(f"{name} is not a netae model file (too short: {len(raw)} bytes)")
-    (n_header,) = struct.unpack("<Q", raw[:8])
-    if n_header < 2 or n_header > _MAX_HEADER_BYTES or 8 + n_header > len(raw) or raw[8:9] != b"{":
-        raise ModelError(f"{name} is not a netae model file, or it is truncated")
-    try:
-        header = json.loads(raw[8 : 8 + n_header].decode("utf-8"))
-        meta = json.loads(header["__metadata__"]["netae"])
-    except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, RecursionError) as exc:
-        raise ModelError(f"{name} is not a netae model file (no readable netae metadata)") from exc
+    meta = header_document(raw, "netae", bad=f"{name} is not a netae model file", what="netae", error=ModelError)
     if not isinstance(meta, dict):
         raise ModelError(f"{name} has malformed netae metadata")
     version = meta.get("schema_version")

@@ -23,7 +23,6 @@ scored. Written atomically (``output.atomic_write``).
 from __future__ import annotations
 
 import json
-import struct
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,14 +32,13 @@ import numpy as np
 
 from netae import __version__
 from netae.errors import InputError
-from netae.modelfile import ModelFile
+from netae.modelfile import ModelFile, header_document
 from netae.tables import PacketTable
 
 __all__ = ["STATE_FORMAT", "STATE_VERSION", "ScoreState", "load_state", "save_state"]
 
 STATE_FORMAT = "netae-state"
 STATE_VERSION = 1
-_MAX_HEADER_BYTES = 64 << 20
 _PACKETS = "packets."
 _CONTEXT = "context."
 
@@ -118,15 +116,7 @@ def load_state(path: Path, *, model: ModelFile) -> ScoreState | None:
 def _header(raw: bytes, path: Path) -> dict[str, Any]:
     """The JSON document of a state file, checked for format and version (nothing is executed)."""
     bad = f"{path} is not a netae state file"
-    if len(raw) < 8:
-        raise InputError(f"{bad} (too short: {len(raw)} bytes)")
-    (n_header,) = struct.unpack("<Q", raw[:8])
-    if n_header < 2 or n_header > _MAX_HEADER_BYTES or 8 + n_header > len(raw) or raw[8:9] != b"{":
-        raise InputError(f"{bad}, or it is truncated")
-    try:
-        doc = json.loads(json.loads(raw[8 : 8 + n_header].decode("utf-8"))["__metadata__"][STATE_FORMAT])
-    except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as exc:
-        raise InputError(f"{bad} (no readable state metadata)") from exc
+    doc = header_document(raw, STATE_FORMAT, bad=bad, what="state", error=InputError)
     if not isinstance(doc, dict) or doc.get("format") != STATE_FORMAT or not isinstance(doc.get("version"), int):
         raise InputError(f"{bad} (malformed state metadata)")
     if doc["version"] != STATE_VERSION:
