@@ -580,7 +580,7 @@ class _Arena:
         if len(rows) > 1 and bool(np.all(np.diff(rows) == 1)):  # a run: copy a slice
             a, b = int(rows[0]), int(rows[-1]) + 1
             return PacketTable(**{name: arr[a:b].copy() for name, arr in self.cols.items()})
-        return PacketTable(**{name: arr[rows] for name, arr in self.cols.items()})
+        return PacketTable(**{name: np.take(arr, rows) for name, arr in self.cols.items()})
 
     def compact(self, rows: npt.NDArray[np.int64]) -> None:
         """Keep only ``rows`` (live flows' packets, flow after flow), renumbered from 0."""
@@ -736,6 +736,7 @@ class FlowAssembler:
     def _reserve(self, k: int) -> None:
         """Enough free slots for ``k`` new flows, up to the cap (slots grow by doubling)."""
         n_slots, n_free = len(self._live), int(self._sc[SC_NFREE])
+        k = min(k, max(n_slots, 1024))  # never more than double: the kernel stops for more (_STOP_SLOTS)
         if n_free >= k or n_slots >= self.max_open_flows:
             return
         cap = min(self.max_open_flows, max(2 * n_slots, n_slots + k - n_free, 1024))
