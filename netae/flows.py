@@ -641,7 +641,7 @@ class FlowAssembler:
         self._out: list[tuple[PacketTable, FlowTable, npt.NDArray[np.int64]]] = []
         self._n_arrived = 0
         self._last_evict_ns: int | None = None
-        self._flood_keys: set[tuple[int, ...]] = set()  # aggregate keys of the eviction rounds
+        self._flood_keys = np.zeros((0, 6), np.uint64)  # distinct aggregate keys of the eviction rounds
         self._live_pkts = 0  # packets of open flows
         self._min_start: int | None = None  # cached pending_min_ts
         self._next_due = -NEVER_NS
@@ -781,7 +781,7 @@ class FlowAssembler:
         """Hand ``slots`` out (aggregated when NOTE [flood cap] says so) and free them."""
         if not len(slots):
             return
-        if self._flood_keys:
+        if len(self._flood_keys):
             agg, words = self._flooded(slots)
             self._aggregate(agg, words)
             self._free_slots(agg)
@@ -907,7 +907,8 @@ class FlowAssembler:
         if coarse:
             words[:, :3] = 0
         self.stats.evicted_flows += len(slots)
-        self._flood_keys.update(map(tuple, self._aggregate(slots, words).tolist()))
+        new = self._aggregate(slots, words)
+        self._flood_keys = np.concatenate([self._flood_keys, new[~self._known_floods(new)]])
         self._free_slots(slots)
 
     def _flooded(self, slots: npt.NDArray[np.int64]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.uint64]]:
@@ -915,11 +916,20 @@ class FlowAssembler:
         timeout (NOTE [flood cap]), and their aggregate keys."""
         cand = slots[self._evictable(slots) & (self._st[slots, S_LAST] <= (self._last_evict_ns or 0) + self._idle_ns)]
         words = self._service_words(cand)
-        keys = self._flood_keys
-        in_svc = np.array([tuple(w) in keys for w in words.tolist()], np.bool_)
+        in_svc = self._known_floods(words)
         words[~in_svc, :3] = 0
-        in_any = in_svc | np.array([tuple(w) in keys for w in words.tolist()], np.bool_)
+        in_any = in_svc | self._known_floods(words)
         return cand[in_any], words[in_any]
+
+    def _known_floods(self, words: npt.NDArray[np.uint64]) -> npt.NDArray[np.bool_]:
+        """Which rows of ``words`` are aggregate keys of an eviction round (full rows compared)."""
+        m = len(self._flood_keys)
+        both = np.concatenate([self._flood_keys, words])
+        gid = group_rows(both, hash_rows(both))
+        known = np.zeros(len(both), np.bool_)
+        known[gid[:m]] = True
+        out: npt.NDArray[np.bool_] = known[gid[m:]]
+        return out
 
     def _warn(self, clock: int) -> None:
         warn(
