@@ -10,13 +10,16 @@ Exit statuses (the same for every command):
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import functools
 import logging
 import math
 import os
+import signal
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -27,8 +30,19 @@ from rich.markup import escape
 from typer.exceptions import TyperException
 
 from netae import __version__
-from netae.errors import EXIT_ANOMALIES, EXIT_INTERNAL, EXIT_OK, EXIT_PARTIAL, NetaeError
+from netae.errors import (
+    EXIT_ANOMALIES,
+    EXIT_INTERNAL,
+    EXIT_OK,
+    EXIT_PARTIAL,
+    EXIT_USAGE,
+    InputError,
+    ModelError,
+    NetaeError,
+    printable,
+)
 
+EXIT_INTERRUPTED = 130  # SIGINT; SIGTERM gives 143 (128 + the signal, as shells report it)
 EXIT_HELP = """\b
 Exit status: 0 nothing anomalous · 1 anomalies found · 2 usage, input, config or model error ·
 3 some inputs unreadable, the others processed · 70 internal error (rerun with --debug)."""
@@ -74,7 +88,14 @@ class Device(enum.StrEnum):
 def _setup_logging(verbose: int, quiet: bool) -> None:
     level = logging.ERROR if quiet else (logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING)
     handler = RichHandler(console=err_console, show_path=False, show_time=False, markup=False)
+    handler.addFilter(_printable_record)
     logging.basicConfig(level=level, handlers=[handler], format="%(message)s", force=True)
+
+
+def _printable_record(record: logging.LogRecord) -> bool:
+    """Escape controls in every log line: names from files and packets reach them (issue 21)."""
+    record.msg, record.args = printable(record.getMessage()), None
+    return True
 
 
 def handle_errors(func: F) -> F:
@@ -85,28 +106,95 @@ def handle_errors(func: F) -> F:
         try:
             return func(*args, **kwargs)
         except NetaeError as exc:
-            if _state["debug"]:
-                err_console.print_exception(show_locals=False)
-            err_console.print(f"[bold red]error:[/] {escape(str(exc))}", markup=True, soft_wrap=True)
+            _error(str(exc))
             raise typer.Exit(exc.exit_code) from None
         except BrokenPipeError:
             _quiet_broken_pipe()
             raise typer.Exit(EXIT_OK) from None
-        except (typer.Exit, typer.Abort, KeyboardInterrupt, TyperException):
+        except KeyboardInterrupt:
+            raise typer.Exit(EXIT_INTERRUPTED) from None  # temporary files are gone (atomic_write)
+        except (typer.Exit, typer.Abort, TyperException):
             raise  # click prints usage errors itself and exits 2
+        except (OSError, UnicodeError) as exc:  # the environment, not a bug: a full disk, a bad name
+            _error(_os_message(exc))
+            raise typer.Exit(EXIT_USAGE) from None
         except Exception as exc:
-            if _state["debug"]:
-                err_console.print_exception(show_locals=False)
-            else:
-                err_console.print(
-                    f"[bold red]internal error:[/] {type(exc).__name__}: {exc} "
-                    "(a bug in netae; rerun with --debug for the traceback and report it)",
-                    markup=True,
-                    soft_wrap=True,
-                )
+            _internal_error(exc)
             raise typer.Exit(EXIT_INTERNAL) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def _error(message: str) -> None:
+    if _state["debug"]:
+        err_console.print_exception(show_locals=False)
+    err_console.print(f"[bold red]error:[/] {escape(printable(message))}", markup=True, soft_wrap=True)
+
+
+def _internal_error(exc: BaseException) -> None:
+    if _state["debug"]:
+        err_console.print_exception(show_locals=False)
+        return
+    text = printable(f"{type(exc).__name__}: {exc}")
+    err_console.print(
+        f"[bold red]internal error:[/] {escape(text)} (a bug in netae; rerun with --debug for the traceback "
+        "and report it)",
+        markup=True,
+        soft_wrap=True,
+    )
+
+
+def _os_message(exc: OSError | UnicodeError) -> str:
+    if isinstance(exc, UnicodeError):
+        return f"text that is not valid UTF-8 where netae needs it ({exc.__class__.__name__}: {exc})"
+    where = f" {exc.filename}" if exc.filename is not None else ""
+    return f"cannot use{where}: {exc.strerror or exc}"
+
+
+def warn(text: str) -> None:
+    """One unwrapped ``warning:`` line on stderr, controls and markup escaped (cron mails, logs)."""
+    err_console.print(f"[yellow]warning:[/] {escape(printable(text))}", markup=True, soft_wrap=True, highlight=False)
+
+
+def say(text: str) -> None:
+    """One line of plain text on stderr, shown as it is (paths may hold brackets or controls)."""
+    err_console.print(printable(text), markup=False, soft_wrap=True, highlight=False)
+
+
+def _on_signal(signum: int, frame: Any) -> None:
+    # SIGTERM from cron or systemd: unwind like Ctrl-C so atomic_write removes its temporary file.
+    raise SystemExit(128 + signum)
+
+
+def _finite_threshold(value: float | None) -> float | None:
+    if value is not None and not (math.isfinite(value) and value >= 0):
+        raise typer.BadParameter(f"must be a finite number, not negative, got {value}")
+    return value
+
+
+def _strict_json(obj: Any) -> Any:
+    """``obj`` with NaN and infinities as None, so that strict JSON parsers accept the output."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _strict_json(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_strict_json(v) for v in obj]
+    return obj
+
+
+def _check_output(output: Path | None, *, inputs: Sequence[str] = (), model: Path | None = None) -> None:
+    """Refuse ``-o`` that names an input capture or the model: writing it would destroy it."""
+    if output is None or str(output) == "-" or not output.exists():
+        return
+    for other in [*inputs, *([str(model)] if model is not None else [])]:
+        if other != "-" and os.path.exists(other) and os.path.samefile(output, other):
+            raise InputError(f"-o {output} is also an input; writing it would destroy it, so nothing was written")
+
+
+def _stdin_open(sources: list[str]) -> None:
+    if "-" in sources and (sys.stdin is None or sys.stdin.closed):
+        raise InputError("standard input is closed; give capture files or pipe a capture in")
 
 
 def _quiet_broken_pipe() -> None:
@@ -142,6 +230,8 @@ def _main(
     _state["debug"] = _state["debug"] or debug
     _state["verbose"] = verbose
     _setup_logging(verbose, quiet=False)
+    if threading.current_thread() is threading.main_thread():  # only the main thread may set handlers
+        signal.signal(signal.SIGTERM, _on_signal)
 
 
 def _quiet(quiet: bool) -> None:
@@ -171,8 +261,7 @@ def _file_progress(sources: list[str], quiet: bool) -> tuple[Callable[[str, Any]
         for message in counts.warnings or []:
             # One unwrapped line per warning (cron mails and log files); silenced by --quiet.
             if not quiet:
-                text = message if message.startswith(source) else f"{source}: {message}"
-                err_console.print(f"[yellow]warning:[/] {escape(text)}", markup=True, soft_wrap=True, highlight=False)
+                warn(message if message.startswith(source) else f"{source}: {message}")
         if counts.skipped:
             detail = ", ".join(f"{n} {reason}" for reason, n in sorted(counts.skipped.items(), key=lambda kv: -kv[1]))
             log.info("%s: skipped %d of %d records (%s)", source, counts.n_skipped, counts.records, detail)
@@ -224,6 +313,9 @@ def train(
     settings = settings.replace("threshold", strategy=threshold_strategy)
     # Feature datasets (directories of shards) are read as they are, captures searched for.
     sources = [s for p in paths for s in ([p] if p != "-" and is_dataset(p) else expand_inputs([p]))]
+    _stdin_open(sources)
+    _check_output(output, inputs=sources)
+    _check_output(report, inputs=sources, model=output)
     on_file, stop = _file_progress(sources, quiet)
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -264,19 +356,18 @@ def train(
 
         _write_report(report, render_training_report(run, model_id=load_model(output).model_id))
     for name, message in run.data.failures if is_main else ():
-        err_console.print(f"[yellow]warning:[/] skipped {escape(name)}: {escape(message)}", markup=True, soft_wrap=True)
+        warn(f"skipped {name}: {message}")
     if not quiet:
         hist = tr["history"]
         best = hist[tr["best_epoch"] - 1] if hist else {}
-        err_console.print(
+        say(
             f"trained on {tr['flows']} flows ({tr['packets']} packets) from {len(tr['inputs'])} file(s): "
             f"{tr['epochs']} epochs on {tr['device']}"
             + (f" x {tr['ranks']} ranks" if tr.get("ranks", 1) > 1 else "")
             + f", best epoch {tr['best_epoch']} "
             f"(train loss {best.get('train_loss', math.nan):.4f}, val loss {best.get('val_loss', math.nan):.4f}); "
             f"threshold {run.threshold.value_:.4g} ({run.threshold.strategy}, {tr['val_flows']} validation flows); "
-            f"wrote {output}" + (f" and {report}" if report else ""),
-            soft_wrap=True,
+            f"wrote {output}" + (f" and {report}" if report else "")
         )
     if run.data.failures:
         raise typer.Exit(EXIT_PARTIAL)
@@ -290,7 +381,9 @@ def score(
     fmt: Annotated[OutputFormat, typer.Option("--format", "-f", help="Output format.")] = OutputFormat.table,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write here (atomically), not stdout.")] = None,
     all_flows: Annotated[bool, typer.Option("--all", help="Emit every flow, not only anomalies.")] = False,
-    threshold: Annotated[float | None, typer.Option(help="Override the model's threshold.")] = None,
+    threshold: Annotated[
+        float | None, typer.Option(help="Override the model's threshold.", callback=_finite_threshold)
+    ] = None,
     limit: Annotated[int, typer.Option(help="Rows shown by --format table (0: all).")] = 50,
     append: Annotated[bool, typer.Option(help="Append to --output (jsonl/csv), whole lines only.")] = False,
     device: Annotated[Device, typer.Option(help=DEVICE_HELP)] = Device.auto,
@@ -318,7 +411,7 @@ def score(
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing on stderr on success.")] = False,
 ) -> None:
-    from netae.output import atomic_write, render, render_groups, select_rows
+    from netae.output import append_lines, atomic_write, render, render_groups, select_rows
     from netae.pipeline import expand_inputs
     from netae.stream import wants_stream
 
@@ -328,6 +421,9 @@ def score(
     if append and fmt is OutputFormat.table:
         raise typer.BadParameter("--append works with --format jsonl or csv")
     sources = expand_inputs(paths)
+    _stdin_open(sources)
+    _check_output(output, inputs=sources, model=model)
+    _check_output(report, inputs=sources, model=model)
     if stream and report is not None:
         raise typer.BadParameter("--report needs the whole capture; use it without --stream")
     if stream and group_by is not None:
@@ -349,16 +445,27 @@ def score(
     if output is None:
         sys.stdout.write(text)
         sys.stdout.flush()
+    elif append:
+        with append_lines(output, fmt=fmt.value, header=_csv_header(fmt, text)) as sink:
+            sink.write(_without_header(text) if fmt is OutputFormat.csv and sink.had_lines else text)
+            sink.flush()
     else:
-        if append and fmt is OutputFormat.csv and output.exists() and output.stat().st_size:
-            text = text.split("\n", 1)[1] if "\n" in text else ""
-        with atomic_write(output, append=append) as fh:
+        with atomic_write(output) as fh:
             fh.write(text)
     if report is not None:
         from netae.report import render_report
 
         _write_report(report, render_report(run, title=_report_title(sources)))
     _finish_scoring(run, quiet, [p for p in (output, report) if p is not None])
+
+
+def _csv_header(fmt: OutputFormat, text: str) -> str:
+    """The header line of CSV output (written once into an empty file by ``append_lines``)."""
+    return text.split("\n", 1)[0] + "\n" if fmt is OutputFormat.csv and text else ""
+
+
+def _without_header(csv_text: str) -> str:
+    return csv_text.split("\n", 1)[1] if "\n" in csv_text else ""
 
 
 def _score_with_progress(
@@ -379,21 +486,23 @@ def _report_title(sources: list[str]) -> str:
     return "netae report: " + ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
 
 
-def _finish_scoring(run: Any, quiet: bool, written: list[Path]) -> None:
-    """Warn about skipped inputs, say what was found, and exit with the scoring status."""
+def _finish_scoring(run: Any, quiet: bool, written: list[Path], *, anomalies_status: bool = True) -> None:
+    """Warn about skipped inputs, say what was found, and exit with the scoring status.
+
+    ``anomalies_status=False`` (``netae report``): 0 once the output is written, whatever it shows.
+    """
     table = run.table
     n_anom = int(table.is_anomaly.sum())
     for name, message in run.data.failures:
-        err_console.print(f"[yellow]warning:[/] skipped {escape(name)}: {escape(message)}", markup=True, soft_wrap=True)
+        warn(f"skipped {name}: {message}")
     if not quiet:
-        err_console.print(
+        say(
             f"{n_anom} of {table.n_flows} flows anomalous (threshold {table.threshold:.4g})"
-            + (f"; wrote {' and '.join(str(p) for p in written)}" if written else ""),
-            soft_wrap=True,
+            + (f"; wrote {' and '.join(str(p) for p in written)}" if written else "")
         )
     if run.data.failures:
         raise typer.Exit(EXIT_PARTIAL)
-    raise typer.Exit(EXIT_ANOMALIES if n_anom else EXIT_OK)
+    raise typer.Exit(EXIT_ANOMALIES if n_anom and anomalies_status else EXIT_OK)
 
 
 def _score_stream(
@@ -418,7 +527,7 @@ def _score_stream(
     import contextlib
 
     from netae.modelfile import load_model
-    from netae.output import append_lines, atomic_write, render, select_rows
+    from netae.output import CSV_COLUMNS, append_lines, atomic_write, render, select_rows
     from netae.stream import StreamTotals, stream_scores
 
     m = load_model(model)
@@ -432,7 +541,8 @@ def _score_stream(
             sink = sys.stdout
             header_done = False
         elif append:
-            sink = stack.enter_context(append_lines(output))
+            header = ",".join(CSV_COLUMNS) + "\n" if fmt is OutputFormat.csv else ""
+            sink = stack.enter_context(append_lines(output, fmt=fmt.value, header=header))
             header_done = sink.had_lines
         else:
             sink = stack.enter_context(atomic_write(output))
@@ -445,20 +555,18 @@ def _score_stream(
                 continue
             text = render(table, rows, fmt.value, **kwargs)
             if fmt is OutputFormat.csv:
-                if header_done:
-                    text = text.split("\n", 1)[1] if "\n" in text else ""
+                text = _without_header(text) if header_done else text
                 header_done = True
             if text:
                 sink.write(text)
                 sink.flush()
     for name, message in totals.failures:
-        err_console.print(f"[yellow]warning:[/] skipped {escape(name)}: {escape(message)}", markup=True, soft_wrap=True)
+        warn(f"skipped {name}: {message}")
     if not quiet:
-        err_console.print(
+        say(
             f"{totals.n_anomalies} of {totals.n_flows} flows anomalous (threshold {totals.threshold:.4g}, "
             f"streamed in {totals.n_batches} batch{'' if totals.n_batches == 1 else 'es'})"
-            + (f"; wrote {output}" if output else ""),
-            soft_wrap=True,
+            + (f"; wrote {output}" if output else "")
         )
     if totals.failures:
         raise typer.Exit(EXIT_PARTIAL)
@@ -477,7 +585,9 @@ def report(
         Path | None, typer.Option("--labels", "-l", help="Labels CSV: colour benign and attack flows.")
     ] = None,
     top: Annotated[int, typer.Option("--top", min=0, help="Anomalous flows shown in the table.")] = 25,
-    threshold: Annotated[float | None, typer.Option(help="Override the model's threshold.")] = None,
+    threshold: Annotated[
+        float | None, typer.Option(help="Override the model's threshold.", callback=_finite_threshold)
+    ] = None,
     device: Annotated[Device, typer.Option(help=DEVICE_HELP)] = Device.auto,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing on stderr on success.")] = False,
 ) -> None:
@@ -488,10 +598,12 @@ def report(
     _quiet(quiet)
     label_table = read_labels(labels) if labels is not None else None
     sources = expand_inputs(paths)
+    _stdin_open(sources)
+    _check_output(output, inputs=sources, model=model)
     run = _score_with_progress(sources, model=model, threshold=threshold, device=device, quiet=quiet)
     matched = match_labels(run.table, label_table) if label_table is not None else None
     _write_report(output, render_report(run, labels=matched, top_n=top, title=_report_title(sources)))
-    _finish_scoring(run, quiet, [output])
+    _finish_scoring(run, quiet, [output], anomalies_status=False)  # the page is the result: 0, or 3
 
 
 @app.command()
@@ -506,33 +618,56 @@ def info(
     from netae.modelfile import load_model
 
     m = load_model(model)
-    meta = m.meta
     if as_json:
-        sys.stdout.write(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+        sys.stdout.write(json.dumps(_strict_json(m.meta), indent=2, sort_keys=True, allow_nan=False) + "\n")
         return
+    try:
+        lines = _info_lines(model, m)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise ModelError(f"{model}: malformed metadata ({type(exc).__name__}: {exc}); the file is damaged") from exc
+    # Metadata is the model author's text: one line each, controls escaped (issue 21).
+    sys.stdout.write("\n".join(printable(line) for line in lines) + "\n")
+
+
+def _info_lines(path: Path, m: Any) -> list[str]:
+    import json
+
+    meta = m.meta
     tr = meta["training"]
     th = meta["threshold"]
     s = meta["settings"]
     lines = [
-        f"model        {model} (id {m.model_id})",
+        f"model        {path} (id {m.model_id})",
         f"created      {meta['created']} by netae {meta['netae_version']} (schema {meta['schema_version']})",
-        f"trained on   {', '.join(tr.get('inputs', []))}",
+        f"trained on   {', '.join(str(x) for x in tr.get('inputs', []))}",
         f"             {tr.get('flows')} flows, {tr.get('packets')} packets ({tr.get('fit_flows')} fit, "
         f"{tr.get('val_flows')} validation)",
         f"training     {tr.get('epochs')} epochs (best {tr.get('best_epoch')}) on {tr.get('device')}, "
         f"{tr.get('seconds')} s",
-        f"threshold    {th['value']:.6g} ({th['strategy']}, {json.dumps(th.get('params', {}), sort_keys=True)})",
+        f"threshold    {float(th['value']):.6g} ({th['strategy']}, {json.dumps(th.get('params', {}), sort_keys=True)})",
         f"flows        idle {s['flows']['idle_timeout_s']} s, active {s['flows']['active_timeout_s']} s, "
         f"window {s['flows']['max_packets']} packets",
         f"model        LSTM autoencoder, hidden {s['model']['hidden_size']}, layers {s['model']['num_layers']}",
         f"context      {'on' if s['context']['enabled'] else 'off'} (window {s['context']['window_s']} s)",
-        f"features     {len(meta['feature_names'])}: {', '.join(meta['feature_names'])}",
+        f"features     {len(meta['feature_names'])}: {', '.join(str(x) for x in meta['feature_names'])}",
     ]
     hist = tr.get("history") or []
     if hist:
         last = hist[-1]
         lines.append(f"final loss   train {last['train_loss']:.5f}, validation {last['val_loss']:.5f}")
-    sys.stdout.write("\n".join(lines) + "\n")
+    cal = meta.get("calibration")
+    if isinstance(cal, dict):
+        lines.append(
+            f"calibrated   {cal.get('created')} on {', '.join(str(x) for x in cal.get('inputs', []))}: "
+            f"{cal.get('flows')} flows, threshold {cal.get('previous_threshold')} -> {th['value']}"
+            + (" (forced past the guards)" if cal.get("forced") else "")
+        )
+    for old in meta.get("threshold_history") or []:
+        if isinstance(old, dict):
+            lines.append(
+                f"earlier      threshold {old.get('value')} ({old.get('strategy')}), until {old.get('replaced')}"
+            )
+    return lines
 
 
 @app.command()
@@ -543,7 +678,10 @@ def featurize(
         Path, typer.Option("--output", "-o", help="FILE.parquet, or a directory for one shard per capture.")
     ],
     config: Annotated[Path | None, typer.Option("--config", "-c", help="TOML settings file.")] = None,
-    workers: Annotated[int, typer.Option(help="Parallel processes (directory output).")] = 1,
+    workers: Annotated[
+        int,
+        typer.Option(min=1, help="Parallel processes (directory output); at most one per input and per core."),
+    ] = 1,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
 ) -> None:
     """Write flows and their per-packet feature sequences to Parquet (a file, or a sharded dataset)."""
@@ -554,13 +692,15 @@ def featurize(
     _quiet(quiet)
     settings = load_settings(config)
     sources = expand_inputs(paths)
-    results = featurize_to(sources, output, settings=settings, workers=max(1, workers))
+    _stdin_open(sources)
+    _check_output(output, inputs=sources)
+    results = featurize_to(sources, output, settings=settings, workers=workers)
     failed = [r for r in results if r.error]
     for r in results:
-        for message in r.warnings:
-            log.warning("%s: %s", r.source, message)
+        for message in r.warnings if not quiet else ():
+            warn(message if message.startswith(r.source) else f"{r.source}: {message}")
     for r in failed:
-        err_console.print(f"[yellow]warning:[/] skipped {r.source}: {r.error}", markup=True, soft_wrap=True)
+        warn(f"skipped {r.source}: {r.error}")
     if not quiet:
         records = sum(r.records for r in results)
         skipped: dict[str, int] = {}
@@ -569,10 +709,9 @@ def featurize(
                 skipped[k] = skipped.get(k, 0) + v
         flows = sum(r.flows for r in results)
         detail = ", ".join(f"{v} {k}" for k, v in sorted(skipped.items(), key=lambda kv: -kv[1])) or "none"
-        err_console.print(
+        say(
             f"read {records} records from {len(results) - len(failed)} of {len(results)} capture(s); "
-            f"skipped: {detail}; " + (f"{flows} flows; " if output.suffix != ".parquet" else "") + f"wrote {output}",
-            soft_wrap=True,
+            f"skipped: {detail}; " + (f"{flows} flows; " if output.suffix != ".parquet" else "") + f"wrote {output}"
         )
     if failed:
         raise typer.Exit(EXIT_PARTIAL)
@@ -590,7 +729,9 @@ def evaluate(
     model: Annotated[Path, typer.Option("--model", "-m", help="Model file.")] = Path("model.netae"),
     labels: Annotated[Path, typer.Option("--labels", "-l", help="Labels CSV (src_ip,...,label).")] = Path("labels.csv"),
     fmt: Annotated[EvalFormat, typer.Option("--format", "-f", help="text or json.")] = EvalFormat.text,
-    threshold: Annotated[float | None, typer.Option(help="Override the model's threshold.")] = None,
+    threshold: Annotated[
+        float | None, typer.Option(help="Override the model's threshold.", callback=_finite_threshold)
+    ] = None,
     device: Annotated[Device, typer.Option(help=DEVICE_HELP)] = Device.auto,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
 ) -> None:
@@ -610,7 +751,7 @@ def evaluate(
     matched = match_labels(run.table, table_labels)
     ev = evaluate_scores(run.table.score, matched, threshold=run.table.threshold)
     if fmt is EvalFormat.json:
-        sys.stdout.write(json.dumps(ev.to_dict(), indent=2) + "\n")
+        sys.stdout.write(json.dumps(_strict_json(ev.to_dict()), indent=2, allow_nan=False) + "\n")
     else:
         sys.stdout.write(format_evaluation(ev))
 
@@ -618,9 +759,13 @@ def evaluate(
 @app.command()
 @handle_errors
 def calibrate(
-    model: Annotated[Path, typer.Argument(help="Model file to recalibrate (rewritten atomically).")],
+    model: Annotated[Path, typer.Argument(help="Model file to recalibrate (left as it is unless --in-place).")],
     paths: Annotated[list[str], typer.Argument(help="Benign captures to fit the threshold on.")],
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write here instead of MODEL.")] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="New model file to write.")] = None,
+    in_place: Annotated[bool, typer.Option("--in-place", help="Replace MODEL itself (atomically).")] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Write even when the guards object (threshold moves > 10x, > 5% flagged).")
+    ] = False,
     strategy: Annotated[str | None, typer.Option(help="quantile, meanstd or spot (default: the model's).")] = None,
     quantile: Annotated[
         float | None, typer.Option(help="Quantile for the quantile strategy (implies it without --strategy).")
@@ -628,31 +773,70 @@ def calibrate(
     device: Annotated[Device, typer.Option(help=DEVICE_HELP)] = Device.auto,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
 ) -> None:
-    """Refit a model's threshold on new benign captures, without retraining."""
+    """Refit a model's threshold on new benign captures, without retraining; write a new model file.
+
+    Refuses, unless --force, when the threshold would move more than 10x either way or when the
+    current model already flags more than 5% of the calibration flows. The previous threshold is
+    kept in the model's history (``netae info``).
+    """
     from netae.pipeline import expand_inputs
     from netae.workflow import calibrate_model
 
     _quiet(quiet)
+    if output is None and not in_place:
+        raise typer.BadParameter("give -o NEW_MODEL, or --in-place to replace MODEL", param_hint="'--output' / '-o'")
+    if output is not None and in_place:
+        raise typer.BadParameter("give either -o NEW_MODEL or --in-place, not both", param_hint="'--in-place'")
     sources = expand_inputs(paths)
+    _stdin_open(sources)
+    target = output if output is not None else model
+    _check_output(output, inputs=[*sources, str(model)])
     on_file, stop = _file_progress(sources, quiet)
     try:
-        old, new = calibrate_model(
-            model, sources, output=output or model, strategy=strategy, quantile=quantile, device=device.value,
+        cal = calibrate_model(
+            model, sources, output=target, strategy=strategy, quantile=quantile, device=device.value, force=force,
             on_file=on_file,
         )  # fmt: skip
     finally:
         stop()
+    for concern in cal.concerns:
+        warn(f"{concern} (written anyway: --force)")
     if not quiet:
-        err_console.print(f"threshold {old:.4g} -> {new.value_:.4g} ({new.strategy}); wrote {output or model}")
+        say(
+            f"threshold {cal.old:.4g} -> {cal.new.value_:.4g} ({cal.new.strategy}); the old model flagged "
+            f"{cal.flagged_fraction:.1%} of the calibration flows; wrote {target}"
+        )
 
 
 def main() -> None:
-    """Console-script entry point."""
+    """Run the app (``netae.__main__.main`` guards this module's own import)."""
     try:
         app(prog_name="netae")
     except BrokenPipeError:
         _quiet_broken_pipe()
         sys.exit(EXIT_OK)
+    except SystemExit as exc:
+        _exit_past_readers(exc)
+        raise
+    except Exception as exc:  # raised outside a command (option parsing, callbacks): still a bug
+        _internal_error(exc)
+        sys.exit(EXIT_INTERNAL)
+
+
+def _exit_past_readers(exc: SystemExit) -> None:
+    """Exit at once when a daemon thread may still block in a read of standard input (live input).
+
+    Finalizing the interpreter would wait for that thread's lock on stdin and abort (SIGABRT)
+    instead of exiting with the status. Every file was closed and every temporary file removed
+    by the time the command returned, so only the standard streams need flushing.
+    """
+    if not any(t.daemon and t.is_alive() for t in threading.enumerate()):
+        return
+    code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else EXIT_USAGE)
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(code)
 
 
 __all__ = ["app", "main"]

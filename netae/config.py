@@ -40,8 +40,8 @@ class FlowSettings:
     max_open_flows: int = 500_000
 
     def check(self) -> None:
-        _positive("flows.idle_timeout_s", self.idle_timeout_s)
-        _positive("flows.active_timeout_s", self.active_timeout_s)
+        _positive("flows.idle_timeout_s", self.idle_timeout_s, most=MAX_SECONDS)
+        _positive("flows.active_timeout_s", self.active_timeout_s, most=MAX_SECONDS)
         _int_range("flows.max_packets", self.max_packets, 2, 100_000)
         linger = self.tcp_close_linger_s
         if not isinstance(linger, int | float) or isinstance(linger, bool) or not 0.0 <= linger <= 3600.0:
@@ -61,7 +61,7 @@ class ContextSettings:
     max_events: int = 1_000_000
 
     def check(self) -> None:
-        _positive("context.window_s", self.window_s)
+        _positive("context.window_s", self.window_s, most=MAX_SECONDS)
         _int_range("context.max_events", self.max_events, 1_000, 1_000_000_000)
 
 
@@ -157,9 +157,15 @@ class Settings:
         return settings_from_dict({**self.to_dict(), section: {**self.to_dict()[section], **values}})
 
 
-def _positive(key: str, value: float) -> None:
-    if not isinstance(value, int | float) or isinstance(value, bool) or not value > 0:
-        raise ConfigError(f"{key} must be a positive number, got {value!r}")
+# Bounds that keep "unbounded" values out: inf, nan or 1e300 would overflow the integer
+# nanosecond arithmetic of timeouts, or silently switch a check off.
+MAX_SECONDS = 1e7  # about 115 days: the longest timeout or window a setting may give
+MAX_NUMBER = 1e9  # any other positive number
+
+
+def _positive(key: str, value: float, *, most: float = MAX_NUMBER) -> None:
+    if not isinstance(value, int | float) or isinstance(value, bool) or not 0 < value <= most:
+        raise ConfigError(f"{key} must be a positive number of at most {most:g}, got {value!r}")
 
 
 def _int_range(key: str, value: int, lo: int, hi: int) -> None:
@@ -214,4 +220,6 @@ def load_settings(path: Path | None = None) -> Settings:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path} is not valid TOML: {exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path} is not UTF-8 text (byte {exc.start}); save it as UTF-8 TOML") from exc
     return settings_from_dict(data, source=str(path))

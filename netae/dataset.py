@@ -24,13 +24,15 @@ from typing import Any
 import numpy as np
 
 from netae.config import Settings
-from netae.errors import ConfigError, InputError
+from netae.errors import ConfigError, InputError, printable
 from netae.pipeline import canonical_order, reorder_flows
 from netae.tables import Features, FlowTable, format_ips, parse_ip
 
 __all__ = [
     "MANIFEST",
     "Shard",
+    "add_to_manifest",
+    "next_shard_index",
     "is_dataset",
     "read_dataset",
     "read_parquet",
@@ -65,7 +67,8 @@ def _arrow_table(flows: FlowTable, features: Features, files: tuple[str, ...], s
     }
     for name in _FLOW_INT_COLUMNS:
         cols[name] = pa.array(getattr(flows, name))
-    cols["source_file"] = pa.array([files[i] if files else "" for i in flows.file_id.tolist()], type=pa.string())
+    names = [printable(f) for f in files]  # a name that is not UTF-8 cannot go into a Parquet string
+    cols["source_file"] = pa.array([names[i] if names else "" for i in flows.file_id.tolist()], type=pa.string())
     cols["features"] = pa.LargeListArray.from_arrays(pa.array(features.offsets * n_feat, type=pa.int64()), flat)
     meta = {
         b"netae.feature_names": json.dumps(list(features.names)).encode(),
@@ -216,6 +219,56 @@ def write_manifest(
         fh.write(json.dumps(doc, indent=2, sort_keys=True) + "\n")
 
 
+def _read_manifest(directory: Path) -> dict[str, Any]:
+    try:
+        doc = json.loads((directory / MANIFEST).read_text(encoding="utf-8"))
+        if not isinstance(doc, dict) or not isinstance(doc["shards"], list):
+            raise TypeError("no list of shards")
+        return doc
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise InputError(f"{directory}: unreadable dataset manifest ({exc})") from exc
+
+
+def next_shard_index(directory: Path, *, settings: Settings) -> int:
+    """Where new shards of a dataset directory start numbering; refuses a dataset of other settings.
+
+    Featurizing more captures into an existing dataset adds shards beside the old ones (never
+    over them), so the first index is past every ``NNNNN-*.parquet`` already there.
+    """
+    if (directory / MANIFEST).exists():
+        doc = _read_manifest(directory)
+        if doc.get("settings") != settings_key(settings):
+            raise ConfigError(
+                f"{directory} holds a dataset featurized with other flow/context settings "
+                f"({json.dumps(doc.get('settings'), sort_keys=True)}); use another directory or the same --config"
+            )
+    taken = [int(p.name[:5]) for p in directory.glob("*.parquet") if p.name[:5].isdigit() and p.name[5:6] == "-"]
+    return max(taken, default=-1) + 1
+
+
+def add_to_manifest(
+    directory: Path, shards: list[dict[str, Any]], *, names: tuple[str, ...], settings: Settings
+) -> None:
+    """Write the manifest with ``shards`` added to those it listed, and to shards written beside it.
+
+    Nothing already in the directory is dropped: shards another job wrote without a manifest are
+    listed too (``flows``/``packets`` unknown: null). Other feature names are refused.
+    """
+    old: list[dict[str, Any]] = []
+    if (directory / MANIFEST).exists():
+        doc = _read_manifest(directory)
+        if doc.get("feature_names") != list(names):
+            raise ConfigError(f"{directory} holds a dataset with other feature names; use another directory")
+        old = list(doc["shards"])
+    listed = {s.get("file") for s in old} | {s["file"] for s in shards}
+    loose = [
+        {"file": p.name, "source": None, "flows": None, "packets": None}
+        for p in sorted(directory.glob("*.parquet"))
+        if p.name not in listed
+    ]
+    write_manifest(directory, old + loose + shards, names=names, settings=settings)
+
+
 def dataset_files(path: str | os.PathLike[str]) -> list[Path]:
     """The Parquet files of a feature file or dataset directory, in manifest order.
 
@@ -228,9 +281,8 @@ def dataset_files(path: str | os.PathLike[str]) -> list[Path]:
     if not (p / MANIFEST).exists():
         return sorted(p.glob("*.parquet"))
     try:
-        doc = json.loads((p / MANIFEST).read_text())
-        return [p / s["file"] for s in doc["shards"]]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return [p / s["file"] for s in _read_manifest(p)["shards"]]
+    except (KeyError, TypeError) as exc:
         raise InputError(f"{p}: unreadable dataset manifest ({exc})") from exc
 
 

@@ -11,6 +11,7 @@ Every error a user can fix is a ``NetaeError``; anything else is a bug (exit 70)
     │   └── UnsupportedLinkType     no supported link type carries IP
     ├── ModelError                  a model file cannot be used
     │   └── IncompatibleModel       schema or feature layout from another version
+    ├── CalibrationRefused          a new threshold would disarm the model (``--force`` overrides)
     └── OutputError                 output cannot be written
 
 Exit statuses (public API, the same for every command):
@@ -20,6 +21,7 @@ Exit statuses (public API, the same for every command):
 
 from __future__ import annotations
 
+import re
 from typing import ClassVar
 
 __all__ = [
@@ -28,6 +30,7 @@ __all__ = [
     "EXIT_OK",
     "EXIT_PARTIAL",
     "EXIT_USAGE",
+    "CalibrationRefused",
     "CaptureError",
     "ConfigError",
     "IncompatibleModel",
@@ -38,6 +41,7 @@ __all__ = [
     "OutputError",
     "TruncatedCapture",
     "UnsupportedLinkType",
+    "printable",
 ]
 
 EXIT_OK = 0
@@ -85,5 +89,30 @@ class IncompatibleModel(ModelError):
     """A model file from another schema version or feature layout."""
 
 
+class CalibrationRefused(NetaeError):
+    """Calibration would move the threshold too far, or its captures do not look benign."""
+
+
 class OutputError(NetaeError):
     """Output cannot be written where the user asked."""
+
+
+# C0 and C1 controls, DEL, line/paragraph separators, bidi overrides (trojan-source), lone surrogates
+# (undecodable bytes of a file name, kept by the surrogateescape error handler).
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+
+
+def _escape_char(m: re.Match[str]) -> str:
+    c = ord(m.group())
+    if 0xDC80 <= c <= 0xDCFF:
+        return f"\\x{c - 0xDC00:02x}"  # the original byte of an undecodable file name
+    return f"\\x{c:02x}" if c < 0x100 else f"\\u{c:04x}"
+
+
+def printable(text: object) -> str:
+    """``text`` with control characters and undecodable bytes escaped as ``\\xNN``, one safe line.
+
+    Names, paths and metadata come from files and packets an attacker may control: raw, an ESC or
+    OSC 8 sequence would drive the terminal and a newline would forge a log line.
+    """
+    return _UNPRINTABLE.sub(_escape_char, str(text))

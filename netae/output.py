@@ -9,12 +9,17 @@ from __future__ import annotations
 import base64
 import contextlib
 import csv
+import fcntl
 import hashlib
 import io
 import json
+import logging
 import math
 import os
+import socket
+import stat
 import struct
+import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -24,8 +29,9 @@ from typing import IO, Any
 
 import numpy as np
 import numpy.typing as npt
+from rich.markup import escape
 
-from netae.errors import OutputError
+from netae.errors import OutputError, printable
 from netae.tables import ScoreTable, format_ip, format_ips
 
 __all__ = [
@@ -43,10 +49,14 @@ __all__ = [
     "select_groups",
     "atomic_write",
     "community_id",
+    "csv_text",
+    "is_whole_record",
     "csv_rows",
     "ecs_documents",
     "select_rows",
 ]
+
+log = logging.getLogger(__name__)
 
 ECS_VERSION = "8.11.0"
 
@@ -83,33 +93,79 @@ _ICMP6_PAIRS = {128: 129, 129: 128, 133: 134, 134: 133, 135: 136, 136: 135, 130:
 _ICMP6_PAIRS.update({139: 140, 140: 139, 144: 145, 145: 144})
 
 
-@contextlib.contextmanager
-def atomic_write(path: str | os.PathLike[str], *, binary: bool = False, append: bool = False) -> Iterator[IO[Any]]:
-    """Write to a temporary file beside ``path``, fsync, then rename over it.
+def _target_kind(target: Path) -> str:
+    """``stdout`` (``-``), ``missing``, ``regular``, ``directory`` or ``special`` (FIFO, device, socket)."""
+    if str(target) == "-":
+        return "stdout"
+    try:
+        st = os.stat(target)
+    except FileNotFoundError:
+        return "missing"
+    except OSError as exc:
+        raise OutputError(f"cannot write {printable(target)}: {exc.strerror}") from exc
+    if stat.S_ISDIR(st.st_mode):
+        raise OutputError(f"cannot write {printable(target)}: it is a directory; give a file name")
+    return "regular" if stat.S_ISREG(st.st_mode) else "special"
 
-    On any exception the temporary file is removed and ``path`` is untouched. With ``append``
-    the existing content is copied first, so a reader never sees a partial line.
+
+@contextlib.contextmanager
+def _stdout(binary: bool) -> Iterator[IO[Any]]:
+    fh: IO[Any] = sys.stdout.buffer if binary else sys.stdout
+    yield fh
+    fh.flush()
+
+
+@contextlib.contextmanager
+def _in_place(target: Path, *, binary: bool) -> Iterator[IO[Any]]:
+    """Write a FIFO, character device or socket where it is: never replace it with a file."""
+    try:
+        if stat.S_ISSOCK(os.stat(target).st_mode):
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.connect(str(target))
+            raw: IO[Any] = sock.makefile("wb")
+            sock.close()  # the file object keeps the connection open
+        else:
+            raw = open(target, "wb")  # noqa: SIM115 - closed below
+    except OSError as exc:
+        raise OutputError(f"cannot write {printable(target)}: {exc.strerror}") from exc
+    with raw:
+        yield raw if binary else io.TextIOWrapper(raw, encoding="utf-8", errors="surrogateescape", newline="",
+                                                  write_through=True)  # fmt: skip
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | os.PathLike[str], *, binary: bool = False) -> Iterator[IO[Any]]:
+    """Write a regular file atomically: a temporary file beside ``path``, fsync, then rename.
+
+    On any exception (SIGTERM and SIGINT included, see ``cli``) the temporary file is removed and
+    ``path`` is untouched. Anything but a regular file is written in place, never replaced:
+    ``-`` is standard output; a FIFO, character device or socket is opened as it is.
     """
     target = Path(path)
+    kind = _target_kind(target)
+    if kind == "stdout":
+        with _stdout(binary) as out:
+            yield out
+        return
+    if kind == "special":
+        with _in_place(target, binary=binary) as out:
+            yield out
+        return
     directory = target.parent if str(target.parent) else Path(".")
     if not directory.is_dir():
-        raise OutputError(f"cannot write {target}: directory {directory} does not exist")
+        raise OutputError(f"cannot write {printable(target)}: directory {printable(directory)} does not exist")
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
     except OSError as exc:
-        raise OutputError(f"cannot write in {directory}: {exc.strerror}") from exc
+        raise OutputError(f"cannot write in {printable(directory)}: {exc.strerror}") from exc
     try:
-        opened: IO[Any] = os.fdopen(fd, "wb") if binary else os.fdopen(fd, "w", encoding="utf-8", newline="")
+        opened: IO[Any] = (
+            os.fdopen(fd, "wb")
+            if binary
+            # surrogateescape: a name that is not UTF-8 goes out as its own bytes, never a crash
+            else os.fdopen(fd, "w", encoding="utf-8", errors="surrogateescape", newline="")
+        )
         with opened as fh:
-            if append and target.exists():
-                with open(target, "rb") as old:
-                    data = old.read()
-                if data and not data.endswith(b"\n"):
-                    data = data[: data.rfind(b"\n") + 1]  # drop a torn last line, keep whole ones
-                if binary:
-                    fh.write(data)
-                else:
-                    fh.write(data.decode("utf-8", errors="replace"))
             yield fh
             fh.flush()
             os.fsync(fh.fileno())
@@ -119,54 +175,156 @@ def atomic_write(path: str | os.PathLike[str], *, binary: bool = False, append: 
         else:
             os.chmod(tmp, 0o644 & ~_umask())
         os.replace(tmp, target)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise OutputError(f"cannot write {printable(target)}: {exc.strerror or exc}") from exc
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
 
 
-class LineAppender:
-    """Appends whole lines to a file: each ``write`` is one ``O_APPEND`` write, then fsync.
+_TAIL_BYTES = 16 << 20
 
-    ``had_lines`` says whether the file held lines before (a CSV header is then not repeated).
+
+class LineAppender:
+    """Appends whole lines to an ``O_APPEND`` file descriptor: one ``write()`` per line.
+
+    Concurrent appenders thus interleave whole lines only (the kernel appends each write at the
+    end, under the inode lock), and a run killed mid-write can tear at most the line being
+    written, which the next run repairs (``_repair_last_line``). ``flush`` fsyncs a regular
+    file. ``had_lines`` says whether the file held lines before (a CSV header is not repeated).
     """
 
-    def __init__(self, fd: int, *, had_lines: bool) -> None:
+    def __init__(self, fd: int, *, name: str, had_lines: bool, regular: bool) -> None:
         self._fd = fd
+        self._name = name
+        self._regular = regular
         self.had_lines = had_lines
 
     def write(self, text: str) -> None:
-        data = memoryview(text.encode("utf-8"))
-        while data:
-            n = os.write(self._fd, data)
-            data = data[n:]
+        raw = text.encode("utf-8", "surrogateescape")
+        view = memoryview(raw)
+        start = 0
+        while start < len(raw):
+            end = raw.find(b"\n", start) + 1 or len(raw)
+            self._write_all(view[start:end])
+            start = end
+
+    def _write_all(self, chunk: memoryview) -> None:
+        try:
+            while chunk:
+                chunk = chunk[os.write(self._fd, chunk) :]
+        except OSError as exc:
+            raise OutputError(f"cannot write {self._name}: {exc.strerror}") from exc
 
     def flush(self) -> None:
-        os.fsync(self._fd)
+        if self._regular:
+            try:
+                os.fsync(self._fd)
+            except OSError as exc:
+                raise OutputError(f"cannot write {self._name}: {exc.strerror}") from exc
+
+
+class _StdoutLines(LineAppender):
+    """``--append -o -``: whole lines to standard output, through ``sys.stdout`` (its buffer first)."""
+
+    def write(self, text: str) -> None:
+        sys.stdout.write(text)
+
+    def flush(self) -> None:
+        sys.stdout.flush()
+
+
+def is_whole_record(line: bytes, fmt: str) -> bool:
+    """Whether a last line without its newline is a complete record (kept) or torn (cut).
+
+    JSON lines: a JSON object that parses. CSV: a row with every column of the flow table.
+    """
+    try:
+        text = line.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    if fmt == "jsonl":
+        try:
+            return isinstance(json.loads(text), dict)
+        except ValueError:
+            return False
+    rows = list(csv.reader(io.StringIO(text)))
+    return len(rows) == 1 and len(rows[0]) in (len(CSV_COLUMNS), len(GROUP_CSV_COLUMNS))
+
+
+def _repair_last_line(fd: int, name: str, fmt: str) -> None:
+    """Give a regular file's last line its newline, or cut it when it is a torn record.
+
+    In place (ftruncate or one appended byte): the inode, and what a log shipper has read of
+    it, stay as they are. Held under an exclusive lock so two appenders starting together agree.
+    """
+    size = os.fstat(fd).st_size
+    if not size:
+        return
+    tail = os.pread(fd, min(size, _TAIL_BYTES), size - min(size, _TAIL_BYTES)) if _readable(fd) else b""
+    if not tail or tail.endswith(b"\n"):
+        return
+    cut = tail.rfind(b"\n") + 1
+    if cut == 0 and size > len(tail):
+        raise OutputError(f"cannot append to {name}: its last line is longer than {_TAIL_BYTES >> 20} MiB")
+    last = tail[cut:]
+    if is_whole_record(last, fmt):
+        os.write(fd, b"\n")
+        return
+    os.ftruncate(fd, size - len(last))
+    log.warning("%s: cut a torn last line of %d bytes (left by an interrupted run)", name, len(last))
+
+
+def _open_append(target: Path, name: str, mode: int) -> int:
+    try:
+        return os.open(target, mode | os.O_APPEND | os.O_CREAT, 0o666)
+    except OSError as exc:
+        raise OutputError(f"cannot write {name}: {exc.strerror}") from exc
+
+
+def _readable(fd: int) -> bool:
+    return (fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE) == os.O_RDWR
 
 
 @contextlib.contextmanager
-def append_lines(path: str | os.PathLike[str]) -> Iterator[LineAppender]:
-    """Open ``path`` for appending whole lines batch by batch (streaming ``--append``).
+def append_lines(path: str | os.PathLike[str], *, fmt: str = "jsonl", header: str = "") -> Iterator[LineAppender]:
+    """Open ``path`` to append whole lines with ``O_APPEND`` (``--append``): same inode, new bytes only.
 
-    A torn last line left by an earlier killed run is cut off first, so the file only ever holds
-    whole lines followed by whole lines.
+    A regular file's last line without a newline is repaired first (``_repair_last_line``), and an
+    empty one gets ``header`` (a CSV header line), both under a lock, so that two runs starting
+    together write one header. A FIFO, device or socket is written as it is; ``-`` is standard
+    output.
     """
     target = Path(path)
+    name = printable(target)
+    kind = _target_kind(target)
+    if kind == "stdout":
+        yield _StdoutLines(-1, name="standard output", had_lines=False, regular=False)
+        return
+    if kind == "special":
+        with _in_place(target, binary=True) as raw:
+            yield LineAppender(raw.fileno(), name=name, had_lines=False, regular=False)
+        return
     try:
-        fd = os.open(target, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+        fd = os.open(target, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o666)
+    except PermissionError:  # a write-only log: append without the repair, which must read
+        fd = _open_append(target, name, os.O_WRONLY)
     except OSError as exc:
-        raise OutputError(f"cannot write {target}: {exc.strerror}") from exc
+        raise OutputError(f"cannot write {name}: {exc.strerror}") from exc
     try:
-        size = os.fstat(fd).st_size
-        if size:
-            with open(target, "rb") as fh:
-                fh.seek(max(0, size - (1 << 20)))
-                tail = fh.read()
-            if not tail.endswith(b"\n"):
-                cut = tail.rfind(b"\n")
-                os.ftruncate(fd, size - len(tail) + cut + 1 if cut >= 0 else (0 if size <= 1 << 20 else size))
-        yield LineAppender(fd, had_lines=os.fstat(fd).st_size > 0)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            _repair_last_line(fd, name, fmt)
+            if header and not os.fstat(fd).st_size:
+                os.write(fd, header.encode("utf-8"))
+        except OSError as exc:
+            raise OutputError(f"cannot repair {name}: {exc.strerror}") from exc
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        yield LineAppender(fd, name=name, had_lines=os.fstat(fd).st_size > 0, regular=True)
     finally:
         os.close(fd)
 
@@ -175,6 +333,24 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_text(value: str) -> str:
+    """A text cell made safe for a spreadsheet: controls escaped, a formula start neutralised.
+
+    OWASP's advice against CSV injection: a cell that begins with ``= + - @``, a tab or a carriage
+    return gets a leading single quote. Only text cells go through here; numbers stay numbers.
+    """
+    text = printable(value)
+    return "'" + text if value.startswith(_FORMULA_START) else text
+
+
+def finite_or_none(value: float, digits: int = 8) -> float | None:
+    """A float for JSON: rounded, or None (``null``) when not finite; strict parsers reject NaN."""
+    return round(value, digits) if math.isfinite(value) else None
 
 
 def _addr_bytes(hi: int, lo: int) -> bytes:
@@ -286,8 +462,9 @@ def csv_rows(table: ScoreTable, rows: npt.NDArray[np.int64]) -> Iterator[list[An
     names = table.feature_names
     top = [";".join(names[k] for k in ks if k >= 0) for ks in table.top_features[rows].tolist()]
     threshold = f"{table.threshold:.6g}"
-    files = [table.files[k] if table.files else "" for k in f.file_id[rows].tolist()]
-    expl = [table.explanations[i] for i in rows.tolist()] if table.explanations else [""] * len(rows)
+    safe_files = [csv_text(name) for name in table.files]
+    files = [safe_files[k] if safe_files else "" for k in f.file_id[rows].tolist()]
+    expl = [csv_text(table.explanations[i]) for i in rows.tolist()] if table.explanations else [""] * len(rows)
     columns = [
         format_ips(f.src_hi[rows], f.src_lo[rows]),
         f.src_port[rows].tolist(),
@@ -318,7 +495,7 @@ def csv_rows(table: ScoreTable, rows: npt.NDArray[np.int64]) -> Iterator[list[An
 
 def risk_norm(score: float, threshold: float) -> float:
     """0-100: 50 at the threshold, approaching 100 far above it."""
-    if threshold <= 0 or not math.isfinite(score):
+    if not (math.isfinite(score) and math.isfinite(threshold)) or threshold <= 0:
         return 100.0
     ratio = score / threshold
     return round(100.0 * ratio / (1.0 + ratio), 2)
@@ -352,7 +529,7 @@ def _ecs_head(
             "start": start,
             "end": last_iso if last_iso is not None else _iso(last),
             "duration": last - first,
-            "risk_score": round(score, 8),
+            "risk_score": finite_or_none(score),
             "risk_score_norm": risk_norm(score, threshold),
         },
     }
@@ -393,7 +570,8 @@ def ecs_documents(table: ScoreTable, rows: npt.NDArray[np.int64]) -> Iterator[di
         strict=True,
     )
     names = table.feature_names
-    threshold = round(table.threshold, 8)
+    threshold = finite_or_none(table.threshold)
+    safe_files = [printable(name) for name in table.files]
     for n, (i, first, last, t0, t1, src_ip, dst_ip, sport, dport, proto, ipv, pf, pb, bf, bb, score, anomalous,
             file_id, cid, w_idx, w_fwd, w_len, w_err, top) in enumerate(columns):  # fmt: skip
         source: dict[str, Any] = {"ip": src_ip, "packets": pf, "bytes": bf}
@@ -418,15 +596,15 @@ def ecs_documents(table: ScoreTable, rows: npt.NDArray[np.int64]) -> Iterator[di
                     "timestamp": worst_iso[n * n_worst + j],
                     "direction": "fwd" if w_fwd[j] else "bwd",
                     "ip_len": w_len[j],
-                    "error": round(w_err[j], 6),
+                    "error": finite_or_none(w_err[j], 6),
                 }
             )
         netae: dict[str, Any] = {
-            "score": round(score, 8),
+            "score": finite_or_none(score),
             "threshold": threshold,
             "is_anomaly": anomalous,
             "model_id": table.model_id,
-            "source_file": table.files[file_id] if table.files else "",
+            "source_file": safe_files[file_id] if safe_files else "",
             "worst_packets": worst,
             "top_features": [names[k] for k in top if k >= 0],
         }
@@ -434,7 +612,7 @@ def ecs_documents(table: ScoreTable, rows: npt.NDArray[np.int64]) -> Iterator[di
             netae["icmp"] = {"type": sport, "code": dport}
         explanation = table.explanations[i] if table.explanations else ""
         if explanation:
-            netae["explanation"] = explanation
+            netae["explanation"] = printable(explanation)
         head = _ecs_head(
             first, last, anomalous=anomalous, score=score, threshold=table.threshold, dataset="netae.flow",
             first_iso=t0, last_iso=t1,
@@ -451,7 +629,23 @@ def write_csv(table: ScoreTable, rows: npt.NDArray[np.int64], fh: IO[str]) -> No
 
 def write_jsonl(table: ScoreTable, rows: npt.NDArray[np.int64], fh: IO[str]) -> None:
     for doc in ecs_documents(table, rows):
-        fh.write(json.dumps(doc, separators=(",", ":")) + "\n")
+        fh.write(json.dumps(doc, separators=(",", ":"), allow_nan=False) + "\n")
+
+
+def _cell(value: object) -> str:
+    """A table cell shown as it is: controls escaped, and rich markup (``[fd00::a]:443``) escaped."""
+    return escape(printable(value))
+
+
+def _row_cells(cells: list[str], *, anomalous: bool) -> list[str]:
+    """Escape every cell; the second column is netae's own ANOMALY marker."""
+    out = [_cell(c) for c in cells]
+    out[1] = "[bold red]ANOMALY[/]" if anomalous else ""
+    return out
+
+
+def _num_text(value: float | None) -> str:
+    return "nan" if value is None else f"{value:.4g}"
 
 
 def write_table(table: ScoreTable, rows: npt.NDArray[np.int64], fh: IO[str], *, limit: int | None = None) -> None:
@@ -472,9 +666,9 @@ def write_table(table: ScoreTable, rows: npt.NDArray[np.int64], fh: IO[str], *, 
         src = f"{format_ip(*r.src)}:{r.sport}" if r.proto in (6, 17) else format_ip(*r.src)
         dst = f"{format_ip(*r.dst)}:{r.dport}" if r.proto in (6, 17) else format_ip(*r.dst)
         why = r.explanation() or ", ".join(r.top_features())
-        t.add_row(
+        cells = [
             f"{float(table.score[i]):.4g}",
-            "[bold red]ANOMALY[/]" if table.is_anomaly[i] else "",
+            "",
             src,
             dst,
             _TRANSPORT.get(r.proto, str(r.proto)),
@@ -483,7 +677,8 @@ def write_table(table: ScoreTable, rows: npt.NDArray[np.int64], fh: IO[str], *, 
             str(int(f.fwd_pkts[i] + f.bwd_pkts[i])),
             str(int(f.fwd_bytes[i] + f.bwd_bytes[i])),
             why,
-        )
+        ]
+        t.add_row(*_row_cells(cells, anomalous=bool(table.is_anomaly[i])))
     console = Console(file=fh, width=None if fh.isatty() else 200, no_color=not fh.isatty() or None)
     console.print(t)
     if limit and len(rows) > limit:
@@ -598,14 +793,14 @@ def _group_worst(table: ScoreTable, groups: FlowGroups, k: int) -> list[dict[str
             "dst_ip": format_ip(*r.dst),
             "transport": _TRANSPORT.get(r.proto, str(r.proto)),
             "start": _iso(int(f.first_ns[i])),
-            "score": round(float(table.score[i]), 8),
+            "score": finite_or_none(float(table.score[i])),
             "is_anomaly": bool(table.is_anomaly[i]),
             "community_id": r.community_id(),
         }
         if r.proto in (6, 17, 132):
             item["src_port"], item["dst_port"] = r.sport, r.dport
         if r.explanation():
-            item["explanation"] = r.explanation()
+            item["explanation"] = printable(r.explanation())
         out.append(item)
     return out
 
@@ -641,8 +836,8 @@ def write_groups_csv(table: ScoreTable, groups: FlowGroups, rows: npt.NDArray[np
                 f"{float(groups.max_score[k]):.6g}",
                 f"{table.threshold:.6g}",
                 "true" if groups.n_anomalous[k] else "false",
-                ";".join(f"{_endpoint_text(x)}:{x['score']:.4g}" for x in worst),
-                _group_why(table, groups, k),
+                csv_text(";".join(f"{_endpoint_text(x)}:{_num_text(x['score'])}" for x in worst)),
+                csv_text(_group_why(table, groups, k)),
             ]
         )
 
@@ -664,14 +859,14 @@ def group_documents(table: ScoreTable, groups: FlowGroups, rows: npt.NDArray[np.
         if groups.by == "pair":
             doc["destination"] = {"ip": format_ip(int(f.dst_hi[rep]), int(f.dst_lo[rep]))}
         netae: dict[str, Any] = {
-            "threshold": round(table.threshold, 8),
+            "threshold": finite_or_none(table.threshold),
             "is_anomaly": anomalous,
             "model_id": table.model_id,
             "group": {
                 "by": groups.by,
                 "flows": int(groups.n_flows[k]),
                 "anomalous_flows": int(groups.n_anomalous[k]),
-                "max_score": round(score, 8),
+                "max_score": finite_or_none(score),
                 "worst_flows": _group_worst(table, groups, k),
             },
         }
@@ -684,7 +879,7 @@ def group_documents(table: ScoreTable, groups: FlowGroups, rows: npt.NDArray[np.
 
 def write_groups_jsonl(table: ScoreTable, groups: FlowGroups, rows: npt.NDArray[np.int64], fh: IO[str]) -> None:
     for doc in group_documents(table, groups, rows):
-        fh.write(json.dumps(doc, separators=(",", ":")) + "\n")
+        fh.write(json.dumps(doc, separators=(",", ":"), allow_nan=False) + "\n")
 
 
 def write_groups_table(
@@ -706,7 +901,7 @@ def write_groups_table(
         worst = _group_worst(table, groups, k)
         cells = [
             f"{float(groups.max_score[k]):.4g}",
-            "[bold red]ANOMALY[/]" if groups.n_anomalous[k] else "",
+            "",
             format_ip(int(f.src_hi[rep]), int(f.src_lo[rep])),
         ]
         if groups.by == "pair":
@@ -719,7 +914,7 @@ def write_groups_table(
             _endpoint_text(worst[0]) if worst else "",
             _group_why(table, groups, k),
         ]
-        t.add_row(*cells)
+        t.add_row(*_row_cells(cells, anomalous=bool(groups.n_anomalous[k])))
     console = Console(file=fh, width=None if fh.isatty() else 200, no_color=not fh.isatty() or None)
     console.print(t)
     if limit and len(rows) > limit:

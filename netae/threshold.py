@@ -16,9 +16,16 @@ import numpy as np
 import numpy.typing as npt
 
 from netae.config import ThresholdSettings
-from netae.errors import ConfigError
+from netae.errors import ConfigError, ModelError
 
-__all__ = ["Threshold", "fit_threshold"]
+__all__ = ["Threshold", "check_threshold", "fit_threshold"]
+
+
+def check_threshold(value: object, *, source: str) -> float:
+    """A threshold must be a finite number, not negative: NaN would flag nothing, inf nothing ever."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not (math.isfinite(value) and value >= 0):
+        raise ModelError(f"{source}: the threshold must be a finite number, not negative, got {value!r}")
+    return float(value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,12 +40,27 @@ class Threshold:
         return {"strategy": self.strategy, "value": self.value_, "params": self.params}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Threshold:
-        return cls(strategy=str(data["strategy"]), value_=float(data["value"]), params=dict(data.get("params", {})))
+    def from_dict(cls, data: dict[str, Any], *, source: str = "model") -> Threshold:
+        """The threshold of a model's metadata; a missing, malformed or non-finite one is a ModelError."""
+        try:
+            value = check_threshold(data["value"], source=source)
+            return cls(strategy=str(data["strategy"]), value_=value, params=dict(data.get("params", {})))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelError(f"{source}: malformed threshold in the metadata ({exc})") from exc
 
 
 def fit_threshold(scores: npt.NDArray[np.floating[Any]], settings: ThresholdSettings) -> Threshold:
-    """Fit the configured strategy on validation scores (n_val_flows,)."""
+    """Fit the configured strategy on validation scores (n_val_flows,); the value is always finite."""
+    threshold = _fit(scores, settings)
+    if not math.isfinite(threshold.value_):
+        raise ConfigError(
+            f"the {threshold.strategy} threshold fitted on these scores is {threshold.value_}; "
+            "use another threshold strategy (--threshold-strategy quantile)"
+        )
+    return threshold
+
+
+def _fit(scores: npt.NDArray[np.floating[Any]], settings: ThresholdSettings) -> Threshold:
     s = np.asarray(scores, dtype=np.float64)
     s = s[np.isfinite(s)]
     if len(s) == 0:
@@ -49,7 +71,9 @@ def fit_threshold(scores: npt.NDArray[np.floating[Any]], settings: ThresholdSett
     if settings.strategy == "meanstd":
         logs = np.log(np.maximum(s, 1e-12))
         mu, sd = float(logs.mean()), float(logs.std())
-        return Threshold("meanstd", math.exp(mu + settings.k * sd), {"k": settings.k, "log_mean": mu, "log_std": sd})
+        z = mu + settings.k * sd
+        value = math.exp(z) if z <= 709.0 else math.inf  # exp(710) overflows; inf is refused by the caller
+        return Threshold("meanstd", value, {"k": settings.k, "log_mean": mu, "log_std": sd})
     if settings.strategy == "spot":
         return _fit_spot(s, level=settings.spot_level, q=settings.spot_q)
     raise ConfigError(f"unknown threshold strategy {settings.strategy!r}")

@@ -7,6 +7,9 @@ stays cheap.
 from __future__ import annotations
 
 import logging
+import math
+import os
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,13 +23,21 @@ import numpy.typing as npt
 
 from netae import __version__
 from netae.config import Settings, settings_from_dict
-from netae.errors import CaptureError, ConfigError, IncompatibleModel, InputError, NetaeError, UnsupportedLinkType
+from netae.errors import (
+    CalibrationRefused,
+    CaptureError,
+    ConfigError,
+    IncompatibleModel,
+    InputError,
+    NetaeError,
+    UnsupportedLinkType,
+)
 from netae.features import Scaler, fit_scaler
 from netae.flows import with_aggregate_notes
 from netae.modelfile import ModelFile, dump_model, load_model
 from netae.pipeline import Featurized, featurize_files, validation_mask
 from netae.tables import Features, FlowTable, PacketTable, ScoreTable, SkipCounts
-from netae.threshold import Threshold, fit_threshold
+from netae.threshold import Threshold, check_threshold, fit_threshold
 
 if TYPE_CHECKING:
     from netae.score import FlowScores
@@ -424,10 +435,14 @@ def score_featurized(data: Featurized, model: ModelFile, *, threshold: float | N
         raise IncompatibleModel(
             f"the model has {len(feature_weights)} feature weights for {n_features} features; retrain it"
         )
+    value = (
+        check_threshold(threshold, source="--threshold")
+        if threshold is not None
+        else Threshold.from_dict(model.meta["threshold"], source="the model").value_
+    )
     scores = score_features(
         model.weights, data.features, settings=settings, device=device, feature_weights=feature_weights, scaler=scaler
     )
-    value = float(threshold) if threshold is not None else float(model.meta["threshold"]["value"])
     table = build_score_table(
         data, scores, threshold=value, model_id=model.model_id, window_s=settings.context.window_s
     )
@@ -487,7 +502,8 @@ def build_score_table(
     worst_err = np.where(valid, err[pos] if len(err) else 0, 0).astype(np.float32)
     top = np.argsort(-scores.feature_error, axis=1, kind="stable")[:, :k].astype(np.int64)
     score = scores.score.astype(np.float32)
-    is_anomaly = (score > threshold) | (flows.agg_flows > 0)  # flood aggregates (NOTE [flood cap])
+    # Not finite: an anomaly, never "normal"; flood aggregates always are (NOTE [flood cap]).
+    is_anomaly = ~(np.isfinite(score) & (score <= threshold)) | (flows.agg_flows > 0)
     first_rows = data.features.values[data.features.offsets[:-1][data.features.lengths > 0]]
     flow_values = np.zeros((n_flows, data.features.values.shape[1]), np.float32)
     flow_values[data.features.lengths > 0] = first_rows
@@ -519,6 +535,36 @@ def build_score_table(
     )
 
 
+# NOTE [calibration guards] documented in README.md ("Calibrate"): calibration must never be able
+# to disarm a model silently, e.g. when its "benign" captures are mostly attacks.
+CALIBRATION_MAX_FACTOR = 10.0  # the new threshold may move at most this factor up or down
+CALIBRATION_MAX_FLAGGED = 0.05  # at most this fraction of the calibration flows flagged by the old threshold
+
+
+@dataclass(frozen=True, slots=True)
+class Calibration:
+    """What ``calibrate_model`` did: the old and new threshold, and the guards' findings."""
+
+    old: float
+    new: Threshold
+    flagged_fraction: float
+    concerns: tuple[str, ...]
+
+
+def calibration_concerns(old: float, new: float, flagged_fraction: float) -> tuple[str, ...]:
+    """Why a recalibration looks unsafe (NOTE [calibration guards]); empty when it looks fine."""
+    concerns = []
+    factor = max(new / old, old / new) if old > 0 and new > 0 else math.inf
+    if factor > CALIBRATION_MAX_FACTOR:
+        concerns.append(f"the threshold would move from {old:.4g} to {new:.4g}, more than {CALIBRATION_MAX_FACTOR:g}x")
+    if flagged_fraction > CALIBRATION_MAX_FLAGGED:
+        concerns.append(
+            f"the current model flags {flagged_fraction:.1%} of the calibration flows (more than "
+            f"{CALIBRATION_MAX_FLAGGED:.0%}): they may not be benign"
+        )
+    return tuple(concerns)
+
+
 def calibrate_model(
     model_path: Path,
     sources: list[str],
@@ -527,9 +573,14 @@ def calibrate_model(
     strategy: str | None = None,
     quantile: float | None = None,
     device: str = "auto",
+    force: bool = False,
     on_file: Callable[[str, SkipCounts], None] | None = None,
-) -> tuple[float, Threshold]:
-    """Score benign captures with a model, refit its threshold on them, write the model again."""
+) -> Calibration:
+    """Score benign captures with a model, refit its threshold on them, write the model to ``output``.
+
+    Refused (``CalibrationRefused``) when the guards find a concern, unless ``force``. The previous
+    threshold is kept in the metadata's ``threshold_history``.
+    """
     model = load_model(model_path)
     settings = model_settings(model)
     if quantile is not None and strategy is None:
@@ -539,19 +590,29 @@ def calibrate_model(
     require_flows(data)
     run = score_featurized(data, model, threshold=None, device=device)
     threshold = fit_threshold(run.table.score, settings.threshold)
+    old = float(model.meta["threshold"]["value"])
+    flagged = float(np.mean(run.table.is_anomaly)) if run.table.n_flows else 0.0
+    concerns = calibration_concerns(old, threshold.value_, flagged)
+    if concerns and not force:
+        raise CalibrationRefused(
+            f"calibration refused: {'; and '.join(concerns)}. Check the captures, or pass --force to write it anyway"
+        )
+    now = datetime.now(tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     meta = dict(model.meta)
-    old = float(meta["threshold"]["value"])
+    meta["threshold_history"] = [*meta.get("threshold_history", []), {**meta["threshold"], "replaced": now}]
     meta["threshold"] = threshold.to_dict()
     meta["settings"] = settings.to_dict()
     meta["calibration"] = {
         "inputs": [Path(s).name for s in data.files],
         "flows": int(data.flows.n_flows),
         "previous_threshold": old,
-        "created": datetime.now(tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "flagged_by_previous": round(flagged, 6),
+        "forced": bool(concerns),
+        "created": now,
     }
     meta.pop("digest", None)
     dump_model(output, weights=model.weights, scaler_mean=model.scaler_mean, scaler_scale=model.scaler_scale, meta=meta)
-    return old, threshold
+    return Calibration(old=old, new=threshold, flagged_fraction=flagged, concerns=concerns)
 
 
 @dataclass(frozen=True, slots=True)
@@ -598,7 +659,8 @@ def featurize_shard(source: str, out_dir: str, index: int, settings_dict: dict[s
     from netae.dataset import ParquetStream
 
     settings = settings_from_dict(settings_dict)
-    base = Path(source).name if source != "-" else "stdin"
+    # A portable shard name: Parquet paths must be UTF-8, and a capture's name may not be.
+    base = re.sub(r"[^A-Za-z0-9._-]", "_", Path(source).name) if source != "-" else "stdin"
     name = f"{index:05d}-{base}.parquet"
     out = ParquetStream(Path(out_dir) / name, files=(source,), settings=settings)
     try:
@@ -620,7 +682,7 @@ def featurize_to(
     Either way captures are featurized as their flows close and written batch by batch, so
     memory is bounded by the open flows and one batch, not by the capture or the output.
     """
-    from netae.dataset import ParquetStream, read_parquet, write_manifest
+    from netae.dataset import ParquetStream, add_to_manifest, next_shard_index, read_parquet
 
     if output.suffix == ".parquet":
         out = ParquetStream(output, files=tuple(sources), settings=settings)
@@ -633,8 +695,10 @@ def featurize_to(
             one_file.append(ShardResult(src, output.name, n_flows, n_packets, c.records, dict(c.skipped or {}),
                                        tuple(c.warnings or ()), err))  # fmt: skip
         return one_file
+    workers = max(1, min(workers, len(sources), os.cpu_count() or 1))  # never more processes than work
     output.mkdir(parents=True, exist_ok=True)
-    args = [(src, str(output), i, settings.to_dict()) for i, src in enumerate(sources)]
+    first = next_shard_index(output, settings=settings)  # more captures into a dataset: added, never over
+    args = [(src, str(output), first + i, settings.to_dict()) for i, src in enumerate(sources)]
     results: list[ShardResult] = []
     if workers > 1 and len(sources) > 1 and "-" not in sources:
         from concurrent.futures import ProcessPoolExecutor
@@ -655,5 +719,5 @@ def featurize_to(
         raise InputError(f"no capture could be featurized: {results[0].error if results else 'no inputs'}")
     names = read_parquet(output / good[0].file).features.names
     shards = [{"file": r.file, "source": r.source, "flows": r.flows, "packets": r.packets} for r in good]
-    write_manifest(output, shards, names=names, settings=settings)
+    add_to_manifest(output, shards, names=names, settings=settings)
     return results

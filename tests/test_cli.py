@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import struct
 import subprocess
 import sys
@@ -189,3 +190,54 @@ def test_score_group_by_host_rolls_flows_up(model):
     flows = run("score", SAMPLES / "mixed.pcap", "-m", model, "--format", "csv")
     n_anomalous = len(list(csv.DictReader(io.StringIO(flows.stdout))))
     assert sum(d["netae"]["group"]["anomalous_flows"] for d in docs) == n_anomalous
+
+
+# --- calibration cannot disarm the model (issue 20) --------------------------------------------------
+
+
+def test_calibrate_needs_a_new_file_or_in_place(model, tmp_path):
+    r = run("calibrate", model, SAMPLES / "normal" / "office_b.pcapng")
+    assert r.exit_code == 2
+    assert "--in-place" in r.stderr
+    r = run("calibrate", model, SAMPLES / "normal" / "office_b.pcapng", "-o", model)
+    assert r.exit_code == 2  # -o naming the model itself needs the explicit flag
+
+
+def test_calibrate_in_place_replaces_the_model_and_keeps_the_old_threshold(model, tmp_path):
+    copy = tmp_path / "copy.netae"
+    copy.write_bytes(model.read_bytes())
+    before = json.loads(run("info", copy, "--json").stdout)["threshold"]
+    r = run("calibrate", copy, SAMPLES / "normal" / "office_b.pcapng", "--in-place", "--quantile", "0.99")
+    assert r.exit_code == 0, r.stderr
+    meta = json.loads(run("info", copy, "--json").stdout)
+    assert meta["threshold_history"][-1]["value"] == before["value"]
+    assert meta["calibration"]["previous_threshold"] == before["value"]
+
+
+def test_calibrate_on_attack_traffic_is_refused_unless_forced(model, tmp_path):
+    out = tmp_path / "cal.netae"
+    r = run("calibrate", model, SAMPLES / "mixed.pcap", "-o", out, "--quantile", "0.99")
+    assert r.exit_code == 2
+    assert "calibration refused" in r.stderr and "--force" in r.stderr
+    assert "flags" in r.stderr  # the old model already flags many of these "benign" flows
+    assert not out.exists()
+    r = run("calibrate", model, SAMPLES / "mixed.pcap", "-o", out, "--quantile", "0.99", "--force")
+    assert r.exit_code == 0, r.stderr
+    assert "warning:" in r.stderr
+    meta = json.loads(run("info", out, "--json").stdout)
+    assert meta["calibration"]["forced"] is True
+    old = json.loads(run("info", model, "--json").stdout)["threshold"]["value"]
+    assert meta["threshold_history"][-1]["value"] == old
+    text = run("info", out).stdout
+    assert "calibrated" in text and "mixed.pcap" in text and "forced" in text
+    assert re.search(r"earlier\s+threshold", text)
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "flagged", "n_concerns"),
+    [(1.0, 1.5, 0.01, 0), (1.0, 11.0, 0.0, 1), (1.0, 0.05, 0.0, 1), (0.74, 37147.0, 0.9, 2), (1.0, 1.0, 0.06, 1)],
+)
+def test_calibration_guards(old, new, flagged, n_concerns):
+    from netae.workflow import calibration_concerns
+
+    assert len(calibration_concerns(old, new, flagged)) == n_concerns

@@ -53,3 +53,38 @@ def test_nothing_readable_is_an_input_error_and_leaves_no_file(tmp_path):
     with pytest.raises(InputError):
         featurize_to([str(bad)], tmp_path / "f.parquet", settings=Settings())
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.pcap"]
+
+
+def test_featurize_into_an_existing_dataset_adds_shards(tmp_path):
+    from netae.dataset import dataset_files
+
+    out = tmp_path / "ds"
+    featurize_to([str(SAMPLES / "normal" / "office_b.pcapng")], out, settings=Settings())
+    featurize_to([str(SAMPLES / "mixed.pcap")], out, settings=Settings())
+    files = dataset_files(out)
+    assert len(files) == 2 and len({f.name for f in files}) == 2
+    assert all(f.exists() for f in files)
+    assert sorted(read_parquet(f).source_files[0].rsplit("/", 1)[-1] for f in files) == [
+        "mixed.pcap", "office_b.pcapng"
+    ]  # fmt: skip
+
+
+def test_featurize_keeps_shards_written_beside_the_manifest(tmp_path):
+    from netae.dataset import dataset_files
+
+    out = tmp_path / "ds"
+    out.mkdir()
+    featurize_to([str(SAMPLES / "mixed.pcap")], out / "job1.parquet", settings=Settings())  # another job's shard
+    featurize_to([str(SAMPLES / "normal" / "office_b.pcapng")], out, settings=Settings())
+    assert sorted(f.name for f in dataset_files(out)) == ["00000-office_b.pcapng.parquet", "job1.parquet"]
+
+
+def test_featurize_into_a_dataset_of_other_settings_is_refused(tmp_path):
+    from netae.errors import ConfigError
+
+    out = tmp_path / "ds"
+    featurize_to([str(SAMPLES / "normal" / "office_b.pcapng")], out, settings=Settings())
+    other = Settings().replace("flows", idle_timeout_s=30.0)
+    with pytest.raises(ConfigError, match="other flow/context settings"):
+        featurize_to([str(SAMPLES / "mixed.pcap")], out, settings=other)
+    assert len(list(out.glob("*.parquet"))) == 1

@@ -4,12 +4,21 @@ import csv
 import io
 import ipaddress
 import json
+import logging
+import os
+import socket
+import stat
+import subprocess
+import sys
+import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+from netae.errors import OutputError
 from netae.flows import assemble_flows
-from netae.output import CSV_COLUMNS, atomic_write, community_id, render, select_rows
+from netae.output import CSV_COLUMNS, append_lines, atomic_write, community_id, render, select_rows
 from netae.tables import ScoreTable, format_ip
 from tests.helpers.packets import make_packets, tcp_session
 
@@ -123,12 +132,16 @@ def test_atomic_write_leaves_target_untouched_on_error(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["out.jsonl"]
 
 
-def test_atomic_append_keeps_whole_lines_only(tmp_path):
+def test_append_cuts_a_torn_last_line_in_place(tmp_path, caplog):
+    caplog.set_level(logging.WARNING, logger="netae.output")
     target = tmp_path / "out.jsonl"
     target.write_text('{"a":1}\n{"torn":')
-    with atomic_write(target, append=True) as fh:
+    inode = target.stat().st_ino
+    with append_lines(target) as fh:
         fh.write('{"b":2}\n')
     assert target.read_text() == '{"a":1}\n{"b":2}\n'
+    assert target.stat().st_ino == inode  # truncated in place, never rewritten
+    assert "torn last line" in caplog.text
 
 
 def group_table() -> ScoreTable:
@@ -194,3 +207,177 @@ def test_group_writers():
     text = render_groups(t, "host", "table", include_all=True)
     lines = [line for line in text.splitlines() if "10.0.0." in line]
     assert "ANOMALY" in lines[0] and "10.0.0.66" in lines[0] and "10.0.0.5" in lines[1]
+
+
+# --- Community ID: the specification's own baseline (corelight/community-id-spec, baseline/) -----
+# Each row: proto, saddr, daddr, sport, dport (ICMP: type and counterpart/code, as the baseline
+# lists them), seed-0 ID, seed-1 ID. Written here as data, from baseline_deflt.json and
+# baseline_seed1.json.
+SPEC_BASELINE = [
+    (58, "fe80::200:86ff:fe05:80da", "fe80::260:97ff:fe07:69ea", 135, 136, "1:dGHyGvjMfljg6Bppwm3bg0LO8TY="),
+    (58, "fe80::260:97ff:fe07:69ea", "fe80::200:86ff:fe05:80da", 136, 135, "1:dGHyGvjMfljg6Bppwm3bg0LO8TY="),
+    (58, "fe80::260:97ff:fe07:69ea", "fe80::200:86ff:fe05:80da", 135, 136, "1:zavyT/cezQr1fmImYCwYnMXbgck="),
+    (58, "fe80::200:86ff:fe05:80da", "fe80::260:97ff:fe07:69ea", 136, 135, "1:zavyT/cezQr1fmImYCwYnMXbgck="),
+    (58, "3ffe:501:1800:2345::2", "3ffe:507:0:1:200:86ff:fe05:80da", 3, 0, "1:2ObVBgIn28oZvibYZhZMBgh7WdQ="),
+    (58, "3ffe:501:410:0:2c0:dfff:fe47:33e", "3ffe:507:0:1:200:86ff:fe05:80da", 1, 4, "1:hLZd0XGWojozrvxqE0dWB1iM6R0="),
+    (58, "3ffe:507:0:1:200:86ff:fe05:80da", "3ffe:501:0:1001::2", 128, 129, "1:+TW+HtLHvV1xnGhV1lv7XoJrqQg="),
+    (58, "3ffe:501:0:1001::2", "3ffe:507:0:1:200:86ff:fe05:80da", 129, 128, "1:+TW+HtLHvV1xnGhV1lv7XoJrqQg="),
+    (58, "fe80::200:86ff:fe05:80da", "ff02::2", 133, 134, "1:hO+sN4H+MG5MY/8hIrXPqc4ZQz0="),
+    (58, "fe80::260:97ff:fe07:69ea", "ff02::1", 134, 133, "1:pkvHqCL88/tg1k4cPigmZXUtL00="),
+    (1, "192.168.0.89", "192.168.0.1", 8, 0, "1:X0snYXpgwiv9TZtqg64sgzUn6Dk="),
+    (1, "192.168.0.1", "192.168.0.89", 0, 8, "1:X0snYXpgwiv9TZtqg64sgzUn6Dk="),
+    (1, "10.0.0.1", "10.0.0.2", 11, 0, "1:YHxtAirCG//0OzkcVAukqKQN9xM="),
+    (6, "2001:470:e5bf:dead:4957:2174:e82c:4887", "2607:f8b0:400c:c03::1a", 63943, 25,
+     "1:/qFaeAR+gFe1KYjMzVDsMv+wgU4="),
+    (6, "2607:f8b0:400c:c03::1a", "2001:470:e5bf:dead:4957:2174:e82c:4887", 25, 63943,
+     "1:/qFaeAR+gFe1KYjMzVDsMv+wgU4="),
+    (132, "192.168.170.8", "192.168.170.56", 7, 7, "1:MP2EtRCAUIZvTw6MxJHLV7N7JDs="),
+    (132, "192.168.170.56", "192.168.170.8", 7, 7, "1:MP2EtRCAUIZvTw6MxJHLV7N7JDs="),
+    (6, "128.232.110.120", "66.35.250.204", 34855, 80, "1:LQU9qZlK+B5F3KDmev6m5PMibrg="),
+    (6, "66.35.250.204", "128.232.110.120", 80, 34855, "1:LQU9qZlK+B5F3KDmev6m5PMibrg="),
+    (17, "192.168.1.52", "8.8.8.8", 54585, 53, "1:d/FP5EW3wiY1vCndhwleRRKHowQ="),
+    (17, "8.8.8.8", "192.168.1.52", 53, 54585, "1:d/FP5EW3wiY1vCndhwleRRKHowQ="),
+    (46, "10.1.12.1", "10.1.12.2", None, None, "1:KHlLkgoJW7ifUTyTSgyVfkFHzKw="),
+    (46, "10.1.12.2", "10.1.12.1", None, None, "1:KHlLkgoJW7ifUTyTSgyVfkFHzKw="),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("proto", "src", "dst", "sport", "dport", "expected"), SPEC_BASELINE)
+def test_community_id_matches_the_spec_baseline(proto, src, dst, sport, dport, expected):
+    assert community_id(ab(src), ab(dst), proto, sport, dport) == expected
+
+
+def _cid_of_flows(rows: list[dict]) -> list[str]:
+    from netae.output import community_ids
+
+    f = assemble_flows(make_packets(rows), idle_timeout_s=120, active_timeout_s=1800)
+    n = f.n_flows
+    table = ScoreTable(
+        flows=f, score=np.zeros(n, np.float32), is_anomaly=np.zeros(n, bool), threshold=1.0, files=("x",),
+        model_id="m", worst_idx=np.full((n, 1), -1), worst_ts_ns=np.zeros((n, 1), np.int64),
+        worst_is_fwd=np.zeros((n, 1), bool), worst_ip_len=np.zeros((n, 1), np.int64),
+        worst_error=np.zeros((n, 1), np.float32), top_features=np.full((n, 1), -1), feature_names=("a",),
+    )  # fmt: skip
+    return community_ids(table, np.arange(n))
+
+
+@pytest.mark.parametrize(
+    ("rows", "expected"),
+    [
+        # Neighbour solicitation and its advertisement: one two-way flow, the spec's ID either way.
+        ([{"proto": 58, "src": "fe80::200:86ff:fe05:80da", "dst": "fe80::260:97ff:fe07:69ea", "icmp_type": 135},
+          {"ts": 0.001, "proto": 58, "src": "fe80::260:97ff:fe07:69ea", "dst": "fe80::200:86ff:fe05:80da",
+           "icmp_type": 136}], "1:dGHyGvjMfljg6Bppwm3bg0LO8TY="),
+        ([{"proto": 58, "src": "fe80::260:97ff:fe07:69ea", "dst": "fe80::200:86ff:fe05:80da", "icmp_type": 136}],
+         "1:dGHyGvjMfljg6Bppwm3bg0LO8TY="),
+        ([{"proto": 132, "src": "192.168.170.8", "dst": "192.168.170.56", "sport": 7, "dport": 7},
+          {"ts": 0.001, "proto": 132, "src": "192.168.170.56", "dst": "192.168.170.8", "sport": 7, "dport": 7}],
+         "1:MP2EtRCAUIZvTw6MxJHLV7N7JDs="),
+        ([{"proto": 46, "src": "10.1.12.2", "dst": "10.1.12.1", "sport": 0, "dport": 0}],
+         "1:KHlLkgoJW7ifUTyTSgyVfkFHzKw="),
+    ],
+)  # fmt: skip
+def test_community_id_of_assembled_flows_follows_the_spec(rows, expected):
+    assert _cid_of_flows(rows) == [expected]
+
+
+# --- output targets (issue 20) -------------------------------------------------------------------
+
+
+def test_dash_is_standard_output(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with atomic_write("-") as fh:
+        fh.write("to stdout\n")
+    assert capsys.readouterr().out == "to stdout\n"
+    assert list(tmp_path.iterdir()) == []  # no file named "-"
+
+
+def _fifo_reader(fifo: Path, sink: Path) -> subprocess.Popen:
+    code = "import sys, shutil; shutil.copyfileobj(open(sys.argv[1], 'rb'), open(sys.argv[2], 'wb'))"
+    return subprocess.Popen([sys.executable, "-c", code, str(fifo), str(sink)])
+
+
+@pytest.mark.parametrize("append", [False, True])
+def test_fifo_is_written_in_place_and_stays_a_fifo(tmp_path, append):
+    fifo, sink = tmp_path / "alerts.fifo", tmp_path / "got.txt"
+    os.mkfifo(fifo)
+    reader = _fifo_reader(fifo, sink)
+    if append:
+        with append_lines(fifo) as fh:
+            fh.write('{"a":1}\n')
+    else:
+        with atomic_write(fifo) as fh:
+            fh.write('{"a":1}\n')
+    assert reader.wait(timeout=30) == 0
+    assert sink.read_text() == '{"a":1}\n'
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["alerts.fifo", "got.txt"]
+
+
+def test_unix_socket_is_written_in_place(tmp_path):
+    path = tmp_path / "s.sock"
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(str(path))
+    server.listen(1)
+    got: list[bytes] = []
+
+    def serve() -> None:
+        conn, _ = server.accept()
+        with conn:
+            while chunk := conn.recv(4096):
+                got.append(chunk)
+
+    t = threading.Thread(target=serve)
+    t.start()
+    with atomic_write(path) as fh:
+        fh.write("line\n")
+    t.join(timeout=30)
+    server.close()
+    assert b"".join(got) == b"line\n"
+    assert stat.S_ISSOCK(os.stat(path).st_mode)
+
+
+@pytest.mark.parametrize("use_append", [False, True])
+def test_a_directory_as_output_is_an_output_error(tmp_path, use_append):
+    opener = append_lines if use_append else atomic_write
+    with pytest.raises(OutputError, match="is a directory"), opener(tmp_path) as fh:
+        fh.write("x\n")
+
+
+def test_append_keeps_the_inode_and_writes_each_document_in_one_call(tmp_path, monkeypatch):
+    target = tmp_path / "alerts.jsonl"
+    target.write_text('{"old":1}\n')
+    inode = target.stat().st_ino
+    calls: list[bytes] = []
+    real_write = os.write
+
+    def spy(fd, data):
+        calls.append(bytes(data))
+        return real_write(fd, data)
+
+    monkeypatch.setattr(os, "write", spy)
+    docs = [json.dumps({"n": i, "pad": "x" * 50_000}) + "\n" for i in range(40)]
+    with append_lines(target) as fh:
+        fh.write("".join(docs))
+    assert target.stat().st_ino == inode
+    assert target.read_text() == '{"old":1}\n' + "".join(docs)
+    assert [json.loads(chunk) for chunk in calls] == [json.loads(d) for d in docs]  # one write per document
+
+
+@pytest.mark.parametrize(
+    ("fmt", "before", "after"),
+    [
+        ("jsonl", '{"a":1}\n{"b":2}', '{"a":1}\n{"b":2}\n{"c":3}\n'),  # whole: kept, newline added
+        ("jsonl", '{"b":2}', '{"b":2}\n{"c":3}\n'),  # a file without any newline
+        ("jsonl", '{"a":1}\n{"b":', '{"a":1}\n{"c":3}\n'),  # torn: cut
+        ("csv", ",".join(CSV_COLUMNS) + "\n" + ",".join(["1"] * len(CSV_COLUMNS)),
+         ",".join(CSV_COLUMNS) + "\n" + ",".join(["1"] * len(CSV_COLUMNS)) + "\n" + '{"c":3}\n'),
+        ("csv", ",".join(CSV_COLUMNS) + "\n1,2,3", ",".join(CSV_COLUMNS) + "\n" + '{"c":3}\n'),
+    ],
+)  # fmt: skip
+def test_append_never_deletes_a_complete_record(tmp_path, fmt, before, after):
+    target = tmp_path / f"out.{fmt}"
+    target.write_text(before)
+    with append_lines(target, fmt=fmt) as fh:
+        fh.write('{"c":3}\n')
+    assert target.read_text() == after

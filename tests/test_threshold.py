@@ -51,3 +51,20 @@ def test_threshold_round_trips_and_empty_is_an_error():
     assert Threshold.from_dict(t.to_dict()) == t
     with pytest.raises(ConfigError):
         fit_threshold(np.array([]), ThresholdSettings())
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf"), -1.0, "1.0", None, True])
+def test_a_threshold_that_is_not_a_finite_number_is_refused(value):
+    from netae.errors import ModelError
+    from netae.threshold import check_threshold
+
+    with pytest.raises(ModelError, match="finite"):
+        check_threshold(value, source="test")
+    with pytest.raises(ModelError):
+        Threshold.from_dict({"strategy": "quantile", "value": value})
+
+
+def test_a_fitted_threshold_is_always_finite():
+    scores = np.array([1e300, 1e300, 1e-300, 1e300] * 10)
+    with pytest.raises(ConfigError, match="threshold fitted"):
+        fit_threshold(scores, ThresholdSettings(strategy="meanstd", k=1e3))
