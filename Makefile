@@ -1,4 +1,6 @@
 # netae: `make demo` and `make test` work on a fresh clone with only Python 3.11.
+# The development venv holds every extra (train, parquet, dev); `pip install .` alone is the
+# scorer without torch (see README, "Set up").
 # torch is installed first and on its own: a bare requirement with no torch present would pull a
 # CUDA build of several GB. GPU users override it, e.g.
 #   make TORCH_SPEC='torch==2.13.0' TORCH_INDEX='--index-url https://download.pytorch.org/whl/cu126'
@@ -18,7 +20,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q $(TORCH_INDEX) '$(TORCH_SPEC)'
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q -e '.[train,parquet,dev]'
 	touch $@
 
 demo: venv

@@ -52,7 +52,7 @@ import numpy as np  # noqa: E402
 
 from netae.config import Settings  # noqa: E402
 from netae.errors import NetaeError  # noqa: E402
-from netae.modelfile import ModelFile, load_model, model_bytes  # noqa: E402
+from netae.modelfile import ModelFile, load_model, unchecked_bytes  # noqa: E402
 from tests.helpers.mutate import apply_ops, random_ops, run_pipeline, seeds  # noqa: E402
 
 OUT = ROOT / "bench" / "out" / "fuzz"
@@ -174,8 +174,8 @@ def mutate_model(raw: bytes, model: ModelFile, rng: random.Random) -> bytes:
     if k == 1:  # cut short
         return raw[: rng.randrange(len(raw))]
     weights = dict(model.weights)
-    mean, scale = model.scaler_mean.copy(), model.scaler_scale.copy()
-    meta = {key: value for key, value in model.meta.items() if key != "digest"}
+    mean, scale = model.scaler.mean_.copy(), model.scaler.scale_.copy()
+    meta = {key: value for key, value in model.to_meta().items() if key != "digest"}
     if k == 2:  # a tensor dropped, cut, grown, reshaped, transposed or poisoned
         name = rng.choice(sorted(weights))
         w = weights[name]
@@ -215,7 +215,8 @@ def mutate_model(raw: bytes, model: ModelFile, rng: random.Random) -> bytes:
         else:
             meta[rng.choice(["threshold", "settings", "training", "feature_names"])] = rng.choice(_BAD_NUMBERS)
     try:
-        return model_bytes(weights=weights, scaler_mean=mean, scaler_scale=scale, meta=meta)
+        tensors = {f"weights.{k}": np.asarray(v) for k, v in weights.items()}
+        return unchecked_bytes({**tensors, "scaler.mean": mean, "scaler.scale": scale}, meta)
     except Exception:  # a mutation our own writer refuses: send the bytes with a flipped byte instead
         return raw[:-1] + bytes([raw[-1] ^ 1])
 

@@ -16,6 +16,7 @@ seed says little about a capture kept aside.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import tempfile
@@ -182,7 +183,7 @@ def run_seeds(args: argparse.Namespace, settings: Any, eval_dir: Path) -> int:
     met = {"standard": 0, "hard": 0}
     with tempfile.TemporaryDirectory() as tmp:
         for seed in seeds:
-            s = settings.replace("train", seed=seed)
+            s = dataclasses.replace(settings, train=dataclasses.replace(settings.train, seed=seed))
             if args.set in ("standard", "both"):
                 ev, long, _ = _run_set("standard", eval_dir, settings=s, with_long=True, workdir=Path(tmp))
                 line = seed_line_standard(seed, ev, long)

@@ -38,8 +38,8 @@ def _train(cmd: list[str], model: Path) -> tuple[float, float]:
     wall = time.perf_counter() - t0
     if proc.returncode != 0:
         sys.exit(f"failed ({proc.returncode}): {' '.join(cmd)}\n{proc.stderr[-2000:]}")
-    history = load_model(model).meta["training"]["history"]
-    rates = [h["packets_per_s"] for h in history[1:]] or [h["packets_per_s"] for h in history]
+    history = load_model(model).training.history
+    rates = [h.packets_per_s for h in history[1:]] or [h.packets_per_s for h in history]
     return statistics.median(rates), wall
 
 

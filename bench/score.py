@@ -8,7 +8,7 @@ a model on ``shared/eval/train_benign.pcap`` with default settings except a shor
 second model with cross-flow context switched off, then times the whole ``netae score``
 command (process start, reading, flows, context, features, model, writing the alerts as ECS JSON
 lines, the unattended use: ``--format jsonl -o FILE``) for each, in one run; on the CPU also
-the context model with ``NETAE_CPU_ENGINE=torch`` (PyTorch instead of netae's kernel, NOTE
+the context model with ``--engine torch`` (PyTorch instead of netae's kernel, NOTE
 [cpu engine] in netae/infer.py). ``--all`` writes
 every flow as CSV instead (an extra output cost of about 1 s per 50,000 flows). Prints
 packets/s for both and the context overhead; the last line reads ``score: N pkt/s end to end``.
@@ -53,9 +53,9 @@ def time_score(capture: Path, model: Path, *, device: str, all_flows: bool, engi
     out = DATA / ("score_out.csv" if all_flows else "score_out.jsonl")
     fmt = ["--all", "--format", "csv"] if all_flows else ["--format", "jsonl"]
     cmd = [sys.executable, "-m", "netae", "score", str(capture), "-m", str(model), *fmt,
-           "-o", str(out), "--device", device, "--quiet"]  # fmt: skip
+           "-o", str(out), "--device", device, "--engine", engine, "--quiet"]  # fmt: skip
     t = time.perf_counter()
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "NETAE_CPU_ENGINE": engine}
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
     p = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
     elapsed = time.perf_counter() - t
     if p.returncode not in (0, 1):
@@ -101,7 +101,7 @@ def main() -> None:
             for _ in range(args.repeat)
         )
         print(
-            f"netae score (context, NETAE_CPU_ENGINE=torch): {t_torch:.2f} s, {n / t_torch:,.0f} pkt/s; "
+            f"netae score (context, --engine torch): {t_torch:.2f} s, {n / t_torch:,.0f} pkt/s; "
             f"the numba engine is {t_torch / times['context']:.2f}x faster end to end"
         )
     overhead = times["context"] / times["no context"] - 1

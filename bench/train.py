@@ -27,7 +27,7 @@ from torch.nn.utils.rnn import pad_sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from netae.config import Settings  # noqa: E402
+from netae.config import Settings, TrainSettings  # noqa: E402
 from netae.features import fit_scaler  # noqa: E402
 from netae.model import build_model, make_windows, masked_mse, step_mask  # noqa: E402
 from netae.pipeline import featurize_files, validation_mask  # noqa: E402
@@ -98,8 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
 
-    settings = Settings().replace("train", epochs=args.epochs, patience=args.epochs, threads=args.threads)
-    settings = settings.replace("train", device=args.device)
+    train = TrainSettings(epochs=args.epochs, patience=args.epochs, threads=args.threads, device=args.device)
+    settings = Settings(train=train).check()
     device = resolve_device(args.device)
     threads = set_threads(args.threads) if device == "cpu" else torch.get_num_threads()
 

@@ -11,6 +11,7 @@ Exit statuses (the same for every command):
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import enum
 import functools
 import logging
@@ -21,7 +22,7 @@ import sys
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -37,7 +38,6 @@ from netae.errors import (
     EXIT_PARTIAL,
     EXIT_USAGE,
     InputError,
-    ModelError,
     NetaeError,
     printable,
 )
@@ -47,8 +47,12 @@ EXIT_HELP = """\b
 Exit status: 0 nothing anomalous · 1 anomalies found · 2 usage, input, config or model error ·
 3 some inputs unreadable, the others processed · 70 internal error (rerun with --debug)."""
 DEVICE_HELP = (
-    "Where to run the model. On the CPU netae runs its own compiled kernel, without importing PyTorch; "
-    "NETAE_CPU_ENGINE=torch runs PyTorch there instead."
+    "Where to run the model. On the CPU netae runs its own compiled kernel, without importing PyTorch "
+    "(see --engine); cuda needs netae[train]."
+)
+ENGINE_HELP = (
+    "What runs the model on the CPU: numba (netae's compiled kernel), torch (PyTorch, needs netae[train]) "
+    "or auto (numba)."
 )
 
 app = typer.Typer(
@@ -63,6 +67,9 @@ app = typer.Typer(
 
 err_console = Console(stderr=True, highlight=False)
 _state: dict[str, Any] = {"debug": bool(os.environ.get("NETAE_DEBUG")), "quiet": False}
+
+if TYPE_CHECKING:
+    from netae.modelfile import TrainedModel
 
 F = TypeVar("F", bound=Callable[..., Any])
 log = logging.getLogger("netae")
@@ -83,6 +90,12 @@ class Device(enum.StrEnum):
     auto = "auto"
     cpu = "cpu"
     cuda = "cuda"
+
+
+class Engine(enum.StrEnum):
+    auto = "auto"
+    numba = "numba"
+    torch = "torch"
 
 
 def _setup_logging(verbose: int, quiet: bool) -> None:
@@ -207,7 +220,7 @@ def _quiet_broken_pipe() -> None:
 
 
 def _write_report(path: Path, text: str) -> None:
-    from netae.output import atomic_write
+    from netae.files import atomic_write
 
     with atomic_write(path) as fh:
         fh.write(text)
@@ -263,7 +276,9 @@ def _file_progress(sources: list[str], quiet: bool) -> tuple[Callable[[str, Any]
             if not quiet:
                 warn(message if message.startswith(source) else f"{source}: {message}")
         if counts.skipped:
-            detail = ", ".join(f"{n} {reason}" for reason, n in sorted(counts.skipped.items(), key=lambda kv: -kv[1]))
+            from netae.capture.skips import skip_summary
+
+            detail = skip_summary(counts.skipped)
             log.info("%s: skipped %d of %d records (%s)", source, counts.n_skipped, counts.records, detail)
 
     return on_file, progress.stop
@@ -297,46 +312,41 @@ def train(
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing on success.")] = False,
 ) -> None:
-    from netae.config import load_settings
+    from netae.config import given, load_settings
     from netae.dataset import is_dataset
+    from netae.extras import require
     from netae.pipeline import expand_inputs
+
+    require("torch", "netae train")
     from netae.train import dist_info
     from netae.workflow import train_captures
 
     is_main = dist_info().is_main  # under torchrun only rank 0 reports; errors show on every rank
     quiet = quiet or not is_main
     _quiet(quiet)
-    settings = load_settings(config)
-    settings = settings.replace("train", epochs=epochs, seed=seed, device=device.value if device else None)
-    settings = settings.replace("train", batch_size=batch_size)
-    settings = settings.replace("model", hidden_size=hidden_size, num_layers=layers)
-    settings = settings.replace("threshold", strategy=threshold_strategy)
+    s = load_settings(config)
+    s = dataclasses.replace(
+        s,
+        train=dataclasses.replace(
+            s.train,
+            epochs=given(epochs, s.train.epochs),
+            seed=given(seed, s.train.seed),
+            device=device.value if device else s.train.device,
+            batch_size=given(batch_size, s.train.batch_size),
+        ),
+        model=dataclasses.replace(
+            s.model, hidden_size=given(hidden_size, s.model.hidden_size), num_layers=given(layers, s.model.num_layers)
+        ),
+        threshold=dataclasses.replace(s.threshold, strategy=given(threshold_strategy, s.threshold.strategy)),
+    )
+    settings = s.check()
     # Feature datasets (directories of shards) are read as they are, captures searched for.
     sources = [s for p in paths for s in ([p] if p != "-" and is_dataset(p) else expand_inputs([p]))]
     _stdin_open(sources)
     _check_output(output, inputs=sources)
     _check_output(report, inputs=sources, model=output)
     on_file, stop = _file_progress(sources, quiet)
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-    epoch_bar = Progress(
-        TextColumn("training"),
-        BarColumn(),
-        TextColumn("{task.completed}/{task.total} epochs {task.fields[info]}"),
-        TimeElapsedColumn(),
-        console=err_console,
-        transient=True,
-        disable=quiet or not err_console.is_terminal,
-    )
-    task = epoch_bar.add_task("train", total=settings.train.epochs, info="")
-
-    def on_epoch(e: Any) -> None:
-        if not epoch_bar.live.is_started:
-            stop()
-            epoch_bar.start()
-        epoch_bar.update(task, completed=e.epoch, info=f"loss {e.train_loss:.4f} val {e.val_loss:.4f}")
-        log.info("epoch %d/%d loss %.5f val %.5f%s", e.epoch, e.n_epochs, e.train_loss, e.val_loss, " *" * e.is_best)
-
+    on_epoch, epoch_bar = _epoch_progress(settings.train.epochs, quiet, stop)
     try:
         run = train_captures(
             sources,
@@ -349,28 +359,57 @@ def train(
     finally:
         stop()
         epoch_bar.stop()
-    tr = run.meta["training"]
     if report is not None and is_main:
-        from netae.modelfile import load_model
         from netae.report import render_training_report
 
-        _write_report(report, render_training_report(run, model_id=load_model(output).model_id))
+        _write_report(report, render_training_report(run, model_id=run.model.model_id))
     for name, message in run.data.failures if is_main else ():
         warn(f"skipped {name}: {message}")
     if not quiet:
-        hist = tr["history"]
-        best = hist[tr["best_epoch"] - 1] if hist else {}
-        say(
-            f"trained on {tr['flows']} flows ({tr['packets']} packets) from {len(tr['inputs'])} file(s): "
-            f"{tr['epochs']} epochs on {tr['device']}"
-            + (f" x {tr['ranks']} ranks" if tr.get("ranks", 1) > 1 else "")
-            + f", best epoch {tr['best_epoch']} "
-            f"(train loss {best.get('train_loss', math.nan):.4f}, val loss {best.get('val_loss', math.nan):.4f}); "
-            f"threshold {run.threshold.value_:.4g} ({run.threshold.strategy}, {tr['val_flows']} validation flows); "
-            f"wrote {output}" + (f" and {report}" if report else "")
-        )
+        written = f"{output}" + (f" and {report}" if report else "")
+        say(_training_summary(run.model, written))
     if run.data.failures:
         raise typer.Exit(EXIT_PARTIAL)
+
+
+def _epoch_progress(n_epochs: int, quiet: bool, stop_files: Callable[[], None]) -> tuple[Callable[[Any], None], Any]:
+    """An on_epoch callback with a progress bar (it replaces the file bar), and the bar to stop."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    epoch_bar = Progress(
+        TextColumn("training"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} epochs {task.fields[info]}"),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=True,
+        disable=quiet or not err_console.is_terminal,
+    )
+    task = epoch_bar.add_task("train", total=n_epochs, info="")
+
+    def on_epoch(e: Any) -> None:
+        if not epoch_bar.live.is_started:
+            stop_files()
+            epoch_bar.start()
+        epoch_bar.update(task, completed=e.epoch, info=f"loss {e.train_loss:.4f} val {e.val_loss:.4f}")
+        log.info("epoch %d/%d loss %.5f val %.5f%s", e.epoch, e.n_epochs, e.train_loss, e.val_loss, " *" * e.is_best)
+
+    return on_epoch, epoch_bar
+
+
+def _training_summary(model: Any, written: str) -> str:
+    """The one line ``netae train`` ends with."""
+    tr, th = model.training, model.threshold
+    best = tr.best
+    return (
+        f"trained on {tr.flows} flows ({tr.packets} packets) from {len(tr.inputs)} file(s): "
+        f"{tr.epochs} epochs on {tr.device}"
+        + (f" x {tr.ranks} ranks" if tr.ranks > 1 else "")
+        + f", best epoch {tr.best_epoch} "
+        f"(train loss {best.train_loss if best else math.nan:.4f}, "
+        f"val loss {best.val_loss if best else math.nan:.4f}); "
+        f"threshold {th.value_:.4g} ({th.strategy}, {tr.val_flows} validation flows); wrote {written}"
+    )
 
 
 @app.command(help="Score captures with a model and report the anomalous flows.\n\n" + EXIT_HELP)
@@ -387,6 +426,7 @@ def score(
     limit: Annotated[int, typer.Option(help="Rows shown by --format table (0: all).")] = 50,
     append: Annotated[bool, typer.Option(help="Append to --output (jsonl/csv), whole lines only.")] = False,
     device: Annotated[Device, typer.Option(help=DEVICE_HELP)] = Device.auto,
+    engine: Annotated[Engine, typer.Option(help=ENGINE_HELP)] = Engine.auto,
     stream: Annotated[
         bool | None,
         typer.Option(
@@ -433,10 +473,12 @@ def score(
     auto = stream is None and report is None and group_by is None and wants_stream(sources)
     if state is not None or stream or auto:
         _score_stream(sources, model=model, fmt=fmt, output=output, all_flows=all_flows, threshold=threshold,
-                      limit=limit, append=append, device=device, quiet=quiet, state=state)  # fmt: skip
-    run = _score_with_progress(sources, model=model, threshold=threshold, device=device, quiet=quiet)
+                      limit=limit, append=append, device=device, quiet=quiet, state=state, engine=engine)  # fmt: skip
+    run = _score_with_progress(sources, model=model, threshold=threshold, device=device, quiet=quiet, engine=engine)
     table = run.table
-    kwargs = {"limit": limit or None} if fmt is OutputFormat.table else {}
+    kwargs: dict[str, Any] = {"limit": limit or None} if fmt is OutputFormat.table else {}
+    if output is None and fmt is OutputFormat.table:
+        kwargs["fh"] = sys.stdout  # the terminal itself: its width, colour and NO_COLOR
     if group_by is not None:
         text = render_groups(table, group_by.value, fmt.value, include_all=all_flows, **kwargs)
     else:
@@ -469,14 +511,17 @@ def _without_header(csv_text: str) -> str:
 
 
 def _score_with_progress(
-    sources: list[str], *, model: Path, threshold: float | None, device: Device, quiet: bool
-) -> Any:
+    sources: list[str], *, model: Path, threshold: float | None, device: Device, quiet: bool,
+    engine: Engine = Engine.auto,
+) -> Any:  # fmt: skip
     """Batch-score ``sources`` with a per-file progress bar on stderr."""
     from netae.workflow import score_captures
 
     on_file, stop = _file_progress(sources, quiet)
     try:
-        return score_captures(sources, model_path=model, threshold=threshold, device=device.value, on_file=on_file)
+        return score_captures(
+            sources, model_path=model, threshold=threshold, device=device.value, on_file=on_file, engine=engine.value
+        )
     finally:
         stop()
 
@@ -518,6 +563,7 @@ def _score_stream(
     device: Device,
     quiet: bool,
     state: Path | None = None,
+    engine: Engine = Engine.auto,
 ) -> None:
     """``netae score --stream``: write each batch of expired flows as soon as it is scored.
 
@@ -533,7 +579,7 @@ def _score_stream(
     m = load_model(model)
     totals = StreamTotals()
     on_file, stop = _file_progress(sources, quiet)
-    kwargs = {"limit": limit or None} if fmt is OutputFormat.table else {}
+    kwargs: dict[str, Any] = {"limit": limit or None} if fmt is OutputFormat.table else {}
     with contextlib.ExitStack() as stack:
         stack.callback(stop)
         sink: Any
@@ -548,12 +594,13 @@ def _score_stream(
             sink = stack.enter_context(atomic_write(output))
             header_done = False
         batches = stream_scores(sources, model=m, threshold=threshold, device=device.value, totals=totals,
-                                on_file=on_file, state=state)  # fmt: skip
+                                on_file=on_file, state=state, engine=engine.value)  # fmt: skip
         for table in batches:
             rows = select_rows(table, include_all=all_flows, by_score=fmt is OutputFormat.table)
             if fmt is OutputFormat.table and not len(rows):
                 continue
-            text = render(table, rows, fmt.value, **kwargs)
+            to_terminal = fmt is OutputFormat.table and sink is sys.stdout  # rich sees the terminal
+            text = render(table, rows, fmt.value, **kwargs, **({"fh": sink} if to_terminal else {}))
             if fmt is OutputFormat.csv:
                 text = _without_header(text) if header_done else text
                 header_done = True
@@ -619,50 +666,41 @@ def info(
 
     m = load_model(model)
     if as_json:
-        sys.stdout.write(json.dumps(_strict_json(m.meta), indent=2, sort_keys=True, allow_nan=False) + "\n")
+        sys.stdout.write(json.dumps(_strict_json(m.to_meta()), indent=2, sort_keys=True, allow_nan=False) + "\n")
         return
-    try:
-        lines = _info_lines(model, m)
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise ModelError(f"{model}: malformed metadata ({type(exc).__name__}: {exc}); the file is damaged") from exc
     # Metadata is the model author's text: one line each, controls escaped (issue 21).
-    sys.stdout.write("\n".join(printable(line) for line in lines) + "\n")
+    sys.stdout.write("\n".join(printable(line) for line in _info_lines(model, m)) + "\n")
 
 
-def _info_lines(path: Path, m: Any) -> list[str]:
+def _info_lines(path: Path, m: TrainedModel) -> list[str]:
     import json
 
-    meta = m.meta
-    tr = meta["training"]
-    th = meta["threshold"]
-    s = meta["settings"]
+    tr, th, s = m.training, m.threshold, m.settings
     lines = [
         f"model        {path} (id {m.model_id})",
-        f"created      {meta['created']} by netae {meta['netae_version']} (schema {meta['schema_version']})",
-        f"trained on   {', '.join(str(x) for x in tr.get('inputs', []))}",
-        f"             {tr.get('flows')} flows, {tr.get('packets')} packets ({tr.get('fit_flows')} fit, "
-        f"{tr.get('val_flows')} validation)",
-        f"training     {tr.get('epochs')} epochs (best {tr.get('best_epoch')}) on {tr.get('device')}, "
-        f"{tr.get('seconds')} s",
-        f"threshold    {float(th['value']):.6g} ({th['strategy']}, {json.dumps(th.get('params', {}), sort_keys=True)})",
-        f"flows        idle {s['flows']['idle_timeout_s']} s, active {s['flows']['active_timeout_s']} s, "
-        f"window {s['flows']['max_packets']} packets",
-        f"model        LSTM autoencoder, hidden {s['model']['hidden_size']}, layers {s['model']['num_layers']}",
-        f"context      {'on' if s['context']['enabled'] else 'off'} (window {s['context']['window_s']} s)",
-        f"features     {len(meta['feature_names'])}: {', '.join(str(x) for x in meta['feature_names'])}",
+        f"created      {m.created} by netae {m.netae_version} (schema {m.schema_version})",
+        f"trained on   {', '.join(tr.inputs)}",
+        f"             {tr.flows} flows, {tr.packets} packets ({tr.fit_flows} fit, {tr.val_flows} validation)",
+        f"training     {tr.epochs} epochs (best {tr.best_epoch}) on {tr.device}, {tr.seconds} s",
+        f"threshold    {th.value_:.6g} ({th.strategy}, {json.dumps(th.params, sort_keys=True)})"
+        + (f", fitted on {m.threshold_engine} scores" if m.threshold_engine else ""),
+        f"flows        idle {s.flows.idle_timeout_s} s, active {s.flows.active_timeout_s} s, "
+        f"window {s.flows.max_packets} packets",
+        f"model        LSTM autoencoder, hidden {s.model.hidden_size}, layers {s.model.num_layers}",
+        f"context      {'on' if s.context.enabled else 'off'} (window {s.context.window_s} s)",
+        f"features     {m.n_features}: {', '.join(m.feature_names)}",
     ]
-    hist = tr.get("history") or []
-    if hist:
-        last = hist[-1]
-        lines.append(f"final loss   train {last['train_loss']:.5f}, validation {last['val_loss']:.5f}")
-    cal = meta.get("calibration")
-    if isinstance(cal, dict):
+    if tr.history:
+        last = tr.history[-1]
+        lines.append(f"final loss   train {last.train_loss:.5f}, validation {last.val_loss:.5f}")
+    cal = m.calibration
+    if cal is not None:
         lines.append(
-            f"calibrated   {cal.get('created')} on {', '.join(str(x) for x in cal.get('inputs', []))}: "
-            f"{cal.get('flows')} flows, threshold {cal.get('previous_threshold')} -> {th['value']}"
-            + (" (forced past the guards)" if cal.get("forced") else "")
+            f"calibrated   {cal.created} on {', '.join(cal.inputs)}: "
+            f"{cal.flows} flows, threshold {cal.previous_threshold} -> {th.value_}"
+            + (" (forced past the guards)" if cal.forced else "")
         )
-    for old in meta.get("threshold_history") or []:
+    for old in m.extra.get("threshold_history") or []:
         if isinstance(old, dict):
             lines.append(
                 f"earlier      threshold {old.get('value')} ({old.get('strategy')}), until {old.get('replaced')}"
@@ -686,9 +724,11 @@ def featurize(
 ) -> None:
     """Write flows and their per-packet feature sequences to Parquet (a file, or a sharded dataset)."""
     from netae.config import load_settings
+    from netae.extras import require
     from netae.pipeline import expand_inputs
     from netae.workflow import featurize_to
 
+    require("pyarrow", "netae featurize")
     _quiet(quiet)
     settings = load_settings(config)
     sources = expand_inputs(paths)
@@ -708,7 +748,9 @@ def featurize(
             for k, v in r.skipped.items():
                 skipped[k] = skipped.get(k, 0) + v
         flows = sum(r.flows for r in results)
-        detail = ", ".join(f"{v} {k}" for k, v in sorted(skipped.items(), key=lambda kv: -kv[1])) or "none"
+        from netae.capture.skips import skip_summary
+
+        detail = skip_summary(skipped) or "none"
         say(
             f"read {records} records from {len(results) - len(failed)} of {len(results)} capture(s); "
             f"skipped: {detail}; " + (f"{flows} flows; " if output.suffix != ".parquet" else "") + f"wrote {output}"

@@ -3,6 +3,11 @@
 Precedence: built-in defaults < ``--config FILE`` < explicit CLI options. ``configs/default.toml``
 mirrors the defaults here (a test checks it). Unknown keys and out-of-range values raise
 ``ConfigError`` naming the key.
+
+Settings are frozen: change them with ``dataclasses.replace``, which mypy checks field by field,
+then ``check()`` the result; ``given`` keeps a default where a CLI option was not given::
+
+    settings = dataclasses.replace(s, train=dataclasses.replace(s.train, epochs=given(epochs, s.train.epochs))).check()
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ import dataclasses
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from netae.errors import ConfigError
 
@@ -22,9 +27,19 @@ __all__ = [
     "Settings",
     "ThresholdSettings",
     "TrainSettings",
+    "TunnelSettings",
+    "given",
     "load_settings",
     "settings_from_dict",
 ]
+
+
+T = TypeVar("T")
+
+
+def given(value: T | None, default: T) -> T:
+    """``value`` where an option was given, else ``default`` (for ``dataclasses.replace``)."""
+    return default if value is None else value
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +64,32 @@ class FlowSettings:
                 f"flows.tcp_close_linger_s must be from 0 to 3600 seconds (0: off), got {self.tcp_close_linger_s!r}"
             )
         _int_range("flows.max_open_flows", self.max_open_flows, 1_000, 100_000_000)
+
+
+@dataclass(frozen=True, slots=True)
+class TunnelSettings:
+    """Decapsulation in the decode stage: which UDP ports carry which tunnel, and how deep to go.
+
+    A port of 0 turns that UDP tunnel off. ``max_depth`` counts tunnel layers (VXLAN, Geneve,
+    GRE, ERSPAN, IP-in-IP, Teredo, GTP-U); MPLS labels and PPPoE do not count.
+    """
+
+    enabled: bool = True
+    max_depth: int = 4
+    vxlan_ports: tuple[int, ...] = (4789, 8472)
+    geneve_port: int = 6081
+    gtpu_port: int = 2152
+    teredo_port: int = 3544
+    gre_udp_port: int = 4754
+
+    def check(self) -> None:
+        _int_range("tunnels.max_depth", self.max_depth, 1, 16)
+        if not isinstance(self.vxlan_ports, tuple) or len(self.vxlan_ports) > 8:
+            raise ConfigError(f"tunnels.vxlan_ports must be a list of at most 8 ports, got {self.vxlan_ports!r}")
+        for port in self.vxlan_ports:
+            _int_range("tunnels.vxlan_ports", port, 0, 65535)
+        for key in ("geneve_port", "gtpu_port", "teredo_port", "gre_udp_port"):
+            _int_range(f"tunnels.{key}", getattr(self, key), 0, 65535)
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +181,7 @@ class Settings:
     model: ModelSettings = field(default_factory=ModelSettings)
     train: TrainSettings = field(default_factory=TrainSettings)
     threshold: ThresholdSettings = field(default_factory=ThresholdSettings)
+    tunnels: TunnelSettings = field(default_factory=TunnelSettings)
 
     def check(self) -> Settings:
         for f in dataclasses.fields(self):
@@ -148,13 +190,6 @@ class Settings:
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
         return dataclasses.asdict(self)
-
-    def replace(self, section: str, **values: Any) -> Settings:
-        """A copy with ``values`` set in ``section``; None values are ignored (option not given)."""
-        values = {k: v for k, v in values.items() if v is not None}
-        if not values:
-            return self
-        return settings_from_dict({**self.to_dict(), section: {**self.to_dict()[section], **values}})
 
 
 # Bounds that keep "unbounded" values out: inf, nan or 1e300 would overflow the integer
@@ -198,6 +233,8 @@ def settings_from_dict(data: dict[str, Any], *, source: str = "settings") -> Set
             default = getattr(cls(), key)
             if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
                 value = float(value)
+            if isinstance(default, tuple) and isinstance(value, list):  # TOML and JSON arrays
+                value = tuple(value)
             if type(value) is not type(default):
                 raise ConfigError(
                     f"{source}: {name}.{key} must be {type(default).__name__}, got {type(value).__name__}"

@@ -41,6 +41,7 @@ import numpy.typing as npt
 
 from netae.config import ContextSettings
 from netae.flows import group_rows, hash_rows, warn
+from netae.protocols import IPPROTO_TCP, TCP_ACK, TCP_RST, TCP_SYN
 from netae.tables import FlowTable, PacketTable
 
 __all__ = [
@@ -77,7 +78,6 @@ CONTEXT_FEATURES: tuple[str, ...] = (
 # Raw values that explanations quote (not model inputs): the pair's start gaps in seconds.
 CONTEXT_EXTRAS: tuple[str, ...] = ("ctx_pair_gap_mean_s", "ctx_pair_gap_std_s")
 
-TCP_SYN, TCP_ACK, TCP_RST = 0x02, 0x10, 0x04
 _F64 = npt.NDArray[np.float64]
 _U64 = npt.NDArray[np.uint64]
 _I64 = npt.NDArray[np.int64]
@@ -106,7 +106,7 @@ def flow_tcp(packets: PacketTable, flows: FlowTable) -> FlowTcp:
     is_fwd = flows.is_fwd
     syn = (flags & TCP_SYN) != 0
     ack = (flags & TCP_ACK) != 0
-    is_tcp = flows.proto == 6
+    is_tcp = flows.proto == IPPROTO_TCP
     return FlowTcp(
         synack_bwd=is_tcp & (np.bincount(rep, weights=syn & ack & ~is_fwd, minlength=n) > 0),
         ack_fwd=is_tcp & (np.bincount(rep, weights=ack & ~syn & is_fwd, minlength=n) > 0),
@@ -169,7 +169,7 @@ class FlowFacts:
 
 
 def flow_facts(packets: PacketTable, flows: FlowTable) -> FlowFacts:
-    return FlowFacts(tcp=flow_tcp(packets, flows), dns=flow_dns(packets, flows), is_tcp=flows.proto == 6)
+    return FlowFacts(tcp=flow_tcp(packets, flows), dns=flow_dns(packets, flows), is_tcp=flows.proto == IPPROTO_TCP)
 
 
 @dataclass(frozen=True, slots=True)
@@ -359,7 +359,7 @@ class ContextTracker:
             start_us=start, end_us=end, **keys,
             failed=facts.failed.astype(np.float64),
             fwd_bytes=flows.fwd_bytes.astype(np.float64), bwd_bytes=flows.bwd_bytes.astype(np.float64),
-            is_tcp=(flows.proto == 6).astype(np.float64),
+            is_tcp=(flows.proto == IPPROTO_TCP).astype(np.float64),
             new_dst=zeros, new_dport=zeros, new_src=zeros, pair_gap_log=zeros, has_pair_gap=zeros,
             log_bytes=np.log1p((flows.fwd_bytes + flows.bwd_bytes).astype(np.float64)),
             is_dns=dns.has_name.astype(np.float64), new_dns_name=zeros, src_new_dns_name=zeros, pair_gap_s=zeros,

@@ -25,6 +25,7 @@ import numpy as np
 
 from netae.config import Settings
 from netae.errors import ConfigError, InputError, printable
+from netae.extras import require
 from netae.pipeline import canonical_order, reorder_flows
 from netae.tables import Features, FlowTable, format_ips, parse_ip
 
@@ -102,8 +103,9 @@ class ParquetStream:
         self._writer: Any = None
 
     def __enter__(self) -> ParquetStream:
-        from netae.output import atomic_write
+        from netae.files import atomic_write
 
+        require("pyarrow", "writing Parquet feature files")
         self._ctx = atomic_write(self.path, binary=True)
         self._fh = self._ctx.__enter__()
         return self
@@ -141,6 +143,7 @@ class Shard:
 
 def read_parquet(path: Path) -> Shard:
     """Read a file written by ``write_parquet``; anything else is an ``InputError``."""
+    require("pyarrow")
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -211,7 +214,7 @@ def is_dataset(path: str | os.PathLike[str]) -> bool:
 def write_manifest(
     directory: Path, shards: list[dict[str, Any]], *, names: tuple[str, ...], settings: Settings
 ) -> None:
-    from netae.output import atomic_write
+    from netae.files import atomic_write
 
     doc = {"format": "netae-dataset", "version": 1, "feature_names": list(names), "settings": settings_key(settings),
            "shards": shards}  # fmt: skip

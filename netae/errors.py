@@ -4,6 +4,7 @@ Every error a user can fix is a ``NetaeError``; anything else is a bug (exit 70)
 
     NetaeError                      exit 2
     ├── ConfigError                 bad configuration key or value
+    │   └── MissingExtra            the command needs an optional dependency not installed
     ├── InputError                  a path given by the user is missing or unusable
     ├── CaptureError                a capture cannot be read
     │   ├── NotACapture             not pcap/pcapng (bad magic, another file type)
@@ -35,6 +36,7 @@ __all__ = [
     "ConfigError",
     "IncompatibleModel",
     "InputError",
+    "MissingExtra",
     "ModelError",
     "NetaeError",
     "NotACapture",
@@ -59,6 +61,10 @@ class NetaeError(Exception):
 
 class ConfigError(NetaeError, ValueError):
     """A configuration key is unknown or its value is out of range."""
+
+
+class MissingExtra(ConfigError):
+    """The command needs an optional dependency (an extra such as ``netae[train]``) not installed."""
 
 
 class InputError(NetaeError):

@@ -9,6 +9,7 @@ with ports 0/0, as the label files write them.
 
 from __future__ import annotations
 
+import csv
 import math
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -19,32 +20,47 @@ import numpy as np
 import numpy.typing as npt
 
 from netae.errors import InputError
+from netae.protocols import PORTED
 from netae.tables import ScoreTable, format_ips
 
 __all__ = ["Evaluation", "average_precision", "evaluate_scores", "match_labels", "read_labels", "roc_auc", "tpr_at_fpr"]
 
 LABEL_COLUMNS = ("src_ip", "src_port", "dst_ip", "dst_port", "protocol", "first_seen", "last_seen", "label")
-_PORTED = (6, 17, 132)
+_PORTED = PORTED
 
 
 def read_labels(path: Path) -> dict[tuple[Any, ...], list[tuple[float, float, str]]]:
-    """Labelled flows by unordered key, each with (first_seen, last_seen, label)."""
-    import pandas as pd
+    """Labelled flows by unordered key, each with (first_seen, last_seen, label).
 
+    Read with the standard csv module (no pandas: the scorer's install does not carry it).
+    """
+    out: dict[tuple[Any, ...], list[tuple[float, float, str]]] = defaultdict(list)
     try:
-        df = pd.read_csv(path, dtype={"src_ip": str, "dst_ip": str, "label": str})
+        with open(path, newline="", encoding="utf-8") as fh:
+            reader = csv.DictReader(fh)
+            missing = [c for c in LABEL_COLUMNS if c not in (reader.fieldnames or ())]
+            if missing:
+                raise InputError(f"labels file {path} lacks columns: {', '.join(missing)}")
+            for line, row in enumerate(reader, start=2):
+                try:
+                    key = _key(row["src_ip"], _int(row["src_port"]), row["dst_ip"], _int(row["dst_port"]),
+                               _int(row["protocol"]))  # fmt: skip
+                    out[key].append((float(row["first_seen"]), float(row["last_seen"]), row["label"]))
+                except (TypeError, ValueError) as exc:
+                    raise InputError(f"labels file {path}, line {line}: {exc}") from exc
     except FileNotFoundError as exc:
         raise InputError(f"labels file {path} does not exist") from exc
-    except (OSError, ValueError) as exc:
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise InputError(f"cannot read labels file {path}: {exc}") from exc
-    missing = [c for c in LABEL_COLUMNS if c not in df.columns]
-    if missing:
-        raise InputError(f"labels file {path} lacks columns: {', '.join(missing)}")
-    out: dict[tuple[Any, ...], list[tuple[float, float, str]]] = defaultdict(list)
-    for row in df[list(LABEL_COLUMNS)].itertuples(index=False):
-        key = _key(str(row.src_ip), int(row.src_port), str(row.dst_ip), int(row.dst_port), int(row.protocol))
-        out[key].append((float(row.first_seen), float(row.last_seen), str(row.label)))
     return out
+
+
+def _int(text: str) -> int:
+    """A whole number as label files write it (``80`` or ``80.0``)."""
+    value = float(text)
+    if not value.is_integer():
+        raise ValueError(f"{text!r} is not a whole number")
+    return int(value)
 
 
 def _key(src: str, sport: int, dst: str, dport: int, proto: int) -> tuple[Any, ...]:

@@ -16,6 +16,7 @@ import math
 import numpy as np
 import numpy.typing as npt
 
+from netae.protocols import PORTED
 from netae.tables import FlowTable, format_ips
 
 __all__ = ["MAX_TOPICS", "MIN_SHARE", "explain_flows", "topic_of"]
@@ -82,7 +83,7 @@ def _get(context: dict[str, npt.NDArray[np.float32]], name: str, i: int) -> floa
 
 
 def _endpoint(ip: str, port: int, proto: int) -> str:
-    if proto in (6, 17, 132):
+    if proto in PORTED:
         return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
     return ip
 

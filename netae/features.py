@@ -13,10 +13,11 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from numba import njit
 
 from netae.context import FlowFacts, flow_facts
 from netae.errors import IncompatibleModel
+from netae.jit import njit
+from netae.protocols import ICMP_PROTOCOLS, IPPROTO_UDP, TCP_ACK, TCP_FIN, TCP_PSH, TCP_RST, TCP_SYN
 from netae.tables import Features, FlowTable, PacketTable
 
 __all__ = [
@@ -31,8 +32,6 @@ __all__ = [
 
 # Smallest scale a non-constant column gets (in its own units, mostly log units).
 MIN_SCALE = 0.05
-
-TCP_FIN, TCP_SYN, TCP_RST, TCP_PSH, TCP_ACK, TCP_URG = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20
 
 PACKET_FEATURES: tuple[str, ...] = (
     "is_fwd",
@@ -77,8 +76,8 @@ def _flow_columns(flows: FlowTable, facts: FlowFacts) -> dict[str, npt.NDArray[n
     duration_ms = (flows.last_ns - flows.first_ns) / 1e6
     return {
         "proto_tcp": is_tcp,
-        "proto_udp": flows.proto == 17,
-        "proto_icmp": (flows.proto == 1) | (flows.proto == 58),
+        "proto_udp": flows.proto == IPPROTO_UDP,
+        "proto_icmp": np.isin(flows.proto, ICMP_PROTOCOLS),
         "log_flow_pkts": np.log1p(pkts),
         "log_flow_bytes": np.log1p(total_bytes),
         "log_flow_duration_ms": np.log1p(duration_ms),

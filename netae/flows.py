@@ -51,9 +51,18 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
-from numba import njit
 
-from netae.tables import FlowTable, PacketTable, canonical_order, concat_flow_parts, format_ip, reorder_flows
+from netae.jit import njit
+from netae.protocols import IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN
+from netae.tables import (
+    TUNNEL_COLUMNS,
+    FlowTable,
+    PacketTable,
+    canonical_order,
+    concat_flow_parts,
+    format_ip,
+    reorder_flows,
+)
 
 __all__ = [
     "KEY_WORDS",
@@ -71,11 +80,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-PROTO_ICMP = 1
-PROTO_TCP = 6
-PROTO_UDP = 17
-PROTO_ICMPV6 = 58
-TCP_FIN, TCP_SYN, TCP_RST, TCP_ACK = 0x01, 0x02, 0x04, 0x10
+PROTO_ICMP, PROTO_TCP, PROTO_UDP, PROTO_ICMPV6 = IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, IPPROTO_ICMPV6
 NEVER_NS = np.iinfo(np.int64).max  # "no such time" in int64 time columns
 
 # The canonical flow key: a_hi, a_lo, b_hi, b_lo, ports (a << 16 | b), meta (proto << 32 | file),
@@ -849,7 +854,8 @@ class FlowAssembler:
             proto=proto, ip_version=a["ip_version"][head], first_ns=st[:, S_START].copy(),
             last_ns=st[:, S_LAST].copy(), fwd_pkts=st[:, S_FWD_N].copy(), bwd_pkts=st[:, S_N] - st[:, S_FWD_N],
             fwd_bytes=st[:, S_FWD_B].copy(), bwd_bytes=st[:, S_B] - st[:, S_FWD_B], file_id=a["file_id"][head],
-            tunnel_key=a["tunnel_key"][head], order=order, offsets=offsets, is_fwd=self._arena.fwd[rows],
+            order=order, offsets=offsets, is_fwd=self._arena.fwd[rows],
+            **{name: a[name][head] for name in TUNNEL_COLUMNS},  # the tunnel of the first packet
         )  # fmt: skip
         return self._arena.take(kept), flows, self._arena.arrival[kept]
 

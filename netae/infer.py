@@ -25,17 +25,35 @@ Measured on 1.2M packets (61,562 windows, hidden 32, 45 features, 2 threads, bes
 s against 1.4-1.8 s for ``score_windows`` on torch's fused oneDNN LSTM, before the 1.6-1.9 s
 torch import. The first call in a fresh checkout compiles the kernel (10-30 s here); numba caches
 it beside the module for every later process.
-The engine is ``auto`` (this one on the CPU when numba is importable) unless ``NETAE_CPU_ENGINE``
-says ``torch``; CUDA always runs torch.
+The engine is chosen by ``--engine`` (``score.cpu_engine``): ``auto`` runs this one on the CPU;
+CUDA always runs torch. The model file records which engine scored the validation flows that
+its threshold was fitted on (``threshold.engine``).
+
+NOTE [non-finite inputs]
+The kernels are compiled with the fast-math flags that reorder and contract arithmetic only
+(``_FAST``), never ``nnan`` or ``ninf``: under those LLVM may assume that no value is NaN or
+infinite and fold comparisons and clamps accordingly, so a NaN input could come out as a finite,
+plausible score. A NaN or infinite input value, scale or weight gives a non-finite window score
+(tested), which the verdict treats as anomalous, never as normal. The model file's values are
+checked when it is loaded (``modelfile.validate``), so the kernel only ever sees finite weights
+of consistent shapes.
 """
 
 from __future__ import annotations
 
-import numba
+import contextlib
+from collections.abc import Iterator
+
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["score_windows_cpu", "tanh_approx"]
+from netae.jit import numba
+
+__all__ = ["numba_threads", "score_windows_cpu", "tanh_approx"]
+
+# Reassociation and contraction (vectorised sums, fused multiply-adds), never the no-NaN and
+# no-infinity assumptions: NOTE [non-finite inputs].
+_FAST = {"reassoc", "contract", "nsz", "arcp"}
 
 # tanh(x) ~ x * P(x^2) / Q(x^2) on [-CLAMP, CLAMP]; tanh(CLAMP) rounds to 1 in float32.
 _CLAMP = 7.90531110763549805
@@ -65,10 +83,12 @@ def tanh_approx(x: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
     return out
 
 
-@numba.njit(inline="always", fastmath=True)
+@numba.njit(inline="always", fastmath=_FAST)
 def _tanh(x):  # type: ignore[no-untyped-def]
     """``tanh_approx`` for one float32."""
-    x = min(max(x, np.float32(-_CLAMP)), np.float32(_CLAMP))
+    # Written so that NaN falls through both comparisons and stays NaN (min/max might not).
+    x = np.float32(_CLAMP) if x > np.float32(_CLAMP) else x
+    x = np.float32(-_CLAMP) if x < np.float32(-_CLAMP) else x
     s = x * x
     p = np.float32(_P[0])
     p = p * s + np.float32(_P[1])
@@ -84,7 +104,7 @@ def _tanh(x):  # type: ignore[no-untyped-def]
     return x * p / q
 
 
-@numba.njit(inline="always", fastmath=True)
+@numba.njit(inline="always", fastmath=_FAST)
 def _add_matvec(g, src, row, w_t, mat):  # type: ignore[no-untyped-def]
     """g += src[row] @ w_t[mat], w_t[mat] (in, out) contiguous along the outputs.
 
@@ -107,13 +127,13 @@ def _add_matvec(g, src, row, w_t, mat):  # type: ignore[no-untyped-def]
         k += 1
 
 
-@numba.njit(inline="always", fastmath=True)
+@numba.njit(inline="always", fastmath=_FAST)
 def _set(g, src, row):  # type: ignore[no-untyped-def]
     for j in range(len(g)):
         g[j] = src[row, j]
 
 
-@numba.njit(inline="always", fastmath=True)
+@numba.njit(inline="always", fastmath=_FAST)
 def _cell(g, c, h, layer):  # type: ignore[no-untyped-def]
     """One LSTM step of ``layer`` from the gate pre-activations g (i, f, g, o: PyTorch's order)."""
     hid = h.shape[1]
@@ -128,7 +148,7 @@ def _cell(g, c, h, layer):  # type: ignore[no-untyped-def]
         h[layer, j] = o_gate * _tanh(cj)
 
 
-@numba.njit(cache=True, nogil=True, parallel=True, fastmath=True)
+@numba.njit(cache=True, nogil=True, parallel=True, fastmath=_FAST)
 def _ae_kernel(  # type: ignore[no-untyped-def]
     values, mean, scale, starts, lengths, skips, e_wih0, e_wih, e_whh, e_b, d_wih, d_whh, d_b, o_w, o_b, fw,
     win_feat, win_score, packet_error,
@@ -279,9 +299,21 @@ def score_windows_cpu(
     win_feat = np.zeros((n_win, n_feat), np.float32)
     win_score = np.zeros(n_win, np.float32)
     packet_error = np.zeros(len(values), np.float32)
-    numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))  # type: ignore[attr-defined]
-    _ae_kernel(
-        values, mean, scale, starts, lengths, skips, e_wih0, e_wih, e_whh, _biases(weights, "encoder", n_layers),
-        d_wih, d_whh, _biases(weights, "decoder", n_layers), o_w, o_b, fw, win_feat, win_score, packet_error,
-    )  # fmt: skip
+    e_b, d_b = _biases(weights, "encoder", n_layers), _biases(weights, "decoder", n_layers)
+    with numba_threads(threads):
+        _ae_kernel(
+            values, mean, scale, starts, lengths, skips, e_wih0, e_wih, e_whh, e_b, d_wih, d_whh, d_b, o_w, o_b, fw,
+            win_feat, win_score, packet_error,
+        )  # fmt: skip
     return win_score, win_feat, packet_error
+
+
+@contextlib.contextmanager
+def numba_threads(threads: int) -> Iterator[None]:
+    """numba's thread count set to ``threads`` (at most its pool) inside the block, restored after."""
+    before = numba.get_num_threads()
+    numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))  # type: ignore[attr-defined]
+    try:
+        yield
+    finally:
+        numba.set_num_threads(before)

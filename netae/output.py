@@ -16,11 +16,8 @@ import json
 import logging
 import math
 import os
-import socket
-import stat
 import struct
 import sys
-import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -31,8 +28,11 @@ import numpy as np
 import numpy.typing as npt
 from rich.markup import escape
 
+from netae.capture.tunnels import tunnel_documents, tunnel_texts
 from netae.errors import OutputError, printable
-from netae.tables import ScoreTable, format_ip, format_ips
+from netae.files import atomic_write, in_place, target_kind
+from netae.protocols import ICMP_PROTOCOLS, PORTED, PROTOCOL_NAMES
+from netae.tables import FlowTable, ScoreTable, format_ip, format_ips
 
 __all__ = [
     "CSV_COLUMNS",
@@ -83,106 +83,15 @@ CSV_COLUMNS = (
     "worst_packets",
     "top_features",
     "explanation",
+    "tunnel",
 )
 
-_TRANSPORT = {1: "icmp", 6: "tcp", 17: "udp", 58: "ipv6-icmp", 132: "sctp", 47: "gre", 50: "esp", 51: "ah"}
+_TRANSPORT = PROTOCOL_NAMES
 
 # Community ID v1: ICMP request/reply counterparts (types), per the spec.
 _ICMP4_PAIRS = {8: 0, 0: 8, 13: 14, 14: 13, 15: 16, 16: 15, 10: 9, 9: 10, 17: 18, 18: 17}
 _ICMP6_PAIRS = {128: 129, 129: 128, 133: 134, 134: 133, 135: 136, 136: 135, 130: 131, 131: 130}
 _ICMP6_PAIRS.update({139: 140, 140: 139, 144: 145, 145: 144})
-
-
-def _target_kind(target: Path) -> str:
-    """``stdout`` (``-``), ``missing``, ``regular``, ``directory`` or ``special`` (FIFO, device, socket)."""
-    if str(target) == "-":
-        return "stdout"
-    try:
-        st = os.stat(target)
-    except FileNotFoundError:
-        return "missing"
-    except OSError as exc:
-        raise OutputError(f"cannot write {printable(target)}: {exc.strerror}") from exc
-    if stat.S_ISDIR(st.st_mode):
-        raise OutputError(f"cannot write {printable(target)}: it is a directory; give a file name")
-    return "regular" if stat.S_ISREG(st.st_mode) else "special"
-
-
-@contextlib.contextmanager
-def _stdout(binary: bool) -> Iterator[IO[Any]]:
-    fh: IO[Any] = sys.stdout.buffer if binary else sys.stdout
-    yield fh
-    fh.flush()
-
-
-@contextlib.contextmanager
-def _in_place(target: Path, *, binary: bool) -> Iterator[IO[Any]]:
-    """Write a FIFO, character device or socket where it is: never replace it with a file."""
-    try:
-        if stat.S_ISSOCK(os.stat(target).st_mode):
-            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            sock.connect(str(target))
-            raw: IO[Any] = sock.makefile("wb")
-            sock.close()  # the file object keeps the connection open
-        else:
-            raw = open(target, "wb")  # noqa: SIM115 - closed below
-    except OSError as exc:
-        raise OutputError(f"cannot write {printable(target)}: {exc.strerror}") from exc
-    with raw:
-        yield raw if binary else io.TextIOWrapper(raw, encoding="utf-8", errors="surrogateescape", newline="",
-                                                  write_through=True)  # fmt: skip
-
-
-@contextlib.contextmanager
-def atomic_write(path: str | os.PathLike[str], *, binary: bool = False) -> Iterator[IO[Any]]:
-    """Write a regular file atomically: a temporary file beside ``path``, fsync, then rename.
-
-    On any exception (SIGTERM and SIGINT included, see ``cli``) the temporary file is removed and
-    ``path`` is untouched. Anything but a regular file is written in place, never replaced:
-    ``-`` is standard output; a FIFO, character device or socket is opened as it is.
-    """
-    target = Path(path)
-    kind = _target_kind(target)
-    if kind == "stdout":
-        with _stdout(binary) as out:
-            yield out
-        return
-    if kind == "special":
-        with _in_place(target, binary=binary) as out:
-            yield out
-        return
-    directory = target.parent if str(target.parent) else Path(".")
-    if not directory.is_dir():
-        raise OutputError(f"cannot write {printable(target)}: directory {printable(directory)} does not exist")
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
-    except OSError as exc:
-        raise OutputError(f"cannot write in {printable(directory)}: {exc.strerror}") from exc
-    try:
-        opened: IO[Any] = (
-            os.fdopen(fd, "wb")
-            if binary
-            # surrogateescape: a name that is not UTF-8 goes out as its own bytes, never a crash
-            else os.fdopen(fd, "w", encoding="utf-8", errors="surrogateescape", newline="")
-        )
-        with opened as fh:
-            yield fh
-            fh.flush()
-            os.fsync(fh.fileno())
-        if target.exists():
-            with contextlib.suppress(OSError):
-                os.chmod(tmp, target.stat().st_mode & 0o777)
-        else:
-            os.chmod(tmp, 0o644 & ~_umask())
-        os.replace(tmp, target)
-    except OSError as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise OutputError(f"cannot write {printable(target)}: {exc.strerror or exc}") from exc
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 _TAIL_BYTES = 16 << 20
@@ -300,12 +209,12 @@ def append_lines(path: str | os.PathLike[str], *, fmt: str = "jsonl", header: st
     """
     target = Path(path)
     name = printable(target)
-    kind = _target_kind(target)
+    kind = target_kind(target)
     if kind == "stdout":
         yield _StdoutLines(-1, name="standard output", had_lines=False, regular=False)
         return
     if kind == "special":
-        with _in_place(target, binary=True) as raw:
+        with in_place(target, binary=True) as raw:
             yield LineAppender(raw.fileno(), name=name, had_lines=False, regular=False)
         return
     try:
@@ -327,12 +236,6 @@ def append_lines(path: str | os.PathLike[str], *, fmt: str = "jsonl", header: st
         yield LineAppender(fd, name=name, had_lines=os.fstat(fd).st_size > 0, regular=True)
     finally:
         os.close(fd)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -362,7 +265,7 @@ def _addr_bytes(hi: int, lo: int) -> bytes:
 def community_id(src: bytes, dst: bytes, proto: int, sport: int | None, dport: int | None, *, seed: int = 0) -> str:
     """Community ID v1 of a flow (corelight/community-id-spec); ICMP gives type/code as ports."""
     one_way = False
-    if proto in (1, 58) and sport is not None:
+    if proto in ICMP_PROTOCOLS and sport is not None:
         pairs = _ICMP4_PAIRS if proto == 1 else _ICMP6_PAIRS
         icmp_type, code = sport, dport
         if icmp_type in pairs:
@@ -488,9 +391,16 @@ def csv_rows(table: ScoreTable, rows: npt.NDArray[np.int64]) -> Iterator[list[An
         _worst_strings(table, rows),
         top,
         expl,
+        tunnel_texts(*_tunnel_args(f, rows)),
     ]
     for row in zip(*columns, strict=True):
         yield list(row)
+
+
+def _tunnel_args(f: FlowTable, rows: npt.NDArray[np.int64]) -> tuple[Any, Any, Any, Any]:
+    """The tunnel columns of the selected flows, for ``tunnel_texts``/``tunnel_documents``."""
+    return (f.tunnel_key[rows], f.tunnel_id[rows], (f.outer_src_hi[rows], f.outer_src_lo[rows]),
+            (f.outer_dst_hi[rows], f.outer_dst_lo[rows]))  # fmt: skip
 
 
 def risk_norm(score: float, threshold: float) -> float:
@@ -572,11 +482,12 @@ def ecs_documents(table: ScoreTable, rows: npt.NDArray[np.int64]) -> Iterator[di
     names = table.feature_names
     threshold = finite_or_none(table.threshold)
     safe_files = [printable(name) for name in table.files]
+    tunnels = tunnel_documents(*_tunnel_args(f, rows))
     for n, (i, first, last, t0, t1, src_ip, dst_ip, sport, dport, proto, ipv, pf, pb, bf, bb, score, anomalous,
             file_id, cid, w_idx, w_fwd, w_len, w_err, top) in enumerate(columns):  # fmt: skip
         source: dict[str, Any] = {"ip": src_ip, "packets": pf, "bytes": bf}
         destination: dict[str, Any] = {"ip": dst_ip, "packets": pb, "bytes": bb}
-        if proto in (6, 17, 132):
+        if proto in PORTED:
             source["port"], destination["port"] = sport, dport
         network: dict[str, Any] = {
             "transport": _TRANSPORT.get(proto, str(proto)),
@@ -608,8 +519,10 @@ def ecs_documents(table: ScoreTable, rows: npt.NDArray[np.int64]) -> Iterator[di
             "worst_packets": worst,
             "top_features": [names[k] for k in top if k >= 0],
         }
-        if proto in (1, 58):
+        if proto in ICMP_PROTOCOLS:
             netae["icmp"] = {"type": sport, "code": dport}
+        if tunnels[n] is not None:
+            netae["tunnel"] = tunnels[n]
         explanation = table.explanations[i] if table.explanations else ""
         if explanation:
             netae["explanation"] = printable(explanation)
@@ -688,10 +601,17 @@ def write_table(table: ScoreTable, rows: npt.NDArray[np.int64], fh: IO[str], *, 
 WRITERS: dict[str, Callable[..., None]] = {"csv": write_csv, "jsonl": write_jsonl, "table": write_table}
 
 
-def render(table: ScoreTable, rows: npt.NDArray[np.int64], fmt: str, **kwargs: Any) -> str:
-    """The output as text (used for files, which are then written atomically)."""
+def render(
+    table: ScoreTable, rows: npt.NDArray[np.int64], fmt: str, *, fh: IO[str] | None = None, **kwargs: Any
+) -> str:
+    """The output as text (for files, which are then written atomically), or written to ``fh``.
+
+    The table goes straight to the real stream (``fh=sys.stdout``) so that rich sees the
+    terminal: its width, colours and ``NO_COLOR``; text meant for a file or pipe is rendered
+    plain, 200 columns wide.
+    """
     buf = io.StringIO()
-    WRITERS[fmt](table, rows, buf, **kwargs)
+    WRITERS[fmt](table, rows, buf if fh is None else fh, **kwargs)
     return buf.getvalue()
 
 
@@ -797,7 +717,7 @@ def _group_worst(table: ScoreTable, groups: FlowGroups, k: int) -> list[dict[str
             "is_anomaly": bool(table.is_anomaly[i]),
             "community_id": r.community_id(),
         }
-        if r.proto in (6, 17, 132):
+        if r.proto in PORTED:
             item["src_port"], item["dst_port"] = r.sport, r.dport
         if r.explanation():
             item["explanation"] = printable(r.explanation())
@@ -928,10 +848,12 @@ GROUP_WRITERS: dict[str, Callable[..., None]] = {
 }
 
 
-def render_groups(table: ScoreTable, by: str, fmt: str, *, include_all: bool, **kwargs: Any) -> str:
-    """Flow verdicts rolled up per host or pair, as text in ``fmt``."""
+def render_groups(
+    table: ScoreTable, by: str, fmt: str, *, include_all: bool, fh: IO[str] | None = None, **kwargs: Any
+) -> str:
+    """Flow verdicts rolled up per host or pair, as text in ``fmt`` (written to ``fh`` instead, if given)."""
     groups = group_flows(table, by=by)
     rows = select_groups(groups, include_all=include_all, by_score=fmt == "table")
     buf = io.StringIO()
-    GROUP_WRITERS[fmt](table, groups, rows, buf, **kwargs)
+    GROUP_WRITERS[fmt](table, groups, rows, buf if fh is None else fh, **kwargs)
     return buf.getvalue()

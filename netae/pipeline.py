@@ -112,7 +112,9 @@ def assemble_file(
     """
     assembler = new_assembler(settings, on_warning=counts.warn)
     parts: list[tuple[PacketTable, FlowTable]] = []
-    for chunk in read_packets(source, file_id=file_id, counts=counts, chunk_bytes=chunk_bytes):
+    for chunk in read_packets(
+        source, file_id=file_id, counts=counts, chunk_bytes=chunk_bytes, tunnels=settings.tunnels
+    ):
         table, flows = assembler.push(chunk)
         if flows.n_flows:
             parts.append(_compact(table, flows))
@@ -152,7 +154,9 @@ def iter_featurized(
     tracker = ContextTracker(settings.context, on_warning=counts.warn) if settings.context.enabled else None
     pending: list[PacketTable] = []
     n_pending = 0
-    for chunk in read_packets(source, file_id=file_id, counts=counts, chunk_bytes=chunk_bytes):
+    for chunk in read_packets(
+        source, file_id=file_id, counts=counts, chunk_bytes=chunk_bytes, tunnels=settings.tunnels
+    ):
         pending.append(chunk)
         n_pending += chunk.n_packets
         if n_pending >= batch_packets:

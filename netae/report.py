@@ -16,6 +16,7 @@ are formatted here. Rendering is deterministic: the same run gives the same byte
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import math
 from collections.abc import Sequence
@@ -25,9 +26,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
+from netae.protocols import ICMP_PROTOCOLS, PORTED, PROTOCOL_NAMES
 from netae.tables import ScoreTable, format_ip
 
 if TYPE_CHECKING:
+    from netae.modelfile import TrainedModel
     from netae.workflow import ScoreRun, TrainRun
 
 __all__ = ["render_report", "render_training_report"]
@@ -45,7 +48,7 @@ C_TRAIN = "#4c78a8"
 C_VAL = "#f08c1a"
 C_ALL = "#d9dde3"
 
-_PROTO = {1: "icmp", 6: "tcp", 17: "udp", 58: "icmpv6", 132: "sctp", 47: "gre", 50: "esp", 51: "ah"}
+_PROTO = PROTOCOL_NAMES
 STRIP_MAX_PKTS = 96  # packets drawn per strip; longer flows show a window around the worst packet
 
 _CSS = """
@@ -527,14 +530,14 @@ def _flow_key(table: ScoreTable, i: int) -> str:
     dst = format_ip(int(f.dst_hi[i]), int(f.dst_lo[i]))
     proto = int(f.proto[i])
     name = _PROTO.get(proto, str(proto))
-    if proto in (6, 17, 132):
+    if proto in PORTED:
         a = f"[{src}]:{int(f.src_port[i])}" if ":" in src else f"{src}:{int(f.src_port[i])}"
         return (
             f"{a} → {dst}:{int(f.dst_port[i])}/{name}"
             if ":" not in dst
             else f"{a} → [{dst}]:{int(f.dst_port[i])}/{name}"
         )
-    if proto in (1, 58):
+    if proto in ICMP_PROTOCOLS:
         return f"{src} → {dst}/{name} type {int(f.src_port[i])} code {int(f.dst_port[i])}"
     return f"{src} → {dst}/{name}"
 
@@ -733,52 +736,40 @@ def _kv(pairs: Sequence[tuple[str, object]]) -> str:
     return '<dl class="kv">' + "".join(f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in pairs) + "</dl>"
 
 
-def _model_card(meta: dict[str, Any], *, model_id: str) -> str:
-    tr = meta.get("training", {}) or {}
-    th = meta.get("threshold", {}) or {}
-    settings = meta.get("settings", {}) or {}
-    inputs = tr.get("inputs", []) or []
+def _model_card(model: TrainedModel, *, model_id: str) -> str:
+    tr, th = model.training, model.threshold
     data_pairs: list[tuple[str, object]] = [
-        ("inputs", ", ".join(str(x) for x in inputs) or "?"),
-        ("flows", f"{tr.get('flows', '?')} ({tr.get('fit_flows', '?')} fit, {tr.get('val_flows', '?')} validation)"),
-        ("packets", tr.get("packets", "?")),
-        ("epochs", f"{tr.get('epochs', '?')} (best {tr.get('best_epoch', '?')}) on {tr.get('device', '?')}"),
-        ("training time", f"{tr.get('seconds', '?')} s"),
-        ("created", f"{meta.get('created', '?')} by netae {meta.get('netae_version', '?')}"),
+        ("inputs", ", ".join(tr.inputs) or "?"),
+        ("flows", f"{tr.flows} ({tr.fit_flows} fit, {tr.val_flows} validation)"),
+        ("packets", tr.packets),
+        ("epochs", f"{tr.epochs} (best {tr.best_epoch}) on {tr.device or '?'}"),
+        ("training time", f"{tr.seconds} s"),
+        ("created", f"{model.created} by netae {model.netae_version}"),
         ("model id", model_id or "?"),
     ]
-    if tr.get("failed_inputs"):
-        data_pairs.append(("unreadable inputs", ", ".join(str(x) for x in tr["failed_inputs"])))
-    value = th.get("value")
-    th_pairs: list[tuple[str, object]] = [
-        ("strategy", th.get("strategy", "?")),
-        ("value", _fmt(float(value)) if isinstance(value, int | float) else "?"),
-    ]
-    th_pairs += [(f"param {k}", v) for k, v in sorted((th.get("params") or {}).items())]
-    quant = tr.get("val_score_quantiles") or {}
-    th_pairs += [(f"validation score q{k}", _fmt(float(v))) for k, v in quant.items()]
-    if "calibration" in meta:
-        cal = meta["calibration"] or {}
-        th_pairs.append(("recalibrated on", ", ".join(str(x) for x in cal.get("inputs", []))))
+    if tr.failed_inputs:
+        data_pairs.append(("unreadable inputs", ", ".join(tr.failed_inputs)))
+    th_pairs: list[tuple[str, object]] = [("strategy", th.strategy), ("value", _fmt(th.value_))]
+    th_pairs += [(f"param {k}", v) for k, v in sorted(th.params.items())]
+    th_pairs += [(f"validation score q{k}", _fmt(v)) for k, v in tr.val_score_quantiles.items()]
+    if model.calibration is not None:
+        th_pairs.append(("recalibrated on", ", ".join(model.calibration.inputs)))
     set_rows = []
-    for section in sorted(settings):
-        values = settings[section]
-        if not isinstance(values, dict):
-            continue
+    for section, values in sorted(model.settings.to_dict().items()):
         text = ", ".join(f"{k} = {v}" for k, v in sorted(values.items()))
         set_rows.append(f'<tr><td class="mono">[{_e(section)}]</td><td class="mono">{_e(text)}</td></tr>')
-    features = meta.get("feature_names", []) or []
-    best = tr.get("best_epoch")
+    features = model.feature_names
+    history = [dataclasses.asdict(e) for e in tr.history]
     return (
         '<section id="model"><h2>Model card</h2><div class="grid2">'
         f"<div><h3>Training data</h3>{_kv(data_pairs)}</div>"
         f"<div><h3>Threshold</h3>{_kv(th_pairs)}</div></div>"
         f"<h3>Training and validation loss</h3>"
-        + _loss_chart(tr.get("history", []) or [], best_epoch=int(best) if isinstance(best, int) else None)
+        + _loss_chart(history, best_epoch=tr.best_epoch or None)
         + "<h3>Settings</h3><table>"
         + "".join(set_rows)
         + "</table>"
-        + f'<h3>Features ({len(features)})</h3><p class="mono">{_e(", ".join(str(x) for x in features))}</p>'
+        + f'<h3>Features ({len(features)})</h3><p class="mono">{_e(", ".join(features))}</p>'
         + "</section>"
     )
 
@@ -821,7 +812,7 @@ def render_report(run: ScoreRun, *, labels: Labels | None = None, top_n: int = 2
         _distribution_section(run, labels),
         _top_flows_section(run, labels, top_n),
         _timeline_section(run, labels) if t.n_flows else "",
-        _model_card(run.model.meta, model_id=t.model_id),
+        _model_card(run.model, model_id=t.model_id),
     ]
     return _page(title, subtitle, nav, body)
 
@@ -832,11 +823,11 @@ def render_training_report(run: TrainRun, *, model_id: str = "", title: str = "n
     The validation scores are those the threshold was fitted on, so the histogram shows how far
     into their tail the threshold sits.
     """
-    tr = run.meta.get("training", {})
+    tr = run.model.training
     threshold = float(run.threshold.value_)
     val = np.asarray(run.val_scores, dtype=np.float64)
     above = val > threshold
-    subtitle = f"trained on {tr.get('flows', '?')} flows from {len(tr.get('inputs', []))} input(s)"
+    subtitle = f"trained on {tr.flows} flows from {len(tr.inputs)} input(s)"
     section = (
         '<section id="distribution"><h2>Validation score distribution</h2>'
         f'<p class="note">Scores of the {_int(len(val))} held-out normal flows the threshold was fitted on; '
@@ -846,4 +837,4 @@ def render_training_report(run: TrainRun, *, model_id: str = "", title: str = "n
         + "</section>"
     )
     nav = [("model", "Model card"), ("distribution", "Validation scores")]
-    return _page(title, subtitle, nav, [_model_card(run.meta, model_id=model_id), section])
+    return _page(title, subtitle, nav, [_model_card(run.model, model_id=model_id), section])

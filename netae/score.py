@@ -2,7 +2,7 @@
 
 On the CPU the model runs in netae's compiled kernel (``infer.py``, NOTE [cpu engine]) and this
 module never imports torch: that import alone costs more than featurizing a million packets.
-With torch (CUDA, or ``NETAE_CPU_ENGINE=torch``) scoring runs under ``torch.inference_mode()``
+With torch (CUDA, or ``engine="torch"``: ``netae score --engine torch``) scoring runs under ``torch.inference_mode()``
 on large batches of equal-length windows (no padding at all), collects every result on the
 device with index writes (no ``.item()`` per batch) and copies back once. Both run in float32 so
 that scores, and the threshold fitted on them, do not depend on the hardware's reduced-precision
@@ -11,9 +11,11 @@ paths.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -22,6 +24,7 @@ import numpy.typing as npt
 
 from netae.config import Settings
 from netae.errors import ConfigError
+from netae.extras import available, require
 from netae.features import Scaler
 from netae.tables import Features
 from netae.windows import Windows, make_windows
@@ -35,12 +38,17 @@ __all__ = [
     "FlowScores",
     "WindowErrors",
     "cpu_engine",
+    "ENGINES",
     "cpu_threads",
+    "engine_for",
+    "fit_feature_weights",
     "resolve_device",
     "score_features",
     "score_windows",
-    "set_threads",
+    "torch_threads",
 ]
+
+ENGINES = ("auto", "numba", "torch")
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +60,7 @@ SCORE_MAX_PACKETS = 1 << 18
 # NOTE [feature weights]
 # A flow's score is the mean over packets and features of the squared reconstruction error, each
 # feature's error times its weight. Weights are fitted after training on the validation flows
-# (``workflow.fit_feature_weights``): 1 / max(mean validation error of the feature, the 75th
+# (``fit_feature_weights``): 1 / max(mean validation error of the feature, the 75th
 # percentile of those means), normalised to mean 1. A feature the model cannot reconstruct well
 # even on normal traffic (e.g. the exact length of a DNS name) then weighs less, and no feature
 # weighs more than the typical one: a rare flag that is reconstructed almost perfectly on
@@ -68,13 +76,14 @@ class FlowScores:
     the mean squared error of each feature over the flow's worst window (times its feature
     weight, when the model has weights: NOTE [feature weights]); ``worst_window``
     (n_flows,) is the first packet, within its flow, of that window. A flow without packets
-    scores 0.
+    scores 0. ``engine`` says what ran the model: ``numba`` or ``torch``.
     """
 
     score: npt.NDArray[np.float32]
     packet_error: npt.NDArray[np.float32]
     feature_error: npt.NDArray[np.float32]
     worst_window: npt.NDArray[np.int64]
+    engine: str = "torch"
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,9 +114,9 @@ def resolve_device(device: str) -> str:
         return "cpu"
     if device not in ("auto", "cuda"):
         raise ConfigError(f"device must be one of auto, cpu, cuda; got {device!r}")
-    if device == "auto" and not _cuda_possible():
+    if device == "auto" and (not _cuda_possible() or not available("torch")):
         return "cpu"
-    import torch
+    torch = require("torch", "--device cuda")
 
     if torch.cuda.is_available():
         return "cuda"
@@ -119,23 +128,29 @@ def resolve_device(device: str) -> str:
     )
 
 
-def cpu_engine() -> str:
+def cpu_engine(choice: str = "auto") -> str:
     """What runs the model on the CPU: ``numba`` (netae's kernel) or ``torch`` (NOTE [cpu engine]).
 
-    ``NETAE_CPU_ENGINE`` = ``auto`` (default: numba when it imports), ``numba`` or ``torch``.
+    ``choice`` is ``netae score --engine``: ``auto`` (numba, or torch where numba cannot be
+    imported), ``numba`` or ``torch``; a choice that cannot run here is a ``ConfigError``.
     """
-    choice = os.environ.get("NETAE_CPU_ENGINE", "").strip().lower() or "auto"
-    if choice not in ("auto", "numba", "torch"):
-        raise ConfigError(f"NETAE_CPU_ENGINE must be auto, numba or torch; got {choice!r}")
+    if choice not in ENGINES:
+        raise ConfigError(f"engine must be one of {', '.join(ENGINES)}; got {choice!r}")
     if choice == "torch":
+        require("torch", "--engine torch")
         return "torch"
     try:
         import netae.infer  # noqa: F401
     except ImportError as exc:
-        if choice == "numba":
-            raise ConfigError(f"NETAE_CPU_ENGINE=numba but numba cannot be imported here: {exc}") from exc
+        if choice == "numba" or not available("torch"):
+            raise ConfigError(f"the numba engine cannot run here: {exc}") from exc
         return "torch"
     return "numba"
+
+
+def engine_for(device: str, choice: str = "auto") -> str:
+    """What runs the model on ``device`` (``cpu`` or ``cuda``) for the engine ``choice``."""
+    return cpu_engine(choice) if device == "cpu" else "torch"
 
 
 def cpu_threads(threads: int) -> int:
@@ -154,13 +169,32 @@ def cpu_threads(threads: int) -> int:
 
 
 def set_threads(threads: int) -> int:
-    """Set torch's CPU threads to ``cpu_threads(threads)``; returns it."""
+    """Set torch's CPU threads to ``cpu_threads(threads)`` for the whole process (scripts); returns it.
+
+    netae itself scopes its thread settings with ``torch_threads``.
+    """
     import torch
 
     threads = cpu_threads(threads)
     if torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
     return threads
+
+
+@contextlib.contextmanager
+def torch_threads(threads: int) -> Iterator[int]:
+    """torch's CPU threads set to ``cpu_threads(threads)`` inside the block, restored after."""
+    import torch
+
+    before = torch.get_num_threads()
+    threads = cpu_threads(threads)
+    if before != threads:
+        torch.set_num_threads(threads)
+    try:
+        yield threads
+    finally:
+        if torch.get_num_threads() != before:
+            torch.set_num_threads(before)
 
 
 def to_device(array: npt.NDArray[np.generic], device: str) -> torch.Tensor:
@@ -214,7 +248,7 @@ def score_windows(
     """
     import torch
 
-    from netae.model import gather_batch, scoring_batches, squared_error, step_mask
+    from netae.model import scoring_batches
 
     n_win = windows.n_windows
     n_features = values_z.shape[1]
@@ -227,6 +261,38 @@ def score_windows(
     order, bounds = scoring_batches(windows.length, max_sequences=max_sequences, max_packets=max_packets)
     was_training = model.training
     model.eval()
+    try:
+        _score_batches(model, values_z, windows, order, bounds, device=device, input_path=input_path,
+                       weights=weights, win_score=win_score, win_feat=win_feat, packet_error=packet_error)  # fmt: skip
+    finally:
+        model.train(was_training)
+    return WindowErrors(
+        score=win_score.cpu().numpy(),
+        feature_error=win_feat.cpu().numpy(),
+        packet_error=None if packet_error is None else packet_error[:-1].cpu().numpy(),
+    )
+
+
+def _score_batches(
+    model: FlowAutoencoder,
+    values_z: npt.NDArray[np.float32],
+    windows: Windows,
+    order: npt.NDArray[np.int64],
+    bounds: npt.NDArray[np.int64],
+    *,
+    device: str,
+    input_path: str,
+    weights: torch.Tensor | None,
+    win_score: torch.Tensor,
+    win_feat: torch.Tensor,
+    packet_error: torch.Tensor | None,
+) -> None:
+    """The batches of ``score_windows``, written into its result tensors."""
+    import torch
+
+    from netae.model import gather_batch, squared_error, step_mask
+
+    n_packets = len(values_z) - 1
     with torch.inference_mode():
         for b in range(len(bounds) - 1):
             sel = order[bounds[b] : bounds[b + 1]]
@@ -250,15 +316,38 @@ def score_windows(
                 owned = (local >= windows.skip[sel][:, None]) & (local < lengths[:, None])
                 target = np.where(owned, starts[:, None] + local, n_packets)
                 packet_error[to_device(target, device).reshape(-1)] = sq.mean(2).reshape(-1)
-    model.train(was_training)
-    return WindowErrors(
-        score=win_score.cpu().numpy(),
-        feature_error=win_feat.cpu().numpy(),
-        packet_error=None if packet_error is None else packet_error[:-1].cpu().numpy(),
-    )
 
 
-def flow_scores(windows: Windows, errors: WindowErrors, n_flows: int) -> FlowScores:
+FEATURE_WEIGHT_FLOOR_QUANTILE = 0.75
+
+
+def fit_feature_weights(
+    feature_error: npt.NDArray[np.float32],
+    *,
+    names: tuple[str, ...] = (),
+    context_weight: float = 1.0,
+) -> npt.NDArray[np.float32]:
+    """Per-feature error weights from validation flows' errors (n_val_flows, n_features).
+
+    NOTE [feature weights]: 1 / max(mean error, its 75th percentile over features),
+    times ``context_weight`` for the cross-flow context columns (``ctx_*`` in ``names``: a flow
+    that is unusual only in what its host or pair did around it must not be drowned by its many
+    ordinary per-packet columns), normalised to mean 1; all ones without validation flows.
+    """
+    n_features = feature_error.shape[1] if feature_error.ndim == 2 else 0
+    if feature_error.ndim != 2 or len(feature_error) == 0:
+        return np.ones(n_features, np.float32)
+    mean = feature_error.astype(np.float64).mean(axis=0)
+    floor = max(float(np.quantile(mean, FEATURE_WEIGHT_FLOOR_QUANTILE)), 1e-9)
+    w = 1.0 / np.maximum(mean, floor)
+    if names:
+        is_ctx = np.array([n.startswith("ctx_") for n in names], dtype=bool)
+        w = np.where(is_ctx, w * context_weight, w)
+    out: npt.NDArray[np.float32] = (w / w.mean()).astype(np.float32)
+    return out
+
+
+def flow_scores(windows: Windows, errors: WindowErrors, n_flows: int, *, engine: str = "torch") -> FlowScores:
     """Each flow takes its worst window (the first one on ties)."""
     if errors.packet_error is None:
         raise ValueError("flow_scores needs per-packet errors")
@@ -276,7 +365,11 @@ def flow_scores(windows: Windows, errors: WindowErrors, n_flows: int) -> FlowSco
         feature_error[flows] = errors.feature_error[best]
         worst_window[flows] = windows.local_start[best]
     return FlowScores(
-        score=score, packet_error=errors.packet_error, feature_error=feature_error, worst_window=worst_window
+        score=score,
+        packet_error=errors.packet_error,
+        feature_error=feature_error,
+        worst_window=worst_window,
+        engine=engine,
     )
 
 
@@ -289,6 +382,7 @@ def score_features(
     batch_size: int | None = None,
     feature_weights: npt.NDArray[np.float32] | None = None,
     scaler: Scaler | None = None,
+    engine: str = "auto",
 ) -> FlowScores:
     """Score every flow of ``features`` with the model in ``weights``.
 
@@ -299,7 +393,8 @@ def score_features(
     ``batch_size`` caps the windows per inference batch (default 8192; batches also hold at most
     262,144 packets). Windows come from ``settings.flows.max_packets``, the input path from
     ``settings.model.input_path``. ``feature_weights`` (n_features,) scale each feature's squared
-    error (NOTE [feature weights]); None weighs every feature 1.
+    error (NOTE [feature weights]); None weighs every feature 1. ``engine`` picks what runs the
+    model on the CPU (``cpu_engine``); CUDA always runs torch.
     """
     n_features = int(np.shape(weights["encoder.weight_ih_l0"])[1])
     if n_features != features.values.shape[1]:
@@ -308,7 +403,7 @@ def score_features(
         )
     dev = resolve_device(device)
     windows = make_windows(features.offsets, settings.flows.max_packets)
-    if dev == "cpu" and cpu_engine() == "numba":
+    if dev == "cpu" and cpu_engine(engine) == "numba":
         from netae.infer import score_windows_cpu
 
         if scaler is not None:
@@ -325,22 +420,22 @@ def score_features(
             scale=None if scaler is None else scaler.scale_,
         )
         errors = WindowErrors(score=win_score, feature_error=win_feat, packet_error=packet_error)
-        return flow_scores(windows, errors, features.n_flows)
+        return flow_scores(windows, errors, features.n_flows, engine="numba")
+    require("torch", "scoring with PyTorch")
     from netae.model import model_from_weights, resolve_input_path
 
     if scaler is not None:
         features = scaler.transform(features)
-    if dev == "cpu":
-        set_threads(settings.train.threads)
     model = model_from_weights(weights, settings.model).to(dev)
-    errors = score_windows(
-        model,
-        padded_values(features.values),
-        windows,
-        device=dev,
-        input_path=resolve_input_path(settings.model.input_path, dev),
-        per_packet=True,
-        max_sequences=batch_size or SCORE_MAX_SEQUENCES,
-        feature_weights=feature_weights,
-    )
-    return flow_scores(windows, errors, features.n_flows)
+    with torch_threads(settings.train.threads) if dev == "cpu" else contextlib.nullcontext(0):
+        errors = score_windows(
+            model,
+            padded_values(features.values),
+            windows,
+            device=dev,
+            input_path=resolve_input_path(settings.model.input_path, dev),
+            per_packet=True,
+            max_sequences=batch_size or SCORE_MAX_SEQUENCES,
+            feature_weights=feature_weights,
+        )
+    return flow_scores(windows, errors, features.n_flows, engine="torch")

@@ -64,7 +64,7 @@ def save_state(path: Path, state: ScoreState, *, model: ModelFile) -> None:
     """Write ``state`` for ``model`` atomically."""
     from safetensors.numpy import save
 
-    from netae.output import atomic_write
+    from netae.files import atomic_write
 
     packets = state.open_packets
     tensors = {_PACKETS + f.name: np.ascontiguousarray(getattr(packets, f.name)) for f in fields(PacketTable)}
@@ -74,7 +74,7 @@ def save_state(path: Path, state: ScoreState, *, model: ModelFile) -> None:
         "version": STATE_VERSION,
         "netae_version": __version__,
         "written": datetime.now(tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "model_digest": str(model.meta.get("digest", "")),
+        "model_digest": model.digest,
         "model_id": model.model_id,
         "max_ts_ns": state.max_ts_ns,
         "file_start_us": {str(k): int(v) for k, v in state.file_start_us.items()},
@@ -100,7 +100,7 @@ def load_state(path: Path, *, model: ModelFile) -> ScoreState | None:
     except OSError as exc:
         raise InputError(f"cannot read state file {path}: {exc.strerror or exc}") from exc
     doc = _header(raw, path)
-    if doc.get("model_digest") != model.meta.get("digest"):
+    if doc.get("model_digest") != model.digest:
         raise InputError(
             f"state file {path} was written with another model (id {doc.get('model_id')!s}, not "
             f"{model.model_id}); its flows and context do not fit this one: give this model its own "
@@ -139,7 +139,10 @@ def _header(raw: bytes, path: Path) -> dict[str, Any]:
 
 def _state(tensors: dict[str, np.ndarray], doc: dict[str, Any], path: Path) -> ScoreState:
     try:
-        packets = PacketTable(**{f.name: tensors[_PACKETS + f.name] for f in fields(PacketTable)})
+        # Optional columns a state written before them lacks (tunnel metadata) default to zeros.
+        packets = PacketTable(
+            **{f.name: tensors[_PACKETS + f.name] for f in fields(PacketTable) if _PACKETS + f.name in tensors}
+        )
         max_ts = doc["max_ts_ns"]
         if max_ts is not None and not isinstance(max_ts, int):
             raise TypeError("max_ts_ns is not an integer")

@@ -125,6 +125,7 @@ def stream_scores(
     on_file: Callable[[str, SkipCounts], None] | None = None,
     state: Path | None = None,
     tick_s: float = TICK_S,
+    engine: str = "auto",
 ) -> Iterator[ScoreTable]:
     """Score ``sources`` one after another, yielding one ScoreTable per batch of closed flows.
 
@@ -144,7 +145,7 @@ def stream_scores(
     settings = model_settings(model)
     t = StreamTotals() if totals is None else totals
     t.files = tuple(sources)
-    batcher = _Batcher(model, threshold=threshold, device=device, totals=t, flush_packets=flush_packets)
+    batcher = _Batcher(model, threshold=threshold, device=device, totals=t, flush_packets=flush_packets, engine=engine)
     run = _Run(settings, model=model, state_path=state)
     for file_id, source in enumerate(sources):
         counts = SkipCounts()
@@ -156,7 +157,10 @@ def stream_scores(
         asm.on_warning = counts.warn  # the flood cap's warning goes with this source's
         if tracker is not None:
             tracker.on_warning = counts.warn
-        chunks = read_packets(source, file_id=run.packet_file_id(file_id), counts=counts, chunk_bytes=size, live=live)
+        chunks = read_packets(
+            source, file_id=run.packet_file_id(file_id), counts=counts, chunk_bytes=size, live=live,
+            tunnels=settings.tunnels,
+        )  # fmt: skip
         try:
             for chunk, now_ns in _arrivals(chunks, tick_s, asm) if live else ((c, None) for c in chunks):
                 run.saw(file_id, chunk, counts, source)
@@ -318,9 +322,10 @@ class _Batcher:
 
     def __init__(
         self, model: ModelFile, *, threshold: float | None, device: str, totals: StreamTotals, flush_packets: int,
-        flush_s: float = 2.0,
+        flush_s: float = 2.0, engine: str = "auto",
     ) -> None:  # fmt: skip
         self.model = model
+        self.engine = engine
         self.threshold = threshold
         self.device = device
         self.totals = totals
@@ -363,7 +368,7 @@ class _Batcher:
         data = Featurized(
             packets=packets, flows=flows, features=features, files=self.totals.files, counts=(), context=context
         )
-        run = score_featurized(data, self.model, threshold=self.threshold, device=self.device)
+        run = score_featurized(data, self.model, threshold=self.threshold, device=self.device, engine=self.engine)
         t = self.totals
         t.n_flows += run.table.n_flows
         t.n_anomalies += int(run.table.is_anomaly.sum())

@@ -31,6 +31,7 @@ __all__ = [
     "RecordBatch",
     "ScoreTable",
     "SkipCounts",
+    "TUNNEL_COLUMNS",
     "canonical_order",
     "concat_flow_parts",
     "format_ip",
@@ -164,9 +165,23 @@ _PACKET_COLUMNS: dict[str, Any] = {
     "dns_name_hash": np.uint64,
     "dns_parent_hash": np.uint64,
     "tunnel_key": np.uint64,
+    "tunnel_id": np.uint32,
+    "outer_src_hi": np.uint64,
+    "outer_src_lo": np.uint64,
+    "outer_dst_hi": np.uint64,
+    "outer_dst_lo": np.uint64,
 }
+# NOTE [tunnel columns]: where a packet came inside a tunnel (capture/decode.py decapsulates it),
+# ``tunnel_key`` packs the innermost encapsulation's kind (top byte, 0: none) and, in its low 32
+# bits, an identifier that is the same in both directions by design (VXLAN/Geneve VNI, PPPoE
+# session; 0 for the other kinds); it is one more word of the flow key, compared in full.
+# ``tunnel_id`` is the identifier as seen in the packet (also GRE key, ERSPAN session, GTP-U TEID,
+# MPLS top label, PPTP call id, which may differ by direction) and ``outer_*`` the endpoints of the
+# IP header that carried the innermost tunnel (zeros where there is none): metadata, not key. A
+# flow carries its first packet's.
+TUNNEL_COLUMNS = ("tunnel_key", "tunnel_id", "outer_src_hi", "outer_src_lo", "outer_dst_hi", "outer_dst_lo")
 # Columns that may be left out when a table is built: they are then zeros.
-_OPTIONAL = {"tunnel_key", "agg_flows", "agg_pkts", "agg_bytes", "agg_srcs"}
+_OPTIONAL = {*TUNNEL_COLUMNS, "agg_flows", "agg_pkts", "agg_bytes", "agg_srcs"}
 
 
 def _fill_optional(obj: Any, spec: dict[str, Any], n: int) -> None:
@@ -183,6 +198,10 @@ def _zeros_i64() -> npt.NDArray[np.int64]:
     return np.zeros(0, np.int64)
 
 
+def _zeros_u32() -> npt.NDArray[np.uint32]:
+    return np.zeros(0, np.uint32)
+
+
 @dataclass(frozen=True, slots=True)
 class PacketTable:
     """One row per IP packet, in capture order.
@@ -196,7 +215,8 @@ class PacketTable:
     ``dns_*`` describe the question name of a DNS message over UDP port 53 (``capture/dns.py``):
     text length, first label's length and character entropy (bits), hashes of the name and of
     its parent; zeros where the packet holds no readable name. ``tunnel_key`` identifies the
-    tunnel the packet came through (0: none); it is one more word of the flow key.
+    tunnel the packet came through (0: none); it is one more word of the flow key. ``tunnel_id``
+    and ``outer_*`` describe that tunnel (NOTE [tunnel columns]).
     """
 
     ts_ns: npt.NDArray[np.int64]
@@ -226,6 +246,11 @@ class PacketTable:
     dns_name_hash: npt.NDArray[np.uint64]
     dns_parent_hash: npt.NDArray[np.uint64]
     tunnel_key: npt.NDArray[np.uint64] = field(default_factory=_zeros_u64)
+    tunnel_id: npt.NDArray[np.uint32] = field(default_factory=_zeros_u32)
+    outer_src_hi: npt.NDArray[np.uint64] = field(default_factory=_zeros_u64)
+    outer_src_lo: npt.NDArray[np.uint64] = field(default_factory=_zeros_u64)
+    outer_dst_hi: npt.NDArray[np.uint64] = field(default_factory=_zeros_u64)
+    outer_dst_lo: npt.NDArray[np.uint64] = field(default_factory=_zeros_u64)
 
     def __post_init__(self) -> None:
         _fill_optional(self, _PACKET_COLUMNS, len(self.ts_ns))
@@ -267,24 +292,35 @@ class SkipCounts:
     skipped: dict[str, int] | None = None
     warnings: list[str] | None = None
     truncated: bool = False
+    # (skip code, value, link type) -> records: the reasons as data (netae.capture.skips.Skip);
+    # ``skipped`` holds the same counts under their words, for people.
+    codes: dict[tuple[int, int, int], int] | None = None
 
     def warn(self, message: str) -> None:
         if self.warnings is None:
             self.warnings = []
         self.warnings.append(message)
 
-    def add(self, reason: str, n: int) -> None:
+    def add(self, reason: str, n: int, *, code: tuple[int, int, int] | None = None) -> None:
+        """Count ``n`` records skipped for ``reason`` (the words of ``skips.describe(*code)``)."""
         if n <= 0:
             return
         if self.skipped is None:
             self.skipped = {}
         self.skipped[reason] = self.skipped.get(reason, 0) + int(n)
+        if code is not None:
+            if self.codes is None:
+                self.codes = {}
+            self.codes[code] = self.codes.get(code, 0) + int(n)
 
     def merge(self, other: SkipCounts) -> None:
         self.records += other.records
         self.packets += other.packets
         for reason, n in (other.skipped or {}).items():
             self.add(reason, n)
+        for code, n in (other.codes or {}).items():
+            self.codes = self.codes or {}
+            self.codes[code] = self.codes.get(code, 0) + n
         for message in other.warnings or []:
             self.warn(message)
         self.truncated = self.truncated or other.truncated
@@ -311,6 +347,11 @@ _FLOW_COLUMNS: dict[str, Any] = {
     "bwd_bytes": np.int64,
     "file_id": np.int32,
     "tunnel_key": np.uint64,
+    "tunnel_id": np.uint32,
+    "outer_src_hi": np.uint64,
+    "outer_src_lo": np.uint64,
+    "outer_dst_hi": np.uint64,
+    "outer_dst_lo": np.uint64,
     "agg_flows": np.int64,
     "agg_pkts": np.int64,
     "agg_bytes": np.int64,
@@ -326,7 +367,8 @@ class FlowTable:
     ``flows.py``). ``order`` lists PacketTable rows grouped by flow, in time order within a flow;
     ``offsets`` (n_flows + 1) delimits each flow's run of ``order``. ``is_fwd`` is aligned with
     ``order``. Bytes are sums of ``ip_len``. ``tunnel_key`` is the key word of the tunnel the
-    flow came through (0: none).
+    flow came through (0: none); ``tunnel_id`` and ``outer_*`` describe the tunnel of its first
+    packet (NOTE [tunnel columns]).
 
     A row with ``agg_flows`` > 0 is an aggregate of that many one-packet or handshake-only flows
     evicted under a flood (NOTE [flood cap] in ``flows.py``): its packet run is one representative
@@ -352,6 +394,11 @@ class FlowTable:
     offsets: npt.NDArray[np.int64]
     is_fwd: npt.NDArray[np.bool_]
     tunnel_key: npt.NDArray[np.uint64] = field(default_factory=_zeros_u64)
+    tunnel_id: npt.NDArray[np.uint32] = field(default_factory=_zeros_u32)
+    outer_src_hi: npt.NDArray[np.uint64] = field(default_factory=_zeros_u64)
+    outer_src_lo: npt.NDArray[np.uint64] = field(default_factory=_zeros_u64)
+    outer_dst_hi: npt.NDArray[np.uint64] = field(default_factory=_zeros_u64)
+    outer_dst_lo: npt.NDArray[np.uint64] = field(default_factory=_zeros_u64)
     agg_flows: npt.NDArray[np.int64] = field(default_factory=_zeros_i64)
     agg_pkts: npt.NDArray[np.int64] = field(default_factory=_zeros_i64)
     agg_bytes: npt.NDArray[np.int64] = field(default_factory=_zeros_i64)

@@ -26,6 +26,7 @@ early-stopping decisions and sees the same threshold input. gloo on CPU, NCCL on
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -52,7 +53,7 @@ from netae.model import (
     step_mask,
     weights_to_numpy,
 )
-from netae.score import padded_values, resolve_device, score_features, score_windows, set_threads, to_device
+from netae.score import padded_values, resolve_device, score_features, score_windows, to_device, torch_threads
 from netae.tables import Features
 
 __all__ = [
@@ -63,6 +64,7 @@ __all__ = [
     "TrainResult",
     "dist_info",
     "finish_distributed",
+    "held_out",
     "train_model",
     "train_parts",
     "validation_scores",
@@ -327,150 +329,220 @@ def train_parts(
     See NOTE [streaming] for when the result equals the in-memory one, and NOTE [distributed]
     for torchrun. ``on_epoch`` is called on rank 0 only.
     """
-    ts = settings.train
-    device = resolve_device(ts.device)
+    device = resolve_device(settings.train.device)
     info = _init_distributed(device)
-    if device == "cpu":
-        set_threads(_threads_per_rank(ts.threads, info))
-    input_path = resolve_input_path(settings.model.input_path, device)
+    threads = _threads_per_rank(settings.train.threads, info)
+    with torch_threads(threads) if device == "cpu" else contextlib.nullcontext(0):
+        return _fit(source, settings=settings, device=device, info=info, buffer_bytes=buffer_bytes, on_epoch=on_epoch)
+
+
+def _fit(
+    source: PartSource,
+    *,
+    settings: Settings,
+    device: str,
+    info: DistInfo,
+    buffer_bytes: int | None,
+    on_epoch: Callable[[EpochStats], None] | None,
+) -> TrainResult:
+    """The body of ``train_parts`` on a resolved device, inside its thread setting: the epoch loop
+    with early stopping on the validation loss (the training loss without validation flows)."""
     if source.n_fit_windows == 0:
         raise InputError("no training flows to fit the model on (every flow is empty or held out for validation)")
-    world, rank = info.world_size, info.rank
-
-    rng = np.random.default_rng(ts.seed)
-    shard_rng = np.random.default_rng([ts.seed, 1])
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(ts.seed)
-        model = build_model(source.n_features, settings.model)
-    model.to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=ts.learning_rate)
-    n_batches = math.ceil(source.n_fit_windows / ts.batch_size)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
-        optimizer, T_max=max(1, ts.epochs * n_batches), eta_min=ts.learning_rate * FINAL_LR_FRACTION
-    )
-    probe_values = np.zeros((3, source.n_features), np.float32)
-    autocast_dtype = _probe_autocast(model, probe_values, device, input_path)
-    net: torch.nn.Module = model
-    if world > 1:
-        from torch.nn.parallel import DistributedDataParallel
-
-        net = DistributedDataParallel(model, device_ids=[info.local_rank] if device == "cuda" else None)
-    if info.is_main:
-        log.info(
-            "training on %s (%s path%s%s): %d fit windows (%d packets), %d validation windows, %d piece(s)",
-            device,
-            input_path,
-            ", bf16 autocast" if autocast_dtype is not None else "",
-            f", {world} ranks" if world > 1 else "",
-            source.n_fit_windows,
-            source.n_fit_packets,
-            source.n_val_windows,
-            len(source.n_bytes),
-        )
-    cached = _load_group(source, list(range(len(source.n_bytes)))) if len(_plan_groups(
-        source.n_bytes, buffer_bytes, None)) == 1 else None  # fmt: skip
-    max_buffer = cached.n_bytes if cached is not None else 0
-
-    def loads(groups: list[list[int]]) -> Iterator[_Loaded]:
-        nonlocal max_buffer
-        if cached is not None:
-            yield cached
-            return
-        for group in groups:
-            loaded = _load_group(source, group)
-            max_buffer = max(max_buffer, loaded.n_bytes)
-            yield loaded
-            del loaded
-
+    ts = settings.train
+    run = _Trainer.start(source, settings=settings, device=device, info=info, buffer_bytes=buffer_bytes)
     history: list[EpochStats] = []
-    best_loss = math.inf
-    best_epoch = 0
+    best_loss, best_epoch = math.inf, 0
     best_state: dict[str, torch.Tensor] = {}
-    n_fit_packets = source.n_fit_packets
     for epoch in range(1, ts.epochs + 1):
         t0 = time.perf_counter()
-        lr = optimizer.param_groups[0]["lr"]
-        net.train()
-        loss_sum = torch.zeros((), device=device)
-        groups = _plan_groups(source.n_bytes, buffer_bytes, shard_rng) if cached is None else [[]]
-        for loaded in loads(groups):
-            windows = make_windows(loaded.offsets, settings.flows.max_packets)
-            fit_idx = np.flatnonzero(~loaded.is_val[windows.flow])
-            fit_start, fit_len = windows.start[fit_idx], windows.length[fit_idx]
-            order, bounds = length_batches(fit_len, batch_size=ts.batch_size, rng=rng, by=ts.batching)
-            for b in range(len(bounds) - 1):
-                sel = order[bounds[b] : bounds[b + 1]]
-                n_batch_packets = float(fit_len[sel].sum())
-                weight = 1.0
-                if world > 1:
-                    mine = sel[rank::world]
-                    # More ranks than windows in this batch: run one window with weight 0, so
-                    # that this rank still joins the step's all-reduce.
-                    sel, weight = (mine, float(world)) if len(mine) else (sel[:1], 0.0)
-                lengths = fit_len[sel]
-                x = to_device(gather_batch(loaded.values_z, fit_start[sel], lengths), device)
-                lengths_dev = to_device(lengths, device)
-                with torch.autocast(device, dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None):
-                    recon = net(x, torch.from_numpy(lengths), lengths_dev, input_path=input_path)
-                mask = step_mask(lengths_dev, x.shape[1])
-                if world > 1:
-                    loss = squared_error(x, recon, mask).sum() * (weight / (n_batch_packets * x.shape[2]))
-                else:
-                    loss = masked_mse(x, recon, mask)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()  # type: ignore[no-untyped-call]
-                torch.nn.utils.clip_grad_norm_(model.parameters(), ts.grad_clip)
-                optimizer.step()
-                scheduler.step()
-                loss_sum += loss.detach() * (n_batch_packets / world)
-        train_loss = _all_sum([float(loss_sum)], device, info)[0] / n_fit_packets
+        lr = run.optimizer.param_groups[0]["lr"]
+        train_loss = run.fit_epoch()
         fit_seconds = time.perf_counter() - t0
-        val_sum, val_n = 0.0, 0.0
-        if source.n_val_windows:
-            for loaded in loads(_plan_groups(source.n_bytes, buffer_bytes, None)):
-                windows = make_windows(loaded.offsets, settings.flows.max_packets)
-                val_windows = windows.take(np.flatnonzero(loaded.is_val[windows.flow])[rank::world])
-                s, n = _window_error_sums(model, loaded.values_z, val_windows, device=device, input_path=input_path)
-                val_sum, val_n = val_sum + s, val_n + n
-            val_sum, val_n = _all_sum([val_sum, val_n], device, info)
-        val_loss = val_sum / val_n if val_n else math.nan
+        val_loss = run.validation_loss()
         watched = val_loss if source.n_val_windows else train_loss
         is_best = watched < best_loss
         if is_best:
             best_loss, best_epoch = watched, epoch
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            best_state = {k: v.detach().clone() for k, v in run.model.state_dict().items()}
         stats = EpochStats(
             epoch=epoch,
             n_epochs=ts.epochs,
             train_loss=train_loss,
             val_loss=val_loss,
             seconds=time.perf_counter() - t0,
-            packets_per_s=n_fit_packets / max(fit_seconds, 1e-9),
+            packets_per_s=source.n_fit_packets / max(fit_seconds, 1e-9),
             learning_rate=lr,
             is_best=is_best,
         )
         history.append(stats)
         if on_epoch is not None and info.is_main:
             on_epoch(stats)
-        if not math.isfinite(train_loss):
-            if info.is_main:
-                log.warning("training loss is not finite at epoch %d; stopping", epoch)
-            break
-        if epoch - best_epoch >= ts.patience:
-            if info.is_main:
-                log.info("no improvement for %d epochs; stopping at epoch %d", ts.patience, epoch)
+        if _should_stop(stats, best_epoch=best_epoch, patience=ts.patience, is_main=info.is_main):
             break
     if best_state:
-        model.load_state_dict(best_state)
+        run.model.load_state_dict(best_state)
     return TrainResult(
-        weights=weights_to_numpy(model),
+        weights=weights_to_numpy(run.model),
         history=tuple(history),
         best_epoch=best_epoch,
         device=device,
-        input_path=input_path,
-        world_size=world,
-        max_buffer_bytes=max_buffer,
+        input_path=run.input_path,
+        world_size=info.world_size,
+        max_buffer_bytes=run.max_buffer,
     )
+
+
+def _should_stop(stats: EpochStats, *, best_epoch: int, patience: int, is_main: bool) -> bool:
+    """Early stopping: a non-finite training loss, or ``patience`` epochs without a new best."""
+    if not math.isfinite(stats.train_loss):
+        if is_main:
+            log.warning("training loss is not finite at epoch %d; stopping", stats.epoch)
+        return True
+    if stats.epoch - best_epoch >= patience:
+        if is_main:
+            log.info("no improvement for %d epochs; stopping at epoch %d", patience, stats.epoch)
+        return True
+    return False
+
+
+@dataclass(slots=True)
+class _Trainer:
+    """One training run's model, optimiser and data: the batch plan and the passes of an epoch."""
+
+    source: PartSource
+    settings: Settings
+    device: str
+    info: DistInfo
+    buffer_bytes: int | None
+    input_path: str
+    model: FlowAutoencoder
+    net: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    autocast_dtype: torch.dtype | None
+    rng: np.random.Generator
+    shard_rng: np.random.Generator
+    cached: _Loaded | None
+    max_buffer: int = 0
+
+    @classmethod
+    def start(
+        cls, source: PartSource, *, settings: Settings, device: str, info: DistInfo, buffer_bytes: int | None
+    ) -> _Trainer:
+        """Seeded model and optimiser; the whole training set loaded once when it fits the buffer."""
+        ts = settings.train
+        input_path = resolve_input_path(settings.model.input_path, device)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(ts.seed)
+            model = build_model(source.n_features, settings.model)
+        model.to(device)
+        optimizer = torch.optim.Adam(model.parameters(), lr=ts.learning_rate)
+        n_batches = math.ceil(source.n_fit_windows / ts.batch_size)
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
+            optimizer, T_max=max(1, ts.epochs * n_batches), eta_min=ts.learning_rate * FINAL_LR_FRACTION
+        )
+        autocast_dtype = _probe_autocast(model, np.zeros((3, source.n_features), np.float32), device, input_path)
+        net: torch.nn.Module = model
+        if info.world_size > 1:
+            from torch.nn.parallel import DistributedDataParallel
+
+            net = DistributedDataParallel(model, device_ids=[info.local_rank] if device == "cuda" else None)
+        if info.is_main:
+            log.info(
+                "training on %s (%s path%s%s): %d fit windows (%d packets), %d validation windows, %d piece(s)",
+                device, input_path, ", bf16 autocast" if autocast_dtype is not None else "",
+                f", {info.world_size} ranks" if info.world_size > 1 else "", source.n_fit_windows,
+                source.n_fit_packets, source.n_val_windows, len(source.n_bytes),
+            )  # fmt: skip
+        fits = len(_plan_groups(source.n_bytes, buffer_bytes, None)) == 1
+        cached = _load_group(source, list(range(len(source.n_bytes)))) if fits else None
+        return cls(
+            source=source, settings=settings, device=device, info=info, buffer_bytes=buffer_bytes,
+            input_path=input_path, model=model, net=net, optimizer=optimizer, scheduler=scheduler,
+            autocast_dtype=autocast_dtype, rng=np.random.default_rng(ts.seed),
+            shard_rng=np.random.default_rng([ts.seed, 1]), cached=cached,
+            max_buffer=cached.n_bytes if cached is not None else 0,
+        )  # fmt: skip
+
+    def loads(self, groups: list[list[int]]) -> Iterator[_Loaded]:
+        """The buffer loads of ``groups`` (NOTE [streaming]), or the one cached load."""
+        if self.cached is not None:
+            yield self.cached
+            return
+        for group in groups:
+            loaded = _load_group(self.source, group)
+            self.max_buffer = max(self.max_buffer, loaded.n_bytes)
+            yield loaded
+            del loaded
+
+    def fit_epoch(self) -> float:
+        """One pass over the fit windows in length-bucketed batches; the mean training loss."""
+        ts, world = self.settings.train, self.info.world_size
+        self.net.train()
+        loss_sum = torch.zeros((), device=self.device)
+        groups = _plan_groups(self.source.n_bytes, self.buffer_bytes, self.shard_rng) if self.cached is None else [[]]
+        for loaded in self.loads(groups):
+            windows = make_windows(loaded.offsets, self.settings.flows.max_packets)
+            fit_idx = np.flatnonzero(~loaded.is_val[windows.flow])
+            fit_start, fit_len = windows.start[fit_idx], windows.length[fit_idx]
+            order, bounds = length_batches(fit_len, batch_size=ts.batch_size, rng=self.rng, by=ts.batching)
+            for b in range(len(bounds) - 1):
+                sel = order[bounds[b] : bounds[b + 1]]
+                n_batch_packets = float(fit_len[sel].sum())
+                loss = self._step(loaded.values_z, fit_start, fit_len, sel, n_batch_packets)
+                loss_sum += loss.detach() * (n_batch_packets / world)
+        return _all_sum([float(loss_sum)], self.device, self.info)[0] / self.source.n_fit_packets
+
+    def _step(
+        self,
+        values_z: npt.NDArray[np.float32],
+        fit_start: npt.NDArray[np.int64],
+        fit_len: npt.NDArray[np.int64],
+        sel: npt.NDArray[np.int64],
+        n_batch_packets: float,
+    ) -> torch.Tensor:
+        """One optimiser step on the batch ``sel`` (this rank's slice of it: NOTE [distributed])."""
+        world, rank, device = self.info.world_size, self.info.rank, self.device
+        weight = 1.0
+        if world > 1:
+            mine = sel[rank::world]
+            # More ranks than windows in this batch: run one window with weight 0, so
+            # that this rank still joins the step's all-reduce.
+            sel, weight = (mine, float(world)) if len(mine) else (sel[:1], 0.0)
+        lengths = fit_len[sel]
+        x = to_device(gather_batch(values_z, fit_start[sel], lengths), device)
+        lengths_dev = to_device(lengths, device)
+        dtype = self.autocast_dtype
+        with torch.autocast(device, dtype=dtype or torch.float32, enabled=dtype is not None):
+            recon = self.net(x, torch.from_numpy(lengths), lengths_dev, input_path=self.input_path)
+        mask = step_mask(lengths_dev, x.shape[1])
+        if world > 1:
+            loss = squared_error(x, recon, mask).sum() * (weight / (n_batch_packets * x.shape[2]))
+        else:
+            loss = masked_mse(x, recon, mask)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()  # type: ignore[no-untyped-call]
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.settings.train.grad_clip)
+        self.optimizer.step()
+        self.scheduler.step()
+        return loss
+
+    def validation_loss(self) -> float:
+        """Masked MSE over every validation packet, summed over ranks; NaN without validation flows."""
+        if not self.source.n_val_windows:
+            return math.nan
+        world, rank = self.info.world_size, self.info.rank
+        val_sum, val_n = 0.0, 0.0
+        for loaded in self.loads(_plan_groups(self.source.n_bytes, self.buffer_bytes, None)):
+            windows = make_windows(loaded.offsets, self.settings.flows.max_packets)
+            val_windows = windows.take(np.flatnonzero(loaded.is_val[windows.flow])[rank::world])
+            s, n = _window_error_sums(
+                self.model, loaded.values_z, val_windows, device=self.device, input_path=self.input_path
+            )
+            val_sum, val_n = val_sum + s, val_n + n
+        val_sum, val_n = _all_sum([val_sum, val_n], self.device, self.info)
+        return val_sum / val_n if val_n else math.nan
 
 
 def validation_scores(
@@ -524,6 +596,19 @@ def validation_scores(
     if not out:
         return np.zeros(0, np.float32), np.zeros((0, source.n_features), np.float32)
     return np.concatenate(out), np.concatenate(out_feat)
+
+
+def held_out(masks: list[npt.NDArray[np.bool_]]) -> list[npt.NDArray[np.bool_]]:
+    """The validation flags of each part, or every fifth flow (counted across the parts) held out
+    instead where the hash split holds out all flows or none (too few flows for it)."""
+    n_flows = sum(len(m) for m in masks)
+    n_val = sum(int(m.sum()) for m in masks)
+    if 0 < n_val < n_flows:
+        return masks
+    if n_flows < 2:
+        raise InputError("training needs at least 2 flows; give more traffic")
+    every_fifth = np.arange(n_flows) % 5 == 0
+    return np.split(every_fifth, np.cumsum([len(m) for m in masks[:-1]]).astype(np.int64))
 
 
 def _take_flows(features: Features, idx: npt.NDArray[np.int64]) -> Features:

@@ -6,6 +6,7 @@ stays cheap.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
@@ -17,33 +18,26 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numba
 import numpy as np
 import numpy.typing as npt
 
-from netae import __version__
-from netae.config import Settings, settings_from_dict
-from netae.errors import (
-    CalibrationRefused,
-    CaptureError,
-    ConfigError,
-    IncompatibleModel,
-    InputError,
-    NetaeError,
-    UnsupportedLinkType,
-)
+from netae.capture.skips import skip_summary, unsupported_link_types
+from netae.config import Settings, given, settings_from_dict
+from netae.errors import CalibrationRefused, CaptureError, ConfigError, InputError, NetaeError, UnsupportedLinkType
 from netae.features import Scaler, fit_scaler
 from netae.flows import with_aggregate_notes
-from netae.modelfile import ModelFile, dump_model, load_model
+from netae.jit import numba
+from netae.modelfile import Calibration as CalibrationRecord
+from netae.modelfile import EpochRecord, TrainedModel, TrainingSummary, dump_model, load_model
 from netae.pipeline import Featurized, featurize_files, validation_mask
 from netae.tables import Features, FlowTable, PacketTable, ScoreTable, SkipCounts
 from netae.threshold import Threshold, check_threshold, fit_threshold
 
 if TYPE_CHECKING:
     from netae.score import FlowScores
-    from netae.train import EpochStats, PartSource
+    from netae.train import EpochStats, PartSource, TrainResult
 
-__all__ = ["ScoreRun", "TrainRun", "build_score_table", "fit_feature_weights", "score_captures", "train_captures"]
+__all__ = ["ScoreRun", "TrainRun", "build_score_table", "score_captures", "train_captures"]
 
 log = logging.getLogger(__name__)
 
@@ -52,22 +46,18 @@ TOP_K = 3
 
 @dataclass(frozen=True, slots=True)
 class TrainRun:
-    """What a training run produced (the model file is already written)."""
+    """What a training run produced: the model as written to ``path`` (its digest set on rank 0)."""
 
     path: Path
-    meta: dict[str, Any]
+    model: TrainedModel
     data: Featurized
-    threshold: Threshold
     val_scores: npt.NDArray[np.float32]
     shard_bytes: tuple[int, ...] = ()
     max_buffer_bytes: int = 0
 
-
-def _describe_skips(counts: SkipCounts) -> str:
-    if not counts.skipped:
-        return ""
-    parts = sorted(counts.skipped.items(), key=lambda kv: -kv[1])
-    return "; ".join(f"{n} {reason}" for reason, n in parts[:4])
+    @property
+    def threshold(self) -> Threshold:
+        return self.model.threshold
 
 
 def require_flows(data: Featurized) -> None:
@@ -81,16 +71,15 @@ def require_flows(data: Featurized) -> None:
     total = SkipCounts()
     for c in data.counts:
         total.merge(c)
-    detail = _describe_skips(total)
+    detail = skip_summary(total.skipped, limit=4, sep="; ")
     names = ", ".join(data.files[:3]) + (" ..." if len(data.files) > 3 else "")
     if total.records == 0:
         raise InputError(f"{names}: the capture holds no packets")
-    skipped = total.skipped or {}
-    unsupported = sorted(r for r in skipped if r.startswith("link type ") and r.endswith("unsupported"))
-    if unsupported and sum(skipped[r] for r in unsupported) == total.records:
-        from netae.capture.linktypes import LINK_TYPES
+    unsupported = unsupported_link_types(total)
+    if unsupported and sum(unsupported.values()) == total.records:
+        from netae.capture.linktypes import LINK_TYPES, link_type_name
 
-        kinds = ", ".join(r.removesuffix(" unsupported").removeprefix("link type ") for r in unsupported)
+        kinds = ", ".join(f"{d} ({link_type_name(d)})" for d in sorted(unsupported))
         supported = ", ".join(f"{d} ({lt.name})" for d, lt in sorted(LINK_TYPES.items()))
         raise UnsupportedLinkType(
             f"{names}: uses link type {kinds}, which netae does not decode; supported link types: {supported}"
@@ -119,6 +108,7 @@ def train_captures(
     rank runs this and only rank 0 writes ``output``.
     """
     from netae.dataset import is_dataset
+    from netae.score import engine_for, fit_feature_weights
     from netae.train import PartSource, dist_info, finish_distributed, train_parts, validation_scores
 
     t0 = time.perf_counter()
@@ -155,66 +145,66 @@ def train_captures(
         result.weights, source, settings=settings, device=result.device, buffer_bytes=buffer_bytes,
         feature_weights=feature_weights,
     )  # fmt: skip
-    threshold = fit_threshold(val_scores, settings.threshold)
-    history = [
-        {
-            "epoch": e.epoch,
-            "train_loss": e.train_loss,
-            "val_loss": e.val_loss,
-            "seconds": round(e.seconds, 3),
-            "packets_per_s": round(e.packets_per_s),
-        }
-        for e in result.history
-    ]
-    meta: dict[str, Any] = {
-        "netae_version": __version__,
-        "created": datetime.now(tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "feature_names": list(scaler.names),
-        "feature_weights": [float(w) for w in feature_weights],
-        "settings": settings.to_dict(),
-        "threshold": threshold.to_dict(),
-        "training": {
-            "inputs": [str(Path(s).name) if s != "-" else "-" for s in data.files],
-            "failed_inputs": [name for name, _ in data.failures],
-            "flows": summary.n_flows,
-            "packets": summary.n_packets,
-            "fit_flows": summary.n_flows - summary.n_val_flows,
-            "val_flows": summary.n_val_flows,
-            "epochs": len(result.history),
-            "best_epoch": result.best_epoch,
-            "device": result.device,
-            "input_path": result.input_path,
-            "ranks": result.world_size,
-            "history": history,
-            "val_score_quantiles": {
-                str(q): float(np.quantile(val_scores, q)) for q in (0.5, 0.9, 0.99, 0.999) if len(val_scores)
-            },
-            "seconds": round(time.perf_counter() - t0, 2),
-        },
-    }
+    model = TrainedModel(
+        weights=result.weights,
+        scaler=scaler,
+        feature_weights=feature_weights,
+        settings=settings,
+        threshold=fit_threshold(val_scores, settings.threshold),
+        threshold_engine=engine_for(result.device),
+        training=_training_summary(result, summary, data, val_scores, seconds=time.perf_counter() - t0),
+        created=_now(),
+    )
     if dist_info().is_main:
-        dump_model(output, weights=result.weights, scaler_mean=scaler.mean_, scaler_scale=scaler.scale_, meta=meta)
+        model = dump_model(output, model)
     finish_distributed()
     return TrainRun(
         path=output,
-        meta=meta,
+        model=model,
         data=data,
-        threshold=threshold,
         val_scores=val_scores,
         shard_bytes=source.n_bytes,
         max_buffer_bytes=result.max_buffer_bytes,
     )
 
 
+def _now() -> str:
+    return datetime.now(tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _training_summary(
+    result: TrainResult, summary: _DatasetSummary, data: Featurized, val_scores: npt.NDArray[np.float32], *,
+    seconds: float,
+) -> TrainingSummary:  # fmt: skip
+    """What the model file records about a training run."""
+    return TrainingSummary(
+        inputs=tuple(str(Path(s).name) if s != "-" else "-" for s in data.files),
+        failed_inputs=tuple(name for name, _ in data.failures),
+        flows=summary.n_flows,
+        packets=summary.n_packets,
+        fit_flows=summary.n_flows - summary.n_val_flows,
+        val_flows=summary.n_val_flows,
+        epochs=len(result.history),
+        best_epoch=result.best_epoch,
+        device=result.device,
+        input_path=result.input_path,
+        ranks=result.world_size,
+        history=tuple(
+            EpochRecord(e.epoch, e.train_loss, e.val_loss, round(e.seconds, 3), round(e.packets_per_s))
+            for e in result.history
+        ),
+        val_score_quantiles={
+            str(q): float(np.quantile(val_scores, q)) for q in (0.5, 0.9, 0.99, 0.999) if len(val_scores)
+        },
+        seconds=round(seconds, 2),
+    )
+
+
 def _split(flows: FlowTable, fraction: float) -> npt.NDArray[np.bool_]:
-    """The hash split; with too few flows for it, every fifth flow is held out."""
-    is_val = validation_mask(flows, fraction)
-    if is_val.all() or not is_val.any():
-        is_val = np.zeros(flows.n_flows, dtype=bool)
-        is_val[::5] = True
-        if flows.n_flows < 2:
-            raise InputError("training needs at least 2 flows; give more traffic")
-    return is_val
+    """The hash split of the flows (``train.held_out`` when it holds out all or none)."""
+    from netae.train import held_out
+
+    return held_out([validation_mask(flows, fraction)])[0]
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,7 +224,7 @@ def dataset_source(sources: list[str], *, settings: Settings) -> tuple[PartSourc
     """
     from netae.dataset import dataset_files, read_shard
     from netae.features import ScalerAccumulator
-    from netae.train import PartSource, TrainPart
+    from netae.train import PartSource, TrainPart, held_out
 
     files = [f for s in sources for f in dataset_files(s)]
     masks: list[npt.NDArray[np.bool_]] = []
@@ -259,12 +249,8 @@ def dataset_source(sources: list[str], *, settings: Settings) -> tuple[PartSourc
     if names is None or n_flows == 0:
         raise InputError(f"{', '.join(sources[:3])}: the dataset holds no flows")
     n_val = sum(int(m.sum()) for m in masks)
-    if n_val in (0, n_flows):
-        if n_flows < 2:
-            raise InputError("training needs at least 2 flows; give more traffic")
-        first = np.cumsum([0] + [len(m) for m in masks[:-1]])
-        masks = [(np.arange(len(m)) + b) % 5 == 0 for m, b in zip(masks, first, strict=True)]
-    if n_val in (0, n_flows):
+    masks = held_out(masks)
+    if n_val in (0, n_flows):  # the fallback changed the split: fit the scaler again
         acc = ScalerAccumulator(names=names)
         for f, m in zip(files, masks, strict=True):
             shard = read_shard(f, settings=settings)
@@ -297,35 +283,6 @@ def dataset_source(sources: list[str], *, settings: Settings) -> tuple[PartSourc
         n_val_flows=int(sum(int(m.sum()) for m in masks)),
     )
     return source, scaler, summary
-
-
-FEATURE_WEIGHT_FLOOR_QUANTILE = 0.75
-
-
-def fit_feature_weights(
-    feature_error: npt.NDArray[np.float32],
-    *,
-    names: tuple[str, ...] = (),
-    context_weight: float = 1.0,
-) -> npt.NDArray[np.float32]:
-    """Per-feature error weights from validation flows' errors (n_val_flows, n_features).
-
-    NOTE [feature weights] in score.py: 1 / max(mean error, its 75th percentile over features),
-    times ``context_weight`` for the cross-flow context columns (``ctx_*`` in ``names``: a flow
-    that is unusual only in what its host or pair did around it must not be drowned by its many
-    ordinary per-packet columns), normalised to mean 1; all ones without validation flows.
-    """
-    n_features = feature_error.shape[1] if feature_error.ndim == 2 else 0
-    if feature_error.ndim != 2 or len(feature_error) == 0:
-        return np.ones(n_features, np.float32)
-    mean = feature_error.astype(np.float64).mean(axis=0)
-    floor = max(float(np.quantile(mean, FEATURE_WEIGHT_FLOOR_QUANTILE)), 1e-9)
-    w = 1.0 / np.maximum(mean, floor)
-    if names:
-        is_ctx = np.array([n.startswith("ctx_") for n in names], dtype=bool)
-        w = np.where(is_ctx, w * context_weight, w)
-    out: npt.NDArray[np.float32] = (w / w.mean()).astype(np.float32)
-    return out
 
 
 def load_training_data(
@@ -387,15 +344,9 @@ def merge_flow_features(
     return flows, Features(values=values, offsets=offsets, names=names), files
 
 
-def model_settings(model: ModelFile) -> Settings:
-    """The settings saved in the model; flow rules it predates keep their old behaviour."""
-    saved = dict(model.meta["settings"])
-    if isinstance(saved.get("flows"), dict) and "tcp_close_linger_s" not in saved["flows"]:
-        saved["flows"] = {**saved["flows"], "tcp_close_linger_s": 0.0}  # made before FIN/RST closing
-    try:
-        return settings_from_dict(saved, source="model settings")
-    except ConfigError as exc:
-        raise IncompatibleModel(f"the model's settings are not understood by this netae: {exc}") from exc
+def model_settings(model: TrainedModel) -> Settings:
+    """The settings the model was trained with (checked when the file was loaded)."""
+    return model.settings
 
 
 @dataclass(frozen=True, slots=True)
@@ -403,7 +354,7 @@ class ScoreRun:
     table: ScoreTable
     data: Featurized
     scores: FlowScores
-    model: ModelFile
+    model: TrainedModel
 
 
 def score_captures(
@@ -413,36 +364,28 @@ def score_captures(
     threshold: float | None = None,
     device: str = "auto",
     on_file: Callable[[str, SkipCounts], None] | None = None,
+    engine: str = "auto",
 ) -> ScoreRun:
     """Featurize with the model's settings, score every flow, compare with the threshold."""
     model = load_model(model_path)
-    settings = model_settings(model)
-    data = featurize_files(sources, settings=settings, on_file=on_file)
+    data = featurize_files(sources, settings=model.settings, on_file=on_file)
     require_flows(data)
-    return score_featurized(data, model, threshold=threshold, device=device)
+    return score_featurized(data, model, threshold=threshold, device=device, engine=engine)
 
 
-def score_featurized(data: Featurized, model: ModelFile, *, threshold: float | None, device: str) -> ScoreRun:
+def score_featurized(
+    data: Featurized, model: TrainedModel, *, threshold: float | None, device: str, engine: str = "auto"
+) -> ScoreRun:
+    """Score featurized flows with ``model``; ``threshold`` overrides the model's."""
     from netae.score import score_features
 
-    settings = model_settings(model)
-    scaler = Scaler(names=tuple(model.meta["feature_names"]), mean_=model.scaler_mean, scale_=model.scaler_scale)
-    scaler.check(data.features)
-    n_features = len(scaler.names)
-    weights = model.meta.get("feature_weights")
-    feature_weights = None if weights is None else np.asarray(weights, np.float32)
-    if feature_weights is not None and len(feature_weights) != n_features:
-        raise IncompatibleModel(
-            f"the model has {len(feature_weights)} feature weights for {n_features} features; retrain it"
-        )
-    value = (
-        check_threshold(threshold, source="--threshold")
-        if threshold is not None
-        else Threshold.from_dict(model.meta["threshold"], source="the model").value_
-    )
+    settings = model.settings
+    model.scaler.check(data.features)
+    value = check_threshold(threshold, source="--threshold") if threshold is not None else model.threshold.value_
     scores = score_features(
-        model.weights, data.features, settings=settings, device=device, feature_weights=feature_weights, scaler=scaler
-    )
+        dict(model.weights), data.features, settings=settings, device=device,
+        feature_weights=model.feature_weights, scaler=model.scaler, engine=engine,
+    )  # fmt: skip
     table = build_score_table(
         data, scores, threshold=value, model_id=model.model_id, window_s=settings.context.window_s
     )
@@ -582,36 +525,39 @@ def calibrate_model(
     threshold is kept in the metadata's ``threshold_history``.
     """
     model = load_model(model_path)
-    settings = model_settings(model)
     if quantile is not None and strategy is None:
         strategy = "quantile"  # a quantile given alone asks for the quantile strategy
-    settings = settings.replace("threshold", strategy=strategy, quantile=quantile)
+    ts = model.settings.threshold
+    ts = dataclasses.replace(ts, strategy=given(strategy, ts.strategy), quantile=given(quantile, ts.quantile))
+    settings = dataclasses.replace(model.settings, threshold=ts).check()
     data = featurize_files(sources, settings=settings, on_file=on_file)
     require_flows(data)
     run = score_featurized(data, model, threshold=None, device=device)
     threshold = fit_threshold(run.table.score, settings.threshold)
-    old = float(model.meta["threshold"]["value"])
+    old = model.threshold.value_
     flagged = float(np.mean(run.table.is_anomaly)) if run.table.n_flows else 0.0
     concerns = calibration_concerns(old, threshold.value_, flagged)
     if concerns and not force:
         raise CalibrationRefused(
             f"calibration refused: {'; and '.join(concerns)}. Check the captures, or pass --force to write it anyway"
         )
-    now = datetime.now(tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    meta = dict(model.meta)
-    meta["threshold_history"] = [*meta.get("threshold_history", []), {**meta["threshold"], "replaced": now}]
-    meta["threshold"] = threshold.to_dict()
-    meta["settings"] = settings.to_dict()
-    meta["calibration"] = {
-        "inputs": [Path(s).name for s in data.files],
-        "flows": int(data.flows.n_flows),
-        "previous_threshold": old,
-        "flagged_by_previous": round(flagged, 6),
-        "forced": bool(concerns),
-        "created": now,
-    }
-    meta.pop("digest", None)
-    dump_model(output, weights=model.weights, scaler_mean=model.scaler_mean, scaler_scale=model.scaler_scale, meta=meta)
+    now = _now()
+    record = CalibrationRecord(
+        inputs=tuple(Path(s).name for s in data.files),
+        flows=int(data.flows.n_flows),
+        previous_threshold=old,
+        created=now,
+        flagged_by_previous=round(flagged, 6),
+        forced=bool(concerns),
+    )
+    history = [*model.extra.get("threshold_history", []), {**model.to_meta()["threshold"], "replaced": now}]
+    dump_model(
+        output,
+        dataclasses.replace(
+            model, settings=settings, threshold=threshold, threshold_engine=run.scores.engine, calibration=record,
+            extra={**model.extra, "threshold_history": history},
+        ),
+    )  # fmt: skip
     return Calibration(old=old, new=threshold, flagged_fraction=flagged, concerns=concerns)
 
 

@@ -1,10 +1,11 @@
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
 
-from netae.config import Settings, load_settings, settings_from_dict
+from netae.config import Settings, given, load_settings, settings_from_dict
 from netae.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,7 +41,9 @@ def test_int_accepted_for_float_keys_and_override_precedence(tmp_path):
     cfg.write_text("[flows]\nidle_timeout_s = 60\n[train]\nepochs = 3\n")
     s = load_settings(cfg)
     assert s.flows.idle_timeout_s == 60.0 and s.train.epochs == 3
-    s2 = s.replace("train", epochs=7, seed=None)
+    seed: int | None = None  # an option not given
+    train = dataclasses.replace(s.train, epochs=given(7, s.train.epochs), seed=given(seed, s.train.seed))
+    s2 = dataclasses.replace(s, train=train).check()
     assert s2.train.epochs == 7 and s2.train.seed == s.train.seed
 
 

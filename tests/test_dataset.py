@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from netae import pipeline
-from netae.config import Settings
+from netae.config import FlowSettings, Settings
 from netae.dataset import read_parquet
 from netae.errors import InputError
 from netae.workflow import featurize_to
@@ -84,7 +84,7 @@ def test_featurize_into_a_dataset_of_other_settings_is_refused(tmp_path):
 
     out = tmp_path / "ds"
     featurize_to([str(SAMPLES / "normal" / "office_b.pcapng")], out, settings=Settings())
-    other = Settings().replace("flows", idle_timeout_s=30.0)
+    other = Settings(flows=FlowSettings(idle_timeout_s=30.0))
     with pytest.raises(ConfigError, match="other flow/context settings"):
         featurize_to([str(SAMPLES / "mixed.pcap")], out, settings=other)
     assert len(list(out.glob("*.parquet"))) == 1

@@ -50,10 +50,10 @@ def _same_model(a: Path, b: Path) -> None:
     assert ma.weights.keys() == mb.weights.keys()
     for name in ma.weights:
         np.testing.assert_allclose(ma.weights[name], mb.weights[name], rtol=1e-4, atol=1e-6, err_msg=name)
-    np.testing.assert_allclose(ma.scaler_mean, mb.scaler_mean, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(ma.scaler_scale, mb.scaler_scale, rtol=1e-5, atol=1e-6)
-    assert ma.meta["threshold"]["strategy"] == mb.meta["threshold"]["strategy"]
-    assert ma.meta["threshold"]["value"] == pytest.approx(mb.meta["threshold"]["value"], rel=1e-4)
+    np.testing.assert_allclose(ma.scaler.mean_, mb.scaler.mean_, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(ma.scaler.scale_, mb.scaler.scale_, rtol=1e-5, atol=1e-6)
+    assert ma.threshold.strategy == mb.threshold.strategy
+    assert ma.threshold.value_ == pytest.approx(mb.threshold.value_, rel=1e-4)
 
 
 def _auc(model: Path) -> tuple[np.ndarray, float]:
@@ -88,8 +88,8 @@ def test_dataset_larger_than_the_shard_buffer(tmp_path, config):
     assert 0 < small.max_buffer_bytes <= max(small.shard_bytes)
     assert small.max_buffer_bytes < sum(small.shard_bytes) > 0.5 * 2**20
     assert fits.max_buffer_bytes >= sum(fits.shard_bytes)
-    assert small.meta["training"]["flows"] == whole.meta["training"]["flows"]
-    assert small.meta["training"]["val_flows"] == whole.meta["training"]["val_flows"]
+    assert small.model.training.flows == whole.model.training.flows
+    assert small.model.training.val_flows == whole.model.training.val_flows
     s_whole, auc_whole = _auc(tmp_path / "whole.netae")
     s_small, auc_small = _auc(tmp_path / "small.netae")
     assert np.corrcoef(np.log(s_whole), np.log(s_small))[0, 1] > 0.95
@@ -120,11 +120,11 @@ def test_torchrun_two_ranks_match_one_process(tmp_path, config):
     assert proc.stderr.count("trained on") == 1
     assert "x 2 ranks" in proc.stderr
     a, b = load_model(single), load_model(tmp_path / "ddp.netae")
-    assert b.meta["training"]["ranks"] == 2
+    assert b.training.ranks == 2
     # The same global batches, split across ranks: equal up to float summation order.
     for name in a.weights:
         np.testing.assert_allclose(a.weights[name], b.weights[name], rtol=1e-3, atol=1e-4)
     s_a, _ = _auc(single)
     s_b, _ = _auc(tmp_path / "ddp.netae")
     np.testing.assert_allclose(s_a, s_b, rtol=1e-3, atol=1e-5)
-    assert a.meta["threshold"]["value"] == pytest.approx(b.meta["threshold"]["value"], rel=1e-3)
+    assert a.threshold.value_ == pytest.approx(b.threshold.value_, rel=1e-3)

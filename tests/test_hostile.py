@@ -23,9 +23,10 @@ import pytest
 from typer.testing import CliRunner
 
 from netae.cli import app
-from netae.modelfile import load_model, model_bytes
+from netae.modelfile import load_model
 from netae.output import CSV_COLUMNS, csv_text, render
 from tests.helpers.captures import pcap_prefix
+from tests.helpers.models import model_parts, raw_model_bytes
 from tests.test_output import score_table
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,9 +56,8 @@ def strict_json(line: str) -> dict:
 
 def with_meta(model: Path, out: Path, **changes: object) -> Path:
     """A copy of ``model`` with metadata changed and a fresh digest (a model someone else wrote)."""
-    m = load_model(model)
-    meta = {k: v for k, v in {**m.meta, **changes}.items() if k != "digest"}
-    out.write_bytes(model_bytes(weights=m.weights, scaler_mean=m.scaler_mean, scaler_scale=m.scaler_scale, meta=meta))
+    tensors, meta = model_parts(load_model(model))
+    out.write_bytes(raw_model_bytes(tensors, {**meta, **changes}))
     return out
 
 
@@ -133,7 +133,7 @@ def test_every_table_cell_is_escaped_for_rich_markup():
 
 
 def test_info_escapes_model_metadata(small_model, tmp_path):
-    meta = load_model(small_model).meta
+    meta = load_model(small_model).to_meta()
     training = {**meta["training"], "inputs": ["\x1b[2Jevil\n.pcap", "[bold]x[/bold]"]}
     crafted = with_meta(small_model, tmp_path / "crafted.netae", training=training)
     r = run("info", crafted)
@@ -235,7 +235,7 @@ def test_an_unbounded_setting_is_refused_at_load_time(small_model, tmp_path, val
     r = run("train", SAMPLES / "normal", "--config", config, "-o", tmp_path / "m.netae")
     assert r.exit_code == 2
     assert "flows.idle_timeout_s" in r.stderr
-    meta = load_model(small_model).meta
+    meta = load_model(small_model).to_meta()
     settings = {**meta["settings"], "flows": {**meta["settings"]["flows"], "idle_timeout_s": float(value)}}
     crafted = with_meta(small_model, tmp_path / "crafted.netae", settings=settings)
     r = run("score", SAMPLES / "normal" / "office_b.pcapng", "-m", crafted)
@@ -245,7 +245,7 @@ def test_an_unbounded_setting_is_refused_at_load_time(small_model, tmp_path, val
 
 @pytest.mark.parametrize("value", [math.nan, math.inf, -1.0, "high", None])
 def test_a_model_threshold_that_is_not_finite_is_exit_2(small_model, tmp_path, value):
-    meta = load_model(small_model).meta
+    meta = load_model(small_model).to_meta()
     crafted = with_meta(small_model, tmp_path / "t.netae", threshold={**meta["threshold"], "value": value})
     r = run("score", SAMPLES / "normal" / "office_b.pcapng", "-m", crafted)
     assert r.exit_code == 2

@@ -3,6 +3,7 @@ time stamps that jump. Counts of operations, never wall time, show that work sta
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import struct
 from pathlib import Path
@@ -320,10 +321,9 @@ def _frame_udp(src: int, dst: int, sport: int, dport: int, payload: int = 30) ->
 def capped_model(small_model, tmp_path_factory) -> Path:
     """The small model with a cap of 1,000 open flows, so a test-sized flood passes it."""
     model = load_model(small_model)
-    meta = json.loads(json.dumps(model.meta))
-    meta["settings"]["flows"]["max_open_flows"] = 1000
+    flows = dataclasses.replace(model.settings.flows, max_open_flows=1000)
     path = tmp_path_factory.mktemp("capped") / "capped.netae"
-    dump_model(path, weights=model.weights, scaler_mean=model.scaler_mean, scaler_scale=model.scaler_scale, meta=meta)
+    dump_model(path, dataclasses.replace(model, settings=dataclasses.replace(model.settings, flows=flows)))
     return path
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import queue
 import statistics
@@ -18,6 +19,7 @@ from netae.flows import FlowAssembler, assemble_flows, tcp_close_ns
 from netae.modelfile import dump_model, load_model
 from netae.workflow import model_settings
 from tests.helpers.captures import frame_udp
+from tests.helpers.models import write_edited
 from tests.helpers.packets import make_packets, tcp_session
 from tests.reference import flows as reference
 
@@ -105,10 +107,7 @@ def test_early_close_reports_a_closed_flow_before_the_idle_timeout():
 def test_models_without_the_setting_keep_their_flow_rules(small_model, tmp_path):
     m = load_model(small_model)
     assert model_settings(m).flows.tcp_close_linger_s == LINGER_S
-    meta = {**m.meta, "settings": {**m.meta["settings"], "flows": dict(m.meta["settings"]["flows"])}}
-    del meta["settings"]["flows"]["tcp_close_linger_s"]
-    old = tmp_path / "old.netae"
-    dump_model(old, weights=m.weights, scaler_mean=m.scaler_mean, scaler_scale=m.scaler_scale, meta=meta)
+    old = write_edited(tmp_path / "old.netae", m, lambda meta: meta["settings"]["flows"].pop("tcp_close_linger_s"))
     assert model_settings(load_model(old)).flows.tcp_close_linger_s == 0.0
 
 
@@ -153,10 +152,9 @@ def record(frame: bytes, ts: float) -> bytes:
 
 def test_alerts_on_a_paced_pipe_come_within_seconds_of_the_flow_end(small_model, tmp_path):
     m = load_model(small_model)
-    flows = {**m.meta["settings"]["flows"], "idle_timeout_s": IDLE_S}
-    meta = {**m.meta, "settings": {**m.meta["settings"], "flows": flows}}
+    flows = dataclasses.replace(m.settings.flows, idle_timeout_s=IDLE_S)
     model = tmp_path / "live.netae"
-    dump_model(model, weights=m.weights, scaler_mean=m.scaler_mean, scaler_scale=m.scaler_scale, meta=meta)
+    dump_model(model, dataclasses.replace(m, settings=dataclasses.replace(m.settings, flows=flows)))
     proc = subprocess.Popen(
         [sys.executable, "-m", "netae", "score", "-", "-m", str(model), "-f", "jsonl", "--all", "-q"],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path,

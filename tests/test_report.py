@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from netae.cli import app
-from netae.config import load_settings
+from netae.config import Settings, TrainSettings
 from netae.evaluate import match_labels, read_labels
 from netae.pipeline import expand_inputs
 from netae.report import render_report, render_training_report
@@ -26,7 +26,7 @@ runner = CliRunner()
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> TrainRun:
-    settings = load_settings(None).replace("train", epochs=2, seed=0)
+    settings = Settings(train=TrainSettings(epochs=2, seed=0))
     path = tmp_path_factory.mktemp("model") / "sample.netae"
     return train_captures(expand_inputs([SAMPLES / "normal"]), output=path, settings=settings)
 
@@ -177,7 +177,7 @@ def test_training_report_has_model_card_loss_curves_and_validation_scores(traine
     assert {"model", "distribution"} <= set(page.sections)
     assert "training loss" in text
     assert "validation loss" in text
-    n_epochs = len(trained.meta["training"]["history"])
+    n_epochs = len(trained.model.training.history)
     assert text.count("<circle") == 2 * n_epochs  # one marker per epoch per curve
     assert f"{len(trained.val_scores)} held-out" in text.replace("\u202f", "")
 

@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
 
-from netae.config import ModelSettings, Settings
+from netae.config import FlowSettings, ModelSettings, Settings, TrainSettings
 from netae.errors import ConfigError
 from netae.model import build_model, weights_to_numpy
 from netae.score import resolve_device, score_features
@@ -14,12 +16,11 @@ from tests.helpers.synthetic import synthetic_features
 
 
 def _settings(max_packets: int = 8, input_path: str = "auto") -> Settings:
-    return (
-        Settings()
-        .replace("model", hidden_size=8, input_path=input_path)
-        .replace("flows", max_packets=max_packets)
-        .replace("train", threads=1, device="cpu", epochs=5, batch_size=16)
-    )
+    return Settings(
+        model=ModelSettings(hidden_size=8, input_path=input_path),
+        flows=FlowSettings(max_packets=max_packets),
+        train=TrainSettings(threads=1, device="cpu", epochs=5, batch_size=16),
+    ).check()
 
 
 def _random_weights(n_features: int = 4, seed: int = 0) -> dict[str, np.ndarray]:
@@ -27,17 +28,25 @@ def _random_weights(n_features: int = 4, seed: int = 0) -> dict[str, np.ndarray]
     return weights_to_numpy(build_model(n_features, ModelSettings(hidden_size=8)))
 
 
+def _use_engine(monkeypatch, engine: str) -> None:
+    """Make ``auto`` pick ``engine``, as ``netae score --engine`` would."""
+    import netae.score as score_mod
+
+    chosen = score_mod.cpu_engine
+    monkeypatch.setattr(score_mod, "cpu_engine", lambda choice="auto": chosen(engine if choice == "auto" else choice))
+
+
 @pytest.fixture(params=["numba", "torch"])
 def engine(request, monkeypatch):
     """Runs a test with each CPU engine (NOTE [cpu engine] in infer.py)."""
-    monkeypatch.setenv("NETAE_CPU_ENGINE", request.param)
+    _use_engine(monkeypatch, request.param)
     return request.param
 
 
 @pytest.fixture
 def torch_engine(monkeypatch):
     """For tests of the torch path's own options (input paths, batch sizes)."""
-    monkeypatch.setenv("NETAE_CPU_ENGINE", "torch")
+    _use_engine(monkeypatch, "torch")
 
 
 def _features(lengths: list[int], n_features: int = 4, seed: int = 0) -> Features:
@@ -128,7 +137,10 @@ def test_empty_flow_scores_zero(engine):
 
 def test_injected_anomalous_packet_has_the_largest_error(engine):
     features = synthetic_features(n_flows=80)
-    settings = _settings(max_packets=8).replace("train", epochs=40, learning_rate=1e-2)
+    settings = dataclasses.replace(
+        _settings(max_packets=8),
+        train=TrainSettings(threads=1, device="cpu", epochs=40, batch_size=16, learning_rate=1e-2),
+    )
     result = train_model(features, is_val=np.arange(features.n_flows) % 5 == 0, settings=settings)
     values = features.values.copy()
     flow = int(np.flatnonzero(features.lengths >= 4)[0])
@@ -163,7 +175,7 @@ def test_feature_weights_scale_each_features_error(engine):
 
 
 def test_fit_feature_weights_downweights_noisy_features_only():
-    from netae.workflow import fit_feature_weights
+    from netae.score import fit_feature_weights
 
     err = np.tile(np.array([[1e-4, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 4.0]], np.float32), (20, 1))
     w = fit_feature_weights(err)
@@ -185,7 +197,7 @@ def test_worst_packets_kernel_matches_numpy():
 
 
 def test_context_weight_scales_only_context_columns():
-    from netae.workflow import fit_feature_weights
+    from netae.score import fit_feature_weights
 
     err = np.ones((10, 4), np.float32)
     names = ("log_ip_len_bytes", "ctx_src_flows_log", "tcp_syn", "ctx_pair_flows_log")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -141,8 +142,7 @@ def test_state_of_another_model_is_refused(small_model, tmp_path):
     assert run("score", piece, "-m", small_model, "--state", state, "-q").exit_code in (0, 1)
     m = load_model(small_model)
     other = tmp_path / "other.netae"
-    meta = {**m.meta, "threshold": {**m.meta["threshold"], "value": 123.0}}
-    dump_model(other, weights=m.weights, scaler_mean=m.scaler_mean, scaler_scale=m.scaler_scale, meta=meta)
+    dump_model(other, dataclasses.replace(m, threshold=dataclasses.replace(m.threshold, value_=123.0)))
     before = state.read_bytes()
     r = run("score", piece, "-m", other, "--state", state)
     assert r.exit_code == 2

@@ -1,9 +1,11 @@
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
-from netae.config import Settings
+from netae.config import FlowSettings, ModelSettings, Settings, TrainSettings
 from netae.errors import InputError
 from netae.score import score_features
 from netae.train import EpochStats, train_model
@@ -12,9 +14,9 @@ from tests.helpers.synthetic import synthetic_features
 
 def _settings(**train) -> Settings:
     base = {"epochs": 3, "batch_size": 16, "patience": 10, "seed": 0, "device": "cpu", "threads": 1}
-    return (
-        Settings().replace("model", hidden_size=8).replace("flows", max_packets=8).replace("train", **{**base, **train})
-    )
+    return Settings(
+        model=ModelSettings(hidden_size=8), flows=FlowSettings(max_packets=8), train=TrainSettings(**{**base, **train})
+    ).check()
 
 
 def test_same_seed_same_weights_and_scores():
@@ -61,7 +63,9 @@ def test_early_stopping_keeps_best_weights():
     is_val = np.arange(features.n_flows) % 4 == 0
     # A huge learning rate makes the loss bounce; patience 1 stops at the first non-improvement.
     # One window per flow (max_packets >= every length), so packet errors sum to the val loss.
-    settings = _settings(epochs=30, patience=1, learning_rate=0.5).replace("flows", max_packets=16)
+    settings = dataclasses.replace(
+        _settings(epochs=30, patience=1, learning_rate=0.5), flows=FlowSettings(max_packets=16)
+    )
     result = train_model(features, is_val=is_val, settings=settings)
     assert len(result.history) < 30
     assert result.history[-1].epoch - result.best_epoch == 1
@@ -86,7 +90,7 @@ def test_all_flows_held_out_is_an_input_error():
 @pytest.mark.parametrize("input_path", ["packed", "padded"])
 def test_both_input_paths_train(input_path):
     features = synthetic_features()
-    settings = _settings().replace("model", input_path=input_path)
+    settings = dataclasses.replace(_settings(), model=ModelSettings(hidden_size=8, input_path=input_path))
     result = train_model(features, is_val=np.arange(features.n_flows) % 5 == 0, settings=settings)
     assert result.input_path == input_path
     assert result.history[-1].train_loss < result.history[0].train_loss

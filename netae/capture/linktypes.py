@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 __all__ = [
+    "DLT_C_HDLC",
     "DLT_EN10MB",
     "DLT_IPV4",
     "DLT_IPV6",
@@ -17,6 +18,8 @@ __all__ = [
     "DLT_LINUX_SLL2",
     "DLT_LOOP",
     "DLT_NULL",
+    "DLT_PPP",
+    "DLT_PPP_HDLC",
     "DLT_RAW",
     "DLT_RAW_12",
     "DLT_RAW_14",
@@ -33,9 +36,12 @@ __all__ = [
 
 DLT_NULL = 0  # BSD loopback: 4-byte address family in the capturing host's byte order
 DLT_EN10MB = 1  # Ethernet II (and 802.3), optionally VLAN-tagged
+DLT_PPP = 9  # PPP: optional address and control bytes, then the PPP protocol
 DLT_RAW_12 = 12  # raw IP (OpenBSD's number for DLT_RAW)
 DLT_RAW_14 = 14  # raw IP (BSD/OS's number for DLT_RAW)
+DLT_PPP_HDLC = 50  # PPP in HDLC-like framing (the same header as DLT_PPP)
 DLT_RAW = 101  # raw IP, version from the first nibble
+DLT_C_HDLC = 104  # Cisco HDLC: address, control, then an EtherType (IP, IPv6, MPLS)
 DLT_LOOP = 108  # OpenBSD loopback: 4-byte address family, big-endian
 DLT_LINUX_SLL = 113  # Linux "cooked" capture v1, 16-byte header, protocol at 14
 DLT_IPV4 = 228  # raw IPv4
@@ -57,7 +63,8 @@ class LinkType:
     ``kind`` selects the decoder branch: ``ethernet`` (EtherType at 12, VLAN tags followed),
     ``ethertype`` (fixed header of ``header_len`` bytes, EtherType at ``ethertype_at``),
     ``raw`` (IP version from the first nibble), ``ipv4``/``ipv6`` (fixed version), ``null``
-    (address family in either byte order) and ``loop`` (big-endian address family).
+    (address family in either byte order), ``loop`` (big-endian address family) and ``ppp`` (a PPP
+    frame: IPv4, IPv6 or MPLS by the PPP protocol).
     """
 
     dlt: int
@@ -72,6 +79,9 @@ LINK_TYPES: dict[int, LinkType] = {
     for lt in (
         LinkType(DLT_NULL, "NULL", "null", 4),
         LinkType(DLT_EN10MB, "EN10MB", "ethernet", 14, 12),
+        LinkType(DLT_PPP, "PPP", "ppp", 0),
+        LinkType(DLT_PPP_HDLC, "PPP_HDLC", "ppp", 0),
+        LinkType(DLT_C_HDLC, "C_HDLC", "ethertype", 4, 2),
         LinkType(DLT_RAW_12, "RAW", "raw", 0),
         LinkType(DLT_RAW_14, "RAW", "raw", 0),
         LinkType(DLT_RAW, "RAW", "raw", 0),
@@ -89,12 +99,9 @@ _OTHER_NAMES: dict[int, str] = {
     6: "IEEE802_5",
     7: "ARCNET_BSD",
     8: "SLIP",
-    9: "PPP",
     10: "FDDI",
-    50: "PPP_HDLC",
     51: "PPP_ETHER",
     100: "ATM_RFC1483",
-    104: "C_HDLC",
     105: "IEEE802_11",
     107: "FRELAY",
     114: "LTALK",

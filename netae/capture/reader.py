@@ -24,14 +24,16 @@ import struct
 import sys
 import zlib
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 import numpy as np
 import numpy.typing as npt
 
 from netae.capture import _walk
-from netae.capture.decode import PAD_BYTES, decode_records, use_compiled
+from netae.capture.decode import PAD_BYTES, decode_records
+from netae.capture.skips import Skip, add_skip
+from netae.config import TunnelSettings
 from netae.errors import InputError, NotACapture
 from netae.tables import PacketTable, RecordBatch, SkipCounts
 
@@ -76,24 +78,6 @@ class _Iface:
     tsresol_binary: bool = False
     tsresol_exp: int = 6
     tsoffset_s: int = 0
-
-
-@dataclass(slots=True)
-class _Walkers:
-    pcap: Any = field(default=None)
-    pcapng: Any = field(default=None)
-
-
-_WALKERS = _Walkers(*_walk.walkers(use_numba=True))
-
-
-def _set_walkers(*, use_numba: bool) -> None:
-    """Switch between the numba walkers and decode kernel and the struct walkers and numpy decoder.
-
-    Tests and the benchmark compare both paths.
-    """
-    _WALKERS.pcap, _WALKERS.pcapng = _walk.walkers(use_numba=use_numba)
-    use_compiled(use_numba)
 
 
 class _Damage(OSError):
@@ -226,17 +210,19 @@ def read_packets(
     file_id: int = 0,
     chunk_bytes: int = 32 << 20,
     counts: SkipCounts | None = None,
+    tunnels: TunnelSettings | None = None,
     live: bool = False,
 ) -> Iterator[PacketTable]:
     """Decoded IP packets of one capture, one PacketTable per chunk of about ``chunk_bytes``.
 
     ``source`` is a path, ``"-"`` for stdin, or a binary file object (read sequentially, never
     seeked). ``counts`` receives records read, packets produced, skips by reason, warnings and
-    the truncated flag (NOTE [damage]). Empty tables are not yielded. ``live``: yield the whole
-    records of every read as soon as it returns, however few (at most ``chunk_bytes``).
+    the truncated flag (NOTE [damage]). ``tunnels`` says which tunnels are opened (defaults when
+    None; NOTE [decapsulation] in decode.py). Empty tables are not yielded. ``live``: yield the
+    whole records of every read as soon as it returns, however few (at most ``chunk_bytes``).
     """
     for batch in read_records(source, chunk_bytes=chunk_bytes, counts=counts, live=live):
-        table = decode_records(batch, file_id=file_id, counts=counts)
+        table = decode_records(batch, file_id=file_id, counts=counts, tunnels=tunnels)
         if table.n_packets:
             yield table
 
@@ -395,7 +381,7 @@ class _PcapReader(_ChunkReader):
         self.max_caplen = min(max(MIN_MAX_CAPLEN, snaplen), MAX_CAPLEN)
 
     def batches(self) -> Iterator[RecordBatch]:
-        walk = _WALKERS.pcap
+        walk = _walk.walk_pcap
         for buf, total, _eof, _error in self.buffers(24):
             o_off, o_cap, o_orig, o_hi, o_lo, _ = _alloc(total // 16 + 1)
             k, pos, status, need = walk(
@@ -508,7 +494,7 @@ class _PcapngReader(_ChunkReader):
         return int(blen)
 
     def batches(self) -> Iterator[RecordBatch]:
-        walk = _WALKERS.pcapng
+        walk = _walk.walk_pcapng
         for buf, total, _eof, _error in self.buffers(0):
             outs = _alloc(total // 16 + 1)
             o_off, o_cap, o_orig, o_hi, o_lo, o_if = outs
@@ -584,10 +570,10 @@ class _PcapngReader(_ChunkReader):
             self.last_ts = int(seg_ts[ok][-1])
         ts_ns[k0:k1] = seg_ts
         linktype[k0:k1] = seg_lt
-        self.counts.add("packet on an undeclared pcapng interface", int((~ok).sum()))
+        add_skip(self.counts, Skip.PCAPNG_IFACE, int((~ok).sum()))
         # NOTE [time range]: later stages subtract and add timestamps in int64; records outside
         # the range (a wrapped 64-bit pcapng timestamp, an absurd if_tsoffset) are skipped.
         out_of_range = ok & ((seg_ts < TS_MIN_NS) | (seg_ts >= TS_MAX_NS))
         if out_of_range.any():
-            self.counts.add("timestamp out of range", int(out_of_range.sum()))
+            add_skip(self.counts, Skip.TIME_RANGE, int(out_of_range.sum()))
             keep[k0:k1] = ok & ~out_of_range

@@ -8,7 +8,9 @@ import struct
 import numpy as np
 import pytest
 
-from netae.capture.dns import dns_questions
+from netae.capture.dns import UNREADABLE, UNREADABLE_HASH, dns_questions
+from tests.capture.shared import EVAL
+from tests.reference.dns_numpy import dns_questions_numpy
 
 HEADER = bytes.fromhex("abcd 0100 0001 0000 0000 0000")  # id, RD, one question
 
@@ -53,17 +55,54 @@ def test_case_does_not_matter():
 @pytest.mark.parametrize(
     ("message", "cut"),
     [
-        (HEADER + wire("abcdefgh.example.com"), 12 + 10),  # cut by the snap length inside the name
-        (HEADER + b"\x03abc\xc0\x0c", None),  # compression pointer in the question
         (bytes.fromhex("abcd 0100 0000 0000 0000 0000") + wire("abc.example.com"), None),  # no question
         (HEADER[:8], None),  # shorter than a header
         (HEADER + b"\0", None),  # the root name: no labels
     ],
 )
-def test_unreadable_names_give_zeros(message, cut):
+def test_messages_without_a_name_give_zeros(message, cut):
     q = parse([message, HEADER + wire("ok.example.com")], cut=[cut, None])
     assert q.qname_len[0] == 0 and q.name_hash[0] == 0 and q.label_entropy[0] == 0
     assert q.qname_len[1] == len("ok.example.com")
+
+
+@pytest.mark.parametrize(
+    ("message", "cut"),
+    [
+        (HEADER + wire("abcdefgh.example.com"), 12 + 10),  # cut by the snap length inside the name
+        (HEADER + b"\x03abc\xc0\x0c", None),  # compression pointer in the question
+        (HEADER + b"\x03abc\x41", None),  # reserved label type
+        (HEADER + wire(".".join(["abcdefghijklmnopqrstuvwxyz0123456789abcdefghijklmnopq"] * 5)), None),  # > 255 bytes
+    ],
+)
+def test_unreadable_names_are_a_value_of_their_own(message, cut):
+    """Never "no name" (zeros): longer than any readable name, with their own hash."""
+    q = parse([message, HEADER + wire("ok.example.com")], cut=[cut, None])
+    assert q.qname_len[0] == UNREADABLE and q.label_len[0] == UNREADABLE
+    assert q.name_hash[0] == q.parent_hash[0] == UNREADABLE_HASH
+    assert q.qname_len[1] == len("ok.example.com")
+
+
+def test_forty_one_byte_labels_parse_like_the_unsplit_name():
+    """A DNS tunnel name split into 40 one-byte labels (issue 21) is read, not unreadable."""
+    payload = "mfrggzdfmztwq2lknnwg23tpobyxe43uov3ho6dz"
+    split = ".".join(payload) + ".t.example.com"  # 40 one-byte labels, then the parent
+    whole = payload + ".t.example.com"
+    assert len(payload) == 40
+    q = parse([HEADER + wire(split), HEADER + wire(whole)])
+    assert q.qname_len.tolist() == [len(split), len(whole)]
+    assert q.label_len.tolist() == [1, 40]
+    assert q.qname_len[0] != UNREADABLE and q.name_hash[0] not in (0, UNREADABLE_HASH)
+    ref = dns_questions_numpy(np.frombuffer(HEADER + wire(split), np.uint8), np.zeros(1, np.int64),
+                              np.array([12 + len(wire(split))], np.int64))  # fmt: skip
+    assert ref.qname_len[0] == len(split) and ref.name_hash[0] == q.name_hash[0]
+
+
+def test_longest_readable_name_is_253_characters():
+    name = ".".join(["a" * 63, "b" * 63, "c" * 63, "d" * 61])  # 255 bytes in wire form
+    assert len(wire(name)) == 255
+    q = parse([HEADER + wire(name), HEADER + wire(name + "e")])
+    assert q.qname_len.tolist() == [253, UNREADABLE]
 
 
 def test_decoder_fills_dns_columns_for_udp_53_only():
@@ -91,10 +130,11 @@ def test_decoder_fills_dns_columns_for_udp_53_only():
 
 def test_compiled_and_numpy_dns_parsers_agree():
     """Random and real DNS payloads: the kernel and the numpy path give identical columns."""
-    from pathlib import Path
 
     from netae.capture import dns as dns_mod
     from netae.capture import read_records
+
+    assert hasattr(dns_mod, "dns_questions")
 
     rng = np.random.default_rng(0)
     bufs = [rng.integers(0, 256, 20_000, dtype=np.uint8)]
@@ -107,20 +147,20 @@ def test_compiled_and_numpy_dns_parsers_agree():
     well_formed = np.frombuffer(b"".join(parts), np.uint8)
     bounds = np.cumsum([0] + [len(x) for x in parts]).astype(np.int64)
     a = dns_mod.dns_questions(well_formed, bounds[:-1], bounds[1:])
-    b = dns_mod._dns_questions_numpy(well_formed, bounds[:-1], bounds[1:])
+    b = dns_questions_numpy(well_formed, bounds[:-1], bounds[1:])
     assert np.all(a.qname_len > 0)
     for name in ("qname_len", "label_len", "name_hash", "parent_hash"):
         np.testing.assert_array_equal(getattr(a, name), getattr(b, name), err_msg=name)
     np.testing.assert_allclose(a.label_entropy, b.label_entropy, rtol=1e-5, atol=1e-6)
     bufs.append(well_formed)
-    path = Path(__file__).resolve().parents[3] / "shared" / "eval" / "hard" / "dev_mixed.pcap"
+    path = EVAL / "hard" / "dev_mixed.pcap"
     if path.exists():
         bufs.append(next(iter(read_records(path))).data)
     for buf in bufs:
         start = np.sort(rng.integers(0, len(buf), 3000)).astype(np.int64)
         end = np.minimum(start + rng.integers(0, 400, 3000), len(buf)).astype(np.int64)
         a = dns_mod.dns_questions(buf, start, end)
-        b = dns_mod._dns_questions_numpy(buf, start, end)
+        b = dns_questions_numpy(buf, start, end)
         for name in ("qname_len", "label_len", "name_hash", "parent_hash"):
             np.testing.assert_array_equal(getattr(a, name), getattr(b, name), err_msg=name)
         np.testing.assert_allclose(a.label_entropy, b.label_entropy, rtol=1e-5, atol=1e-6)

@@ -13,12 +13,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from netae.capture import read_packets
-from netae.capture import reader as reader_mod
+from netae.capture import _walk, read_packets
 from netae.capture.linktypes import DLT_EN10MB, DLT_LINUX_SLL, DLT_RAW
 from netae.errors import CaptureError, InputError, NotACapture
 from netae.tables import PacketTable, SkipCounts
 from tests.helpers.pcapgen import Interface, Record, Section, gzip_bytes, pcap_bytes, pcapng_bytes
+from tests.reference import walk_struct
 
 T0 = 1_700_000_000_123_456_789
 
@@ -166,49 +166,69 @@ def test_chunking_gives_the_same_packets(fmt: str, chunk_bytes: int) -> None:
         assert getattr(joined, name).tolist() == getattr(whole, name).tolist()
 
 
-@pytest.mark.parametrize("use_numba", [True, False])
-def test_pcap_cut_at_every_offset(use_numba: bool) -> None:
+def test_pcap_cut_at_every_offset() -> None:
     recs = records(4)
     data = pcap_bytes(recs)
     ends = np.cumsum([24] + [16 + len(r.data) for r in recs]).tolist()
-    reader_mod._set_walkers(use_numba=use_numba)
-    try:
-        for cut in range(len(data) + 1):
-            if cut < 24:
-                with pytest.raises(NotACapture, match="x.pcap"):
-                    list(read_packets(_named(data[:cut], "x.pcap")))
-                continue
-            table, counts = read(data[:cut])
-            complete = sum(e <= cut for e in ends[1:])
-            assert table.n_packets == complete
-            assert counts.truncated == (cut not in ends)
-            if counts.truncated:
-                assert counts.warnings is not None
-                assert f"record {complete + 1}" in counts.warnings[0]
-    finally:
-        reader_mod._set_walkers(use_numba=True)
+    for cut in range(len(data) + 1):
+        if cut < 24:
+            with pytest.raises(NotACapture, match="x.pcap"):
+                list(read_packets(_named(data[:cut], "x.pcap")))
+            continue
+        table, counts = read(data[:cut])
+        complete = sum(e <= cut for e in ends[1:])
+        assert table.n_packets == complete
+        assert counts.truncated == (cut not in ends)
+        if counts.truncated:
+            assert counts.warnings is not None
+            assert f"record {complete + 1}" in counts.warnings[0]
 
 
-@pytest.mark.parametrize("use_numba", [True, False])
-def test_pcapng_cut_at_every_offset(use_numba: bool) -> None:
+def test_pcapng_cut_at_every_offset() -> None:
     recs = records(3)
     data = pcapng_bytes([Section(records=recs)])
     shb = 28
     idb = 20
     epbs = [32 + len(r.data) + (-len(r.data) % 4) for r in recs]
     ends = np.cumsum([shb, idb] + epbs).tolist()
-    reader_mod._set_walkers(use_numba=use_numba)
-    try:
-        for cut in range(len(data) + 1):
-            if cut < shb:
-                with pytest.raises(NotACapture):
-                    read(data[:cut])
-                continue
-            table, counts = read(data[:cut])
-            assert table.n_packets == sum(e <= cut for e in ends[2:])
-            assert counts.truncated == (cut not in ends)
-    finally:
-        reader_mod._set_walkers(use_numba=True)
+    for cut in range(len(data) + 1):
+        if cut < shb:
+            with pytest.raises(NotACapture):
+                read(data[:cut])
+            continue
+        table, counts = read(data[:cut])
+        assert table.n_packets == sum(e <= cut for e in ends[2:])
+        assert counts.truncated == (cut not in ends)
+
+
+def _walk_outputs(n: int) -> tuple[np.ndarray, ...]:
+    return (np.zeros(n, np.int64), *(np.zeros(n, np.uint32) for _ in range(4)), np.zeros(n, np.int32))
+
+
+@pytest.mark.parametrize("big", [False, True])
+def test_compiled_walkers_match_the_struct_oracle(big: bool) -> None:
+    """Both walkers, on every prefix of a pcap and a pcapng buffer (records after the headers)."""
+    recs = records(5)
+    pcap = np.frombuffer(pcap_bytes(recs, big_endian=big), np.uint8)
+    ng = np.frombuffer(pcapng_bytes([Section(records=recs, big_endian=big)]), np.uint8)
+    for cut in range(24, len(pcap) + 1):
+        outs = [_walk_outputs(8), _walk_outputs(8)]
+        got = [
+            tuple(int(x) for x in w(pcap, 24, cut, big, 16, 1 << 16, *o[:5]))
+            for w, o in zip((_walk.walk_pcap, walk_struct.walk_pcap), outs, strict=True)
+        ]
+        assert got[0] == got[1]
+        for a, b in zip(*outs, strict=True):
+            np.testing.assert_array_equal(a[: got[0][0]], b[: got[0][0]])
+    for cut in range(48, len(ng) + 1):
+        outs = [_walk_outputs(8), _walk_outputs(8)]
+        got = [
+            tuple(int(x) for x in w(ng, 48, cut, big, 1 << 16, 0, 0, *o))
+            for w, o in zip((_walk.walk_pcapng, walk_struct.walk_pcapng), outs, strict=True)
+        ]
+        assert got[0] == got[1]
+        for a, b in zip(*outs, strict=True):
+            np.testing.assert_array_equal(a[: got[0][0]], b[: got[0][0]])
 
 
 def test_gzip_cut_short_keeps_packets_before() -> None:

@@ -136,3 +136,94 @@ def pcapng_bytes(sections: Sequence[Section]) -> bytes:
 
 def gzip_bytes(data: bytes) -> bytes:
     return gzip.compress(data, mtime=0)
+
+
+# --- tunnels -------------------------------------------------------------------------------------
+# Byte-exact encapsulations for the decapsulation tests: each takes the inner bytes (an Ethernet
+# frame for the layer-2 tunnels, an IP packet for the others) and returns the outer frame's
+# header bytes to put in front of them. ``n`` is the inner packet's length on the wire (the
+# original length, which a snap length may have cut), for the outer length fields.
+
+ETH_HEAD = bytes.fromhex("020000000002 020000000001")  # dst, src MAC
+
+
+def ether(ethertype: int) -> bytes:
+    return ETH_HEAD + struct.pack(">H", ethertype)
+
+
+def ipv4_head(src: str, dst: str, proto: int, n: int, *, ident: int = 1) -> bytes:
+    """A 20-byte IPv4 header (checksum left 0: the decoder does not check it)."""
+    a = bytes(int(x) for x in src.split("."))
+    b = bytes(int(x) for x in dst.split("."))
+    return struct.pack(">BBHHHBBH4s4s", 0x45, 0, 20 + n, ident, 0, 64, proto, 0, a, b)
+
+
+def ipv6_head(src: str, dst: str, nh: int, n: int) -> bytes:
+    import ipaddress
+
+    return (
+        struct.pack(">IHBB", 6 << 28, n, nh, 64) + ipaddress.ip_address(src).packed + ipaddress.ip_address(dst).packed
+    )
+
+
+def udp_head(sport: int, dport: int, n: int) -> bytes:
+    return struct.pack(">HHHH", sport, dport, 8 + n, 0)
+
+
+def gre_head(proto: int, *, key: int | None = None, seq: int | None = None, csum: bool = False) -> bytes:
+    """GRE version 0 (RFC 2784/2890): optional checksum, key and sequence number."""
+    flags = (0x8000 if csum else 0) | (0x2000 if key is not None else 0) | (0x1000 if seq is not None else 0)
+    out = struct.pack(">HH", flags, proto)
+    if csum:
+        out += bytes(4)
+    if key is not None:
+        out += struct.pack(">I", key)
+    if seq is not None:
+        out += struct.pack(">I", seq)
+    return out
+
+
+def vxlan_head(vni: int) -> bytes:
+    return struct.pack(">II", 0x08000000, vni << 8)
+
+
+def geneve_head(vni: int, *, options: bytes = b"", proto: int = 0x6558) -> bytes:
+    assert len(options) % 4 == 0
+    return struct.pack(">BBHI", len(options) // 4, 0, proto, vni << 8) + options
+
+
+def erspan2_head(session: int, vlan: int = 0) -> bytes:
+    """ERSPAN type II header (version 1) after a GRE header with a sequence number."""
+    return struct.pack(">HHI", (1 << 12) | vlan, session & 0x3FF, 0)
+
+
+def erspan3_head(session: int, *, platform: bool = True) -> bytes:
+    """ERSPAN type III header (version 2), with the optional platform subheader when asked."""
+    head = struct.pack(">HHIHH", 2 << 12, session & 0x3FF, 0x12345678, 0, 1 if platform else 0)
+    return head + (bytes(8) if platform else b"")
+
+
+def gtpu_head(teid: int, n: int, *, ext: bool = True) -> bytes:
+    """GTP-U v1 G-PDU; with ``ext`` a sequence number and one PDU session container extension."""
+    if not ext:
+        return struct.pack(">BBHI", 0x30, 255, n, teid)
+    ext_hdr = bytes([1, 0x10, 0x05, 0])  # length 1 (4 bytes), content, next type 0
+    tail = struct.pack(">HBB", 7, 0, 0x85) + ext_hdr
+    return struct.pack(">BBHI", 0x36, 255, n + len(tail), teid) + tail
+
+
+def pptp_head(call_id: int, n: int, *, seq: int = 1, ack: int | None = 5) -> bytes:
+    """PPTP's enhanced GRE (version 1) with PPP address/control and protocol IPv4 (0x0021)."""
+    flags = 0x2000 | 0x1000 | (0x0080 if ack is not None else 0) | 1
+    head = struct.pack(">HHHHI", flags, 0x880B, n + 4, call_id, seq) + (struct.pack(">I", ack) if ack else b"")
+    return head + b"\xff\x03\x00\x21"
+
+
+def mpls_head(labels: Sequence[int]) -> bytes:
+    return b"".join(
+        struct.pack(">I", (lab << 12) | (0x100 if i == len(labels) - 1 else 0) | 64) for i, lab in enumerate(labels)
+    )
+
+
+def pppoe_head(session: int, n: int, *, ipv6: bool = False) -> bytes:
+    return struct.pack(">BBHHH", 0x11, 0, session, n + 2, 0x0057 if ipv6 else 0x0021)
