@@ -7,6 +7,12 @@ and of the hard set, evaluates ``dev_mixed.pcap`` of each against its labels, an
 
     python bench/quality.py [--set standard|hard|both] [--shared DIR] [--config FILE] [--seeds 0-5]
 
+After each set's figures it prints the incident ranking (issue 19): per attack label, the rank of
+its best-ranked incident, and where the benign-only incidents rank. The targets: every attack
+label has an incident in the top 10 on both sets, and on the standard set no benign-only incident
+ranks above the worst-placed attack label's best incident. ``--epochs N`` caps training for a
+quick smoke run (figures from such a run say little).
+
 ``--seeds A-B`` trains once per seed instead (``train.seed`` A to B) and prints one line per seed
 and set with the figures the detection issues check (12: standard set and benign_long; 13: hard
 set) and whether each target holds: a model's verdicts can change with the seed, and one lucky
@@ -29,7 +35,15 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from netae.config import load_settings  # noqa: E402
-from netae.evaluate import Evaluation, evaluate_scores, match_labels, read_labels  # noqa: E402
+from netae.evaluate import (  # noqa: E402
+    Evaluation,
+    IncidentRanks,
+    evaluate_scores,
+    incident_ranks,
+    match_labels,
+    read_labels,
+)
+from netae.output import table_incidents  # noqa: E402
 from netae.workflow import score_captures, train_captures  # noqa: E402
 
 # Issue 12: peers on dev_mixed.pcap (trained on train_benign.pcap).
@@ -60,22 +74,42 @@ def _pct(x: float) -> str:
     return f"{100 * x:.1f} %"
 
 
+INCIDENT_TOP = 10  # issue 19: every attack label has an incident this high
+
+
 def _run_set(
     name: str, folder: Path, *, settings: Any, with_long: bool, workdir: Path
-) -> tuple[Evaluation, tuple[int, int] | None, float]:
+) -> tuple[Evaluation, tuple[int, int] | None, float, IncidentRanks]:
     t0 = time.perf_counter()
     model = workdir / f"{name}.netae"
     train_captures([str(folder / "train_benign.pcap")], output=model, settings=settings)
     train_s = time.perf_counter() - t0
     run = score_captures([str(folder / "dev_mixed.pcap")], model_path=model, device=settings.train.device)
-    ev = evaluate_scores(
-        run.table.score, match_labels(run.table, read_labels(folder / "dev_labels.csv")), threshold=run.table.threshold
-    )
+    matched = match_labels(run.table, read_labels(folder / "dev_labels.csv"))
+    ev = evaluate_scores(run.table.score, matched, threshold=run.table.threshold)
+    ranks = incident_ranks(matched, table_incidents(run.table))
     long = None
     if with_long and (folder / "benign_long.pcap").exists():
         lr = score_captures([str(folder / "benign_long.pcap")], model_path=model, device=settings.train.device)
         long = (int(np.count_nonzero(lr.table.is_anomaly)), int(lr.table.flows.n_flows))
-    return ev, long, train_s
+    return ev, long, train_s, ranks
+
+
+def report_incidents(set_name: str, ranks: IncidentRanks, *, strict_benign: bool) -> str:
+    """Issue 19's lines: each attack label's first incident rank, and whether the targets hold."""
+    cells = ", ".join(f"{a} {r if r is not None else 'none'}" for a, r in ranks.best.items())
+    top_ok = all(r is not None and r <= INCIDENT_TOP for r in ranks.best.values())
+    benign_ok = ranks.benign_above_attacks == 0
+    first_benign = ranks.benign_only[0] if ranks.benign_only else "-"
+    verdict = top_ok and (benign_ok or not strict_benign)
+    return (
+        f"{set_name} incidents: {ranks.n_incidents}; first incident rank per attack: {cells}\n"
+        f"{set_name} benign-only incidents: {len(ranks.benign_only)} (first at rank {first_benign}, "
+        f"{ranks.benign_above_attacks} above the last attack label's first incident) -> "
+        f"every attack in the top {INCIDENT_TOP}: {'yes' if top_ok else 'NO'}"
+        + (f"; no benign-only incident above the attacks: {'yes' if benign_ok else 'NO'}" if strict_benign else "")
+        + f" -> {'incident targets met' if verdict else 'MISSED'}"
+    )
 
 
 def _netae_rows(ev: Evaluation) -> list[str]:
@@ -185,15 +219,17 @@ def run_seeds(args: argparse.Namespace, settings: Any, eval_dir: Path) -> int:
         for seed in seeds:
             s = dataclasses.replace(settings, train=dataclasses.replace(settings.train, seed=seed))
             if args.set in ("standard", "both"):
-                ev, long, _ = _run_set("standard", eval_dir, settings=s, with_long=True, workdir=Path(tmp))
+                ev, long, _, ranks = _run_set("standard", eval_dir, settings=s, with_long=True, workdir=Path(tmp))
                 line = seed_line_standard(seed, ev, long)
                 met["standard"] += line.endswith("all targets met")
                 print(line, flush=True)
+                print(f"seed {seed} " + report_incidents("standard", ranks, strict_benign=True), flush=True)
             if args.set in ("hard", "both"):
-                ev, _, _ = _run_set("hard", eval_dir / "hard", settings=s, with_long=False, workdir=Path(tmp))
+                ev, _, _, ranks = _run_set("hard", eval_dir / "hard", settings=s, with_long=False, workdir=Path(tmp))
                 line = seed_line_hard(seed, ev)
                 met["hard"] += line.endswith("all targets met")
                 print(line, flush=True)
+                print(f"seed {seed} " + report_incidents("hard", ranks, strict_benign=False), flush=True)
     sets = ("standard", "hard") if args.set == "both" else (args.set,)
     print("seeds meeting every target: " + ", ".join(f"{k} {met[k]}/{len(seeds)}" for k in sets))
     return 0
@@ -206,8 +242,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--config", type=Path, default=None, help="TOML settings (default: built-in defaults)")
     ap.add_argument("--json", type=Path, default=None, help="also write the evaluations here as JSON")
     ap.add_argument("--seeds", default=None, help="A-B: one training per seed, one line per seed and set")
+    ap.add_argument("--epochs", type=int, default=None, help="cap training epochs (a quick smoke run)")
     args = ap.parse_args(argv)
     settings = load_settings(args.config)
+    if args.epochs:
+        settings = settings.replace("train", epochs=args.epochs)
     eval_dir = args.shared / "eval"
     if not (eval_dir / "train_benign.pcap").exists():
         print(f"no evaluation captures under {eval_dir}; pass --shared", file=sys.stderr)
@@ -217,14 +256,18 @@ def main(argv: list[str] | None = None) -> int:
     out: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:
         if args.set in ("standard", "both"):
-            ev, long, secs = _run_set("standard", eval_dir, settings=settings, with_long=True, workdir=Path(tmp))
+            ev, long, secs, ranks = _run_set("standard", eval_dir, settings=settings, with_long=True, workdir=Path(tmp))
             print(report_standard(ev, long, secs), flush=True)
-            out["standard"] = {**ev.to_dict(), "benign_long_flagged": long}
+            print(report_incidents("standard", ranks, strict_benign=True), flush=True)
+            out["standard"] = {**ev.to_dict(), "benign_long_flagged": long, "incident_ranks": ranks.to_dict()}
             print()
         if args.set in ("hard", "both"):
-            ev, _, secs = _run_set("hard", eval_dir / "hard", settings=settings, with_long=False, workdir=Path(tmp))
+            ev, _, secs, ranks = _run_set(
+                "hard", eval_dir / "hard", settings=settings, with_long=False, workdir=Path(tmp)
+            )
             print(report_hard(ev, secs), flush=True)
-            out["hard"] = ev.to_dict()
+            print(report_incidents("hard", ranks, strict_benign=False), flush=True)
+            out["hard"] = {**ev.to_dict(), "incident_ranks": ranks.to_dict()}
     if args.json:
         args.json.write_text(json.dumps(out, indent=2))
     return 0

@@ -76,6 +76,8 @@ log = logging.getLogger("netae")
 
 
 class GroupBy(enum.StrEnum):
+    incident = "incident"
+    flow = "flow"
     host = "host"
     pair = "pair"
 
@@ -438,7 +440,11 @@ def score(
     report: Annotated[Path | None, typer.Option("--report", help="Also write an HTML report here.")] = None,
     group_by: Annotated[
         GroupBy | None,
-        typer.Option("--group-by", help="Roll flows up to one alert per source host or host pair."),
+        typer.Option(
+            "--group-by",
+            help="One row per incident (default of --format table), per flow (default of csv and jsonl), "
+            "or per source host or host pair.",
+        ),
     ] = None,
     state: Annotated[
         Path | None,
@@ -451,7 +457,7 @@ def score(
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing on stderr on success.")] = False,
 ) -> None:
-    from netae.output import append_lines, atomic_write, render, render_groups, select_rows
+    from netae.output import append_lines, atomic_write, render, render_groups, render_incidents, select_rows
     from netae.pipeline import expand_inputs
     from netae.stream import wants_stream
 
@@ -466,11 +472,11 @@ def score(
     _check_output(report, inputs=sources, model=model)
     if stream and report is not None:
         raise typer.BadParameter("--report needs the whole capture; use it without --stream")
-    if stream and group_by is not None:
+    if stream and group_by not in (None, GroupBy.flow):
         raise typer.BadParameter("--group-by needs the whole capture; use it without --stream")
-    if state is not None and (stream is False or report is not None or group_by is not None):
+    if state is not None and (stream is False or report is not None or group_by not in (None, GroupBy.flow)):
         raise typer.BadParameter("--state scores as a stream: use it without --no-stream, --report and --group-by")
-    auto = stream is None and report is None and group_by is None and wants_stream(sources)
+    auto = stream is None and report is None and group_by in (None, GroupBy.flow) and wants_stream(sources)
     if state is not None or stream or auto:
         _score_stream(sources, model=model, fmt=fmt, output=output, all_flows=all_flows, threshold=threshold,
                       limit=limit, append=append, device=device, quiet=quiet, state=state, engine=engine)  # fmt: skip
@@ -479,7 +485,11 @@ def score(
     kwargs: dict[str, Any] = {"limit": limit or None} if fmt is OutputFormat.table else {}
     if output is None and fmt is OutputFormat.table:
         kwargs["fh"] = sys.stdout  # the terminal itself: its width, colour and NO_COLOR
-    if group_by is not None:
+    if group_by is None:  # people see incidents first; programs get one row per flow
+        group_by = GroupBy.incident if fmt is OutputFormat.table and not all_flows else GroupBy.flow
+    if group_by is GroupBy.incident:
+        text = render_incidents(table, fmt.value, **kwargs)
+    elif group_by is not GroupBy.flow:
         text = render_groups(table, group_by.value, fmt.value, include_all=all_flows, **kwargs)
     else:
         rows = select_rows(table, include_all=all_flows, by_score=fmt is OutputFormat.table)
@@ -783,7 +793,15 @@ def evaluate(
     """
     import json
 
-    from netae.evaluate import evaluate_scores, format_evaluation, match_labels, read_labels
+    from netae.evaluate import (
+        evaluate_scores,
+        format_evaluation,
+        format_incident_ranks,
+        incident_ranks,
+        match_labels,
+        read_labels,
+    )
+    from netae.output import table_incidents
     from netae.pipeline import expand_inputs
 
     _quiet(quiet)
@@ -792,10 +810,12 @@ def evaluate(
     run = _score_with_progress(sources, model=model, threshold=threshold, device=device, quiet=quiet)
     matched = match_labels(run.table, table_labels)
     ev = evaluate_scores(run.table.score, matched, threshold=run.table.threshold)
+    ranks = incident_ranks(matched, table_incidents(run.table))
     if fmt is EvalFormat.json:
-        sys.stdout.write(json.dumps(_strict_json(ev.to_dict()), indent=2, allow_nan=False) + "\n")
+        doc = {**ev.to_dict(), "incident_ranks": ranks.to_dict()}
+        sys.stdout.write(json.dumps(_strict_json(doc), indent=2, allow_nan=False) + "\n")
     else:
-        sys.stdout.write(format_evaluation(ev))
+        sys.stdout.write(format_evaluation(ev) + "\n" + format_incident_ranks(ranks))
 
 
 @app.command()

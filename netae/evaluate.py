@@ -14,7 +14,7 @@ import math
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -23,7 +23,20 @@ from netae.errors import InputError
 from netae.protocols import PORTED
 from netae.tables import ScoreTable, format_ips
 
-__all__ = ["Evaluation", "average_precision", "evaluate_scores", "match_labels", "read_labels", "roc_auc", "tpr_at_fpr"]
+if TYPE_CHECKING:
+    from netae.incidents import Incidents
+
+__all__ = [
+    "Evaluation",
+    "IncidentRanks",
+    "average_precision",
+    "evaluate_scores",
+    "incident_ranks",
+    "match_labels",
+    "read_labels",
+    "roc_auc",
+    "tpr_at_fpr",
+]
 
 LABEL_COLUMNS = ("src_ip", "src_port", "dst_ip", "dst_port", "protocol", "first_seen", "last_seen", "label")
 _PORTED = PORTED
@@ -133,6 +146,64 @@ def tpr_at_fpr(scores: npt.NDArray[np.float64], is_pos: npt.NDArray[np.bool_], f
     allowed = int(math.floor(fpr * len(neg) + 1e-9))
     cut = neg[allowed] if allowed < len(neg) else -math.inf
     return float((pos > cut).mean())
+
+
+@dataclass(frozen=True, slots=True)
+class IncidentRanks:
+    """Where the labelled trouble lands in the incident ranking (rank 1 is the top).
+
+    ``best``: per attack label, the rank of its best-ranked incident (None: no incident holds one
+    of its flows). An incident counts for every label among its flows. ``benign_only``: the ranks
+    of incidents whose matched flows are all benign (unmatched flows are ignored).
+    """
+
+    n_incidents: int
+    best: dict[str, int | None]
+    benign_only: tuple[int, ...]
+
+    @property
+    def benign_above_attacks(self) -> int:
+        """Benign-only incidents ranked above the worst-placed attack label's best incident."""
+        found = [r for r in self.best.values() if r is not None]
+        return sum(r < max(found) for r in self.benign_only) if found else 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "incidents": self.n_incidents,
+            "best_rank_per_attack": self.best,
+            "benign_only_ranks": list(self.benign_only),
+            "benign_only_above_last_attack": self.benign_above_attacks,
+        }
+
+
+def incident_ranks(matched: list[frozenset[str] | None], incidents: Incidents) -> IncidentRanks:
+    """The rank of each attack label's best incident, and of the benign-only incidents."""
+    attacks = sorted({a for m in matched if m is not None for a in m} - {"benign"})
+    labels_of: list[set[str]] = [set() for _ in range(incidents.n_incidents)]
+    for i in np.flatnonzero(incidents.flow_incident >= 0).tolist():
+        m = matched[i]
+        if m is not None:
+            labels_of[int(incidents.flow_incident[i])].update(m)
+    best: dict[str, int | None] = dict.fromkeys(attacks)
+    for k, labs in enumerate(labels_of):
+        for a in labs - {"benign"}:
+            if best.get(a) is None:
+                best[a] = k + 1
+    benign_only = tuple(k + 1 for k, labs in enumerate(labels_of) if labs == {"benign"})
+    return IncidentRanks(n_incidents=incidents.n_incidents, best=best, benign_only=benign_only)
+
+
+def format_incident_ranks(ranks: IncidentRanks) -> str:
+    """Lines for people: each attack label's best incident rank, then the benign-only ones."""
+    lines = [f"{'attack':<16}{'best incident rank':>19}  (of {ranks.n_incidents} incidents)"]
+    for name, r in ranks.best.items():
+        lines.append(f"{name:<16}{r if r is not None else 'none':>19}")
+    first = ranks.benign_only[0] if ranks.benign_only else None
+    lines.append(
+        f"benign-only incidents: {len(ranks.benign_only)}, the first at rank {first if first else '-'}; "
+        f"{ranks.benign_above_attacks} above the last attack label's best incident"
+    )
+    return "\n".join(lines) + "\n"
 
 
 @dataclass(frozen=True, slots=True)

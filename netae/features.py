@@ -21,12 +21,14 @@ from netae.protocols import ICMP_PROTOCOLS, IPPROTO_UDP, TCP_ACK, TCP_FIN, TCP_P
 from netae.tables import Features, FlowTable, PacketTable
 
 __all__ = [
+    "FEATURE_LABELS",
     "FLOW_FEATURES",
     "MIN_SCALE",
     "PACKET_FEATURES",
     "Scaler",
     "ScalerAccumulator",
     "compute_features",
+    "feature_label",
     "fit_scaler",
 ]
 
@@ -66,6 +68,64 @@ FLOW_FEATURES: tuple[str, ...] = (
     "dns_label_chars_log",
     "dns_label_entropy_bits",
 )
+
+# NOTE [feature names]: the human name of every model input (packet, flow and context columns,
+# the last defined in context.py) and how its stored value turns back into its quantity:
+# "log1p" columns hold log1p(x), "share" a fraction, "flag" 0/1, "raw" the quantity itself. Reports
+# and explanations take names from here, never from the column names.
+FEATURE_LABELS: dict[str, tuple[str, str]] = {
+    "is_fwd": ("packet direction", "flag"),
+    "log_ip_len_bytes": ("packet size (bytes)", "log1p"),
+    "log_payload_bytes": ("payload size (bytes)", "log1p"),
+    "has_payload": ("packet carries payload", "flag"),
+    "log_iat_us": ("gap since the previous packet (µs)", "log1p"),
+    "log_iat_same_dir_us": ("gap since the previous packet in the same direction (µs)", "log1p"),
+    "log_since_start_ms": ("time since the flow started (ms)", "log1p"),
+    "log_position": ("packet position in the flow", "log1p"),
+    "tcp_syn": ("TCP SYN flag", "flag"),
+    "tcp_ack": ("TCP ACK flag", "flag"),
+    "tcp_fin": ("TCP FIN flag", "flag"),
+    "tcp_rst": ("TCP RST flag", "flag"),
+    "tcp_psh": ("TCP PSH flag", "flag"),
+    "log_tcp_window": ("TCP window (bytes)", "log1p"),
+    "proto_tcp": ("protocol is TCP", "flag"),
+    "proto_udp": ("protocol is UDP", "flag"),
+    "proto_icmp": ("protocol is ICMP", "flag"),
+    "log_flow_pkts": ("packets in the flow", "log1p"),
+    "log_flow_bytes": ("bytes in the flow", "log1p"),
+    "log_flow_duration_ms": ("flow duration (ms)", "log1p"),
+    "fwd_pkt_share": ("share of packets sent by the client", "share"),
+    "fwd_byte_share": ("share of bytes sent by the client", "share"),
+    "tcp_handshake_done": ("TCP handshake completed", "flag"),
+    "tcp_reset": ("TCP connection reset", "flag"),
+    "tcp_no_answer": ("no answer from the server", "flag"),
+    "dns_qname_chars_log": ("DNS name length (characters)", "log1p"),
+    "dns_label_chars_log": ("DNS first label length (characters)", "log1p"),
+    "dns_label_entropy_bits": ("DNS first label entropy (bits)", "raw"),
+    "ctx_coverage": ("share of the context window the capture covers", "share"),
+    "ctx_src_flows_log": ("earlier flows of the source host in the window", "log1p"),
+    "ctx_src_new_dsts_log": ("new destinations of the source host in the window", "log1p"),
+    "ctx_src_new_dports_log": ("new destination ports of the source host in the window", "log1p"),
+    "ctx_src_fail_share": ("share of the source host's TCP connections that failed", "share"),
+    "ctx_pair_flows_log": ("earlier connections of the host pair to this service in the window", "log1p"),
+    "ctx_pair_since_prev_log_s": ("time since the pair's previous connection (s)", "log1p"),
+    "ctx_pair_iat_mean_log_s": ("mean log gap between the pair's connections", "raw"),
+    "ctx_pair_iat_std_log_s": ("spread of the log gaps between the pair's connections", "raw"),
+    "ctx_pair_fwd_bytes_log": ("bytes the pair's earlier connections sent (window)", "log1p"),
+    "ctx_pair_bwd_bytes_log": ("bytes the pair's earlier connections received (window)", "log1p"),
+    "ctx_pair_bytes_std_log": ("spread of the log sizes of the pair's connections", "raw"),
+    "ctx_svc_flows_log": ("earlier flows to the service in the window", "log1p"),
+    "ctx_svc_new_srcs_log": ("new clients of the service in the window", "log1p"),
+    "ctx_src_dns_new_names_log": ("new DNS names the source host looked up in the window", "log1p"),
+    "ctx_dns_parent_names_log": ("new DNS names under the parent domain in the window", "log1p"),
+    "ctx_dns_parent_new_share": ("share of the parent domain's lookups that were new names", "share"),
+}
+
+
+def feature_label(name: str) -> str:
+    """The human name of a feature column (the column name itself when it has none)."""
+    entry = FEATURE_LABELS.get(name)
+    return entry[0] if entry else name
 
 
 def _flow_columns(flows: FlowTable, facts: FlowFacts) -> dict[str, npt.NDArray[np.float32]]:

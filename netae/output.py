@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -34,17 +34,23 @@ from netae.files import atomic_write, in_place, target_kind
 from netae.protocols import ICMP_PROTOCOLS, PORTED, PROTOCOL_NAMES
 from netae.tables import FlowTable, ScoreTable, format_ip, format_ips
 
+if TYPE_CHECKING:
+    from netae.incidents import Incidents
+
 __all__ = [
     "CSV_COLUMNS",
     "ECS_VERSION",
     "GROUP_BY",
     "GROUP_CSV_COLUMNS",
+    "INCIDENT_CSV_COLUMNS",
     "WRITERS",
     "LineAppender",
     "append_lines",
     "FlowGroups",
     "group_documents",
     "group_flows",
+    "incident_ids",
+    "render_incidents",
     "render_groups",
     "select_groups",
     "atomic_write",
@@ -84,6 +90,7 @@ CSV_COLUMNS = (
     "top_features",
     "explanation",
     "tunnel",
+    "incident",
 )
 
 _TRANSPORT = PROTOCOL_NAMES
@@ -392,6 +399,7 @@ def csv_rows(table: ScoreTable, rows: npt.NDArray[np.int64]) -> Iterator[list[An
         top,
         expl,
         tunnel_texts(*_tunnel_args(f, rows)),
+        incident_ids(table, rows),
     ]
     for row in zip(*columns, strict=True):
         yield list(row)
@@ -483,6 +491,7 @@ def ecs_documents(table: ScoreTable, rows: npt.NDArray[np.int64]) -> Iterator[di
     threshold = finite_or_none(table.threshold)
     safe_files = [printable(name) for name in table.files]
     tunnels = tunnel_documents(*_tunnel_args(f, rows))
+    inc_ids, inc_ranks = incident_ids(table, rows), incident_ranks(table, rows)
     for n, (i, first, last, t0, t1, src_ip, dst_ip, sport, dport, proto, ipv, pf, pb, bf, bb, score, anomalous,
             file_id, cid, w_idx, w_fwd, w_len, w_err, top) in enumerate(columns):  # fmt: skip
         source: dict[str, Any] = {"ip": src_ip, "packets": pf, "bytes": bf}
@@ -526,6 +535,8 @@ def ecs_documents(table: ScoreTable, rows: npt.NDArray[np.int64]) -> Iterator[di
         explanation = table.explanations[i] if table.explanations else ""
         if explanation:
             netae["explanation"] = printable(explanation)
+        if inc_ids[n]:
+            netae["incident"] = {"id": inc_ids[n], "rank": inc_ranks[n]}
         head = _ecs_head(
             first, last, anomalous=anomalous, score=score, threshold=table.threshold, dataset="netae.flow",
             first_iso=t0, last_iso=t1,
@@ -566,6 +577,8 @@ def write_table(table: ScoreTable, rows: npt.NDArray[np.int64], fh: IO[str], *, 
     from rich.console import Console
     from rich.table import Table
 
+    from netae.features import feature_label
+
     shown = rows[:limit] if limit else rows
     t = Table(title=f"{len(rows)} flows (threshold {table.threshold:.4g})", title_justify="left")
     for name, justify in (
@@ -578,7 +591,7 @@ def write_table(table: ScoreTable, rows: npt.NDArray[np.int64], fh: IO[str], *, 
         r = _Row(table, i)
         src = f"{format_ip(*r.src)}:{r.sport}" if r.proto in (6, 17) else format_ip(*r.src)
         dst = f"{format_ip(*r.dst)}:{r.dport}" if r.proto in (6, 17) else format_ip(*r.dst)
-        why = r.explanation() or ", ".join(r.top_features())
+        why = r.explanation() or ", ".join(feature_label(name) for name in r.top_features())
         cells = [
             f"{float(table.score[i]):.4g}",
             "",
@@ -856,4 +869,188 @@ def render_groups(
     rows = select_groups(groups, include_all=include_all, by_score=fmt == "table")
     buf = io.StringIO()
     GROUP_WRITERS[fmt](table, groups, rows, buf if fh is None else fh, **kwargs)
+    return buf.getvalue()
+
+
+# --- incidents (issue 19) -----------------------------------------------------------------------
+# Flagged flows gathered into ranked incidents (NOTE [incidents] in incidents.py). Every flow row
+# carries its incident's id (CSV ``incident``, ECS ``netae.incident.id``), so the two join.
+
+INCIDENT_CSV_COLUMNS = (
+    "incident",
+    "rank",
+    "kind",
+    "src_ip",
+    "dst_ip",
+    "dst_port",
+    "protocol",
+    "first_seen",
+    "last_seen",
+    "duration_s",
+    "flows",
+    "sources",
+    "destinations",
+    "dst_ports",
+    "max_score",
+    "threshold",
+    "community_id",
+    "summary",
+    "explanation",
+)
+
+
+def table_incidents(table: ScoreTable) -> Incidents:
+    """The incidents of ``table`` (found when the table was built, else now with the default window)."""
+    from netae.incidents import find_incidents
+
+    return table.incidents if table.incidents is not None else find_incidents(table)
+
+
+def incident_ids(table: ScoreTable, rows: npt.NDArray[np.int64]) -> list[str]:
+    """The incident id of each selected flow ('' for flows in no incident)."""
+    if not table.is_anomaly.any():
+        return [""] * len(rows)
+    inc = table_incidents(table)
+    ids = np.array(("",) + inc.ids, dtype=object)
+    out: list[str] = ids[inc.flow_incident[rows] + 1].tolist()
+    return out
+
+
+def incident_ranks(table: ScoreTable, rows: npt.NDArray[np.int64]) -> list[int]:
+    """The incident rank (1 = first) of each selected flow, 0 for flows in no incident."""
+    if not table.is_anomaly.any():
+        return [0] * len(rows)
+    out: list[int] = (table_incidents(table).flow_incident[rows] + 1).tolist()
+    return out
+
+
+def _incident_fields(table: ScoreTable, inc: Incidents, k: int) -> dict[str, Any]:
+    """The values of incident ``k`` shared by every incident writer."""
+    f = table.flows
+    rep = int(inc.rep[k])
+    r = _Row(table, rep)
+    first, last = int(inc.first_ns[k]), int(inc.last_ns[k])
+    return {
+        "incident": inc.ids[k],
+        "rank": k + 1,
+        "kind": inc.kind[k],
+        "src_ip": format_ip(*r.src),
+        "dst_ip": format_ip(*r.dst),
+        "dst_port": r.dport if r.proto in (6, 17, 132) else None,
+        "protocol": int(f.proto[rep]),
+        "first_ns": first,
+        "last_ns": last,
+        "flows": int(inc.n_flows[k]),
+        "sources": int(inc.n_srcs[k]),
+        "destinations": int(inc.n_dsts[k]),
+        "dst_ports": int(inc.n_dports[k]),
+        "max_score": float(inc.score[k]),
+        "community_id": r.community_id(),
+        "summary": inc.sentence[k],
+        "explanation": r.explanation(),
+    }
+
+
+def write_incidents_csv(table: ScoreTable, inc: Incidents, rows: npt.NDArray[np.int64], fh: IO[str]) -> None:
+    w = csv.writer(fh, lineterminator="\n")
+    w.writerow(INCIDENT_CSV_COLUMNS)
+    for k in rows.tolist():
+        x = _incident_fields(table, inc, k)
+        x["first_seen"] = f"{x['first_ns'] / 1e9:.6f}"
+        x["last_seen"] = f"{x['last_ns'] / 1e9:.6f}"
+        x["duration_s"] = f"{(x['last_ns'] - x['first_ns']) / 1e9:.6f}"
+        x["max_score"] = f"{x['max_score']:.6g}"
+        x["threshold"] = f"{table.threshold:.6g}"
+        x["dst_port"] = "" if x["dst_port"] is None else x["dst_port"]
+        w.writerow([x[c] for c in INCIDENT_CSV_COLUMNS])
+
+
+def incident_documents(table: ScoreTable, inc: Incidents, rows: npt.NDArray[np.int64]) -> Iterator[dict[str, Any]]:
+    """ECS documents, one per incident (``event.dataset`` netae.incident, details under ``netae.incident``)."""
+    for k in rows.tolist():
+        x = _incident_fields(table, inc, k)
+        doc: dict[str, Any] = {
+            **_ecs_head(
+                x["first_ns"],
+                x["last_ns"],
+                anomalous=True,
+                score=x["max_score"],
+                threshold=table.threshold,
+                dataset="netae.incident",
+            ),  # fmt: skip
+            "message": x["summary"],
+            "source": {"ip": x["src_ip"]},
+            "destination": {"ip": x["dst_ip"]} | ({"port": x["dst_port"]} if x["dst_port"] is not None else {}),
+            "network": {
+                "transport": _TRANSPORT.get(x["protocol"], str(x["protocol"])),
+                "community_id": x["community_id"],
+            },
+        }
+        netae: dict[str, Any] = {
+            "threshold": finite_or_none(table.threshold),
+            "is_anomaly": True,
+            "model_id": table.model_id,
+            "incident": {
+                "id": x["incident"], "rank": x["rank"], "kind": x["kind"], "flows": x["flows"],
+                "sources": x["sources"], "destinations": x["destinations"], "dst_ports": x["dst_ports"],
+                "max_score": finite_or_none(x["max_score"]), "summary": x["summary"],
+            },
+        }  # fmt: skip
+        if x["explanation"]:
+            netae["explanation"] = x["explanation"]
+        doc["netae"] = netae
+        yield doc
+
+
+def write_incidents_jsonl(table: ScoreTable, inc: Incidents, rows: npt.NDArray[np.int64], fh: IO[str]) -> None:
+    for doc in incident_documents(table, inc, rows):
+        fh.write(json.dumps(doc, separators=(",", ":")) + "\n")
+
+
+def write_incidents_table(
+    table: ScoreTable, inc: Incidents, rows: npt.NDArray[np.int64], fh: IO[str], *, limit: int | None = None
+) -> None:
+    """A rich table of incidents for people, in rank order; flows with --group-by flow."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from netae.incidents import human_seconds
+
+    shown = rows[:limit] if limit else rows
+    n_flagged = int(table.is_anomaly.sum())
+    title = (
+        f"{len(rows)} incident{'s' * (len(rows) != 1)} from {n_flagged} anomalous "
+        f"flow{'s' * (n_flagged != 1)} (threshold {table.threshold:.4g}); flows: --group-by flow"
+    )
+    t = Table(title=title, title_justify="left")
+    for name in ("#", "incident", "kind", "score", "flows", "first seen (UTC)", "lasted", "what happened", "why"):
+        t.add_column(name, justify="right" if name in ("#", "score", "flows") else "left")
+    for k in shown.tolist():
+        x = _incident_fields(table, inc, k)
+        cells = [
+            str(x["rank"]), x["incident"], x["kind"], f"{x['max_score']:.4g}", f"{x['flows']:,}",
+            _iso(x["first_ns"])[:19].replace("T", " "), human_seconds((x["last_ns"] - x["first_ns"]) / 1e9),
+            x["summary"], x["explanation"],
+        ]  # fmt: skip
+        cells = [_cell(c) for c in cells]
+        cells[2] = f"[bold red]{cells[2]}[/]"  # the kind: netae's own markup, after escaping
+        t.add_row(*cells)
+    console = Console(file=fh, width=None if fh.isatty() else 200, no_color=not fh.isatty() or None)
+    console.print(t)
+    if limit and len(rows) > limit:
+        console.print(f"... {len(rows) - limit} more; use --limit 0 or --format csv for all")
+
+
+INCIDENT_WRITERS: dict[str, Callable[..., None]] = {
+    "csv": write_incidents_csv,
+    "jsonl": write_incidents_jsonl,
+    "table": write_incidents_table,
+}
+
+
+def render_incidents(table: ScoreTable, fmt: str, *, fh: IO[str] | None = None, **kwargs: Any) -> str:
+    """The incidents of ``table`` in rank order, as text in ``fmt`` (written to ``fh`` instead, if given)."""
+    inc = table_incidents(table)
+    buf = io.StringIO()
+    INCIDENT_WRITERS[fmt](table, inc, np.arange(inc.n_incidents, dtype=np.int64), buf if fh is None else fh, **kwargs)
     return buf.getvalue()

@@ -26,8 +26,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
+from netae.features import feature_label
+from netae.incidents import Incidents, human_seconds
+from netae.output import community_ids, table_incidents
 from netae.protocols import ICMP_PROTOCOLS, PORTED, PROTOCOL_NAMES
-from netae.tables import ScoreTable, format_ip
+from netae.tables import ScoreTable, format_ip, format_ips
 
 if TYPE_CHECKING:
     from netae.modelfile import TrainedModel
@@ -76,9 +79,9 @@ table { border-collapse:collapse; font-variant-numeric:tabular-nums; }
 th, td { text-align:left; padding:4px 10px 4px 0; vertical-align:top; border-bottom:1px solid #eceef2; }
 th { font-size:12px; color:var(--muted); font-weight:600; border-bottom:1px solid var(--line); }
 td.num, th.num { text-align:right; white-space:nowrap; }
-table.flows { width:100%; }
-table.flows td { padding-top:6px; padding-bottom:6px; }
-table.flows .key { font-weight:600; font-family:ui-monospace,"SFMono-Regular",Menlo,Consolas,monospace;
+table.flows, table.list { width:100%; }
+table.flows td, table.list td { padding-top:6px; padding-bottom:6px; }
+table.flows .key, table.list .key { font-weight:600; font-family:ui-monospace,"SFMono-Regular",Menlo,Consolas,monospace;
   font-size:12.5px;
   white-space:nowrap; }
 .file { color:var(--muted); font-size:11.5px; font-family:inherit; }
@@ -96,6 +99,10 @@ code, .mono { font-family:ui-monospace,"SFMono-Regular",Menlo,Consolas,monospace
 svg text { font-family:system-ui,-apple-system,"Segoe UI",Roboto,Arial,sans-serif; fill:#333; }
 svg .axis { stroke:#888; stroke-width:1; } svg .grid { stroke:#eceef2; stroke-width:1; }
 .legend { display:flex; flex-wrap:wrap; gap:4px 18px; font-size:12.5px; color:var(--muted); margin:4px 0; }
+table.sub { width:100%; margin:4px 0 6px; font-size:12px; } table.sub td { padding:2px 8px 2px 0; }
+details summary { cursor:pointer; color:#2f5fb3; font-size:12.5px; margin-top:3px; }
+td.wide { max-width:640px; } .small { font-size:11px; } svg.spark { display:block; }
+nav.toc { font-size:13px; }
 .sw { display:inline-block; width:11px; height:11px; border-radius:2px; vertical-align:-1px; margin-right:5px; }
 """
 
@@ -137,6 +144,24 @@ def _duration(seconds: float) -> str:
 
 def _int(n: int) -> str:
     return f"{n:,}".replace(",", "\u202f")  # narrow no-break space as thousands separator
+
+
+def _n(n: int, word: str, plural: str | None = None) -> str:
+    """'1 flow', '2 flows', '1 234 flows': a count with its noun in the right number."""
+    return f"{_int(n)} {word if n == 1 else plural or word + 's'}"
+
+
+def _value(v: object) -> str:
+    """A setting or metadata value for people: yes/no, 4 significant digits, separated thousands."""
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, int):
+        return _int(v) if abs(v) >= 10_000 else str(v)
+    if isinstance(v, float):
+        return _fmt(v)
+    if isinstance(v, list | tuple):
+        return ", ".join(_value(x) for x in v)
+    return str(v)
 
 
 # ----------------------------------------------------------------------------------- axes / ticks
@@ -292,7 +317,7 @@ def _score_histogram(
             x = xa + 0.5 + (g * sub if side_by_side else 0)
             fr.add(
                 f'<rect x="{x:.1f}" y="{ya:.1f}" width="{max(sub, 1):.1f}" height="{max(yb - ya, 1):.1f}" '
-                f'fill="{colour}"><title>{_e(name)}: {c} flows, score '
+                f'fill="{colour}"><title>{_e(name)}: {_n(c, "flow")}, score '
                 f"{_fmt(10 ** edges[b])}–{_fmt(10 ** edges[b + 1])}</title></rect>"
             )
             if not side_by_side:
@@ -413,7 +438,7 @@ def _timeline(
             fr.add(
                 f'<rect x="{x + gap / 2:.1f}" y="{py(all_counts[b]):.1f}" width="{max(bw - gap, 0.5):.2f}" '
                 f'height="{fr.y0 - py(all_counts[b]):.1f}" fill="{C_ALL}"><title>{when} UTC: '
-                f"{int(all_counts[b])} flows started</title></rect>"
+                f"{_n(int(all_counts[b]), 'flow')} started</title></rect>"
             )
         base = 0
         for g, (name, _, colour) in enumerate(groups):
@@ -587,7 +612,7 @@ def _summary_section(run: ScoreRun, labels: Labels | None) -> str:
     anom_file = np.bincount(f.file_id[t.is_anomaly], minlength=len(t.files)) if t.n_flows else per_file
     for k, name in enumerate(t.files):
         out.append(
-            f'<dt class="mono">{_e(name)}</dt><dd>{_int(int(per_file[k]))} flows, '
+            f'<dt class="mono">{_e(name)}</dt><dd>{_n(int(per_file[k]), "flow")}, '
             f"{_int(int(anom_file[k]))} anomalous</dd>"
         )
     failures = getattr(run.data, "failures", ())
@@ -607,6 +632,9 @@ def _summary_section(run: ScoreRun, labels: Labels | None) -> str:
 
 
 def _label_table(t: ScoreTable, labels: Labels) -> str:
+    from netae.evaluate import incident_ranks
+
+    ranks = incident_ranks(list(labels), table_incidents(t))
     rows: dict[str, list[int]] = {}
     for i, m in enumerate(labels):
         names = ["(unlabelled)"] if m is None else sorted(m - {"benign"}) or ["benign"]
@@ -620,13 +648,19 @@ def _label_table(t: ScoreTable, labels: Labels) -> str:
         n, flagged = rows[name]
         kind = "none" if name == "(unlabelled)" else "benign" if name == "benign" else "attack"
         share = 100.0 * flagged / max(n, 1)
+        best = ranks.best.get(name) if kind == "attack" else None
+        rank = (f'<a href="#inc-{best}">#{best}</a>' if best else "none") if kind == "attack" else ""
+        if kind == "benign" and ranks.benign_only:
+            rank = f"{_n(len(ranks.benign_only), 'benign-only incident')}, first #{ranks.benign_only[0]}"
         body.append(
             f'<tr><td><span class="lab {kind}">{_e(name)}</span></td><td class="num">{_int(n)}</td>'
-            f'<td class="num">{_int(flagged)}</td><td class="num">{share:.1f}%</td></tr>'
+            f'<td class="num">{_int(flagged)}</td><td class="num">{share:.1f}%</td><td>{rank}</td></tr>'
         )
     return (
         '<h3>Against the labels</h3><table><tr><th>label</th><th class="num">flows</th>'
-        '<th class="num">flagged</th><th class="num">share flagged</th></tr>' + "".join(body) + "</table>"
+        '<th class="num">flagged</th><th class="num">share flagged</th><th>best incident</th></tr>'
+        + "".join(body)
+        + "</table>"
     )
 
 
@@ -663,6 +697,7 @@ def _top_flows_section(run: ScoreRun, labels: Labels | None, top_n: int) -> str:
     packets = run.data.packets
     err = run.scores.packet_error
     has_packets = len(packets.ts_ns) > 0
+    cids = community_ids(t, rows)
     out = [head, _strip_legend(), '<table class="flows"><tr><th>#</th><th>flow</th><th>first / last seen (UTC)</th>']
     out.append('<th class="num">packets</th><th class="num">bytes</th><th class="num">score</th>')
     if labels is not None:
@@ -694,12 +729,15 @@ def _top_flows_section(run: ScoreRun, labels: Labels | None, top_n: int) -> str:
         else:
             strip = '<span class="strip-note">packets not available</span>'
         why = t.explanations[i] if t.explanations and t.explanations[i] else ""
-        top = ", ".join(t.feature_names[int(k)] for k in t.top_features[i] if 0 <= k < len(t.feature_names))
+        top = ", ".join(
+            feature_label(t.feature_names[int(k)]) for k in t.top_features[i] if 0 <= k < len(t.feature_names)
+        )
         file_name = t.files[int(f.file_id[i])] if t.files else ""
         out.append(
             f'<tr><td class="num">{rank}</td><td class="flow"><div class="key">{_e(_flow_key(t, i))}</div>'
             + (f'<div class="why">{_e(why)}</div>' if why else "")
-            + f'<div class="file">{_e(file_name)} · worst features: {_e(top)}</div></td>'
+            + f'<div class="file">{_e(file_name)} · worst features: {_e(top)}</div>'
+            f'<div class="file mono">{_e(cids[rank - 1])}</div></td>'
             f'<td class="when">{_e(_utc(int(f.first_ns[i])))}'
             f'<div class="file">to {_e(_until(int(f.first_ns[i]), int(f.last_ns[i])))}</div></td>'
             f'<td class="num">{_int(int(f.fwd_pkts[i] + f.bwd_pkts[i]))}'
@@ -714,6 +752,152 @@ def _top_flows_section(run: ScoreRun, labels: Labels | None, top_n: int) -> str:
             kind = "none" if m is None else "benign" if names == ["benign"] else "attack"
             out.append(f'<td><span class="lab {kind}">{_e(", ".join(names) or "unlabelled")}</span></td>')
         out.append(f"<td>{strip}</td></tr>")
+    out.append("</table></section>")
+    return "".join(out)
+
+
+INCIDENT_ROWS = 30  # incidents listed; the rest are counted
+FLOWS_PER_INCIDENT = 12  # flows listed under each incident (worst first)
+SPARK_BINS = 48
+
+
+def _labels_text(labels: Labels | None, rows: npt.NDArray[np.int64]) -> tuple[str, str]:
+    """The label names among ``rows`` and their kind (attack, benign, none), for a badge."""
+    if labels is None:
+        return "", ""
+    names: set[str] = set()
+    for i in rows.tolist():
+        m = labels[i]
+        if m is not None:
+            names |= m
+    attacks = sorted(names - {"benign"})
+    if attacks:
+        return ", ".join(attacks), "attack"
+    return ("benign", "benign") if names else ("unlabelled", "none")
+
+
+def _incident_flows(t: ScoreTable, inc: Incidents, k: int, labels: Labels | None) -> str:
+    """The incident's worst flows, in a disclosure element (no script needed)."""
+    members = inc.members(k)
+    worst = members[np.argsort(-t.score[members], kind="stable")][:FLOWS_PER_INCIDENT]
+    f = t.flows
+    cids = community_ids(t, worst)
+    rows = []
+    for i, cid in zip(worst.tolist(), cids, strict=True):
+        why = t.explanations[i] if t.explanations else ""
+        lab = _labels_text(labels, np.array([i]))[0] if labels is not None else ""
+        rows.append(
+            f'<tr><td class="mono">{_e(_flow_key(t, i))}</td><td class="mono small">{_e(cid)}</td>'
+            f'<td class="when">{_e(_utc(int(f.first_ns[i])))}</td>'
+            f'<td class="num">{_int(int(f.fwd_pkts[i] + f.bwd_pkts[i]))}</td>'
+            f'<td class="num">{_int(int(f.fwd_bytes[i] + f.bwd_bytes[i]))}</td>'
+            f'<td class="num">{_e(_fmt(float(t.score[i])))}</td><td class="why">{_e(why)}</td>'
+            + (f"<td>{_e(lab)}</td>" if labels is not None else "")
+            + "</tr>"
+        )
+    more = len(members) - len(worst)
+    return (
+        f"<details><summary>{_n(len(members), 'flow')}"
+        + (f" (the {len(worst)} worst shown)" if more > 0 else "")
+        + '</summary><table class="sub"><tr><th>flow</th><th>Community ID</th><th>first seen (UTC)</th>'
+        '<th class="num">packets</th><th class="num">bytes</th><th class="num">score</th><th>why</th>'
+        + ("<th>label</th>" if labels is not None else "")
+        + "</tr>"
+        + "".join(rows)
+        + "</table></details>"
+    )
+
+
+def _incidents_section(run: ScoreRun, labels: Labels | None) -> str:
+    t = run.table
+    inc = table_incidents(t)
+    n_anom = int(t.is_anomaly.sum())
+    head = (
+        '<section id="incidents"><h2>Incidents</h2><p class="note">'
+        f"{_n(n_anom, 'anomalous flow')} gathered into {_n(inc.n_incidents, 'incident')}: the same host (or host "
+        "pair) doing the same kind of thing within the context window. Ranked by their worst flow's score, "
+        "with repeats of one host's behaviour moved down so that other kinds of trouble show. "
+        "Open a row for its flows.</p>"
+    )
+    if not inc.n_incidents:
+        return head + '<p class="note">No flow scored above the threshold.</p></section>'
+    out = [head, '<table class="list"><tr><th>#</th><th>incident</th><th>what happened</th><th>when (UTC)</th>']
+    out.append('<th class="num">score</th>' + ("<th>label</th>" if labels is not None else "") + "</tr>")
+    for k in range(min(inc.n_incidents, INCIDENT_ROWS)):
+        rep = int(inc.rep[k])
+        why = t.explanations[rep] if t.explanations else ""
+        span_s = (int(inc.last_ns[k]) - int(inc.first_ns[k])) / 1e9
+        cid = community_ids(t, np.array([rep]))[0]
+        lab, kind = _labels_text(labels, inc.members(k))
+        out.append(
+            f'<tr id="inc-{k + 1}"><td class="num">{k + 1}</td><td><div class="key">{_e(inc.kind[k])}</div>'
+            f'<div class="file mono">{_e(inc.ids[k])}</div></td>'
+            f'<td class="flow wide"><div>{_e(inc.sentence[k])}</div>'
+            + (f'<div class="why">why: {_e(why)}</div>' if why else "")
+            + f'<div class="file">worst flow {_e(_flow_key(t, rep))} · <span class="mono">{_e(cid)}</span></div>'
+            + _incident_flows(t, inc, k, labels)
+            + f'</td><td class="when">{_e(_utc(int(inc.first_ns[k])))}'
+            f'<div class="file">for {_e(human_seconds(span_s))}</div></td>'
+            f'<td class="num score">{_e(_fmt(float(inc.score[k])))}'
+            f'<div class="file">{float(inc.score[k]) / t.threshold if t.threshold > 0 else math.inf:.1f}× thr.</div>'
+            "</td>" + (f'<td><span class="lab {kind}">{_e(lab)}</span></td>' if labels is not None else "") + "</tr>"
+        )
+    out.append("</table>")
+    if inc.n_incidents > INCIDENT_ROWS:
+        out.append(f'<p class="note">… and {_n(inc.n_incidents - INCIDENT_ROWS, "more incident")}; '
+                   "<code>netae score --group-by incident --format csv</code> lists them all.</p>")  # fmt: skip
+    out.append("</section>")
+    return "".join(out)
+
+
+def _sparkline(times_ns: npt.NDArray[np.int64], t0: int, t1: int, *, width: int = 220, height: int = 28) -> str:
+    """A small bar sparkline of events over [t0, t1] (square-root heights), inline SVG."""
+    span = max(t1 - t0, 1)
+    counts = np.bincount(np.clip((times_ns - t0) * SPARK_BINS // span, 0, SPARK_BINS - 1), minlength=SPARK_BINS)
+    top = max(int(counts.max()), 1)
+    bw = width / SPARK_BINS
+    bars = []
+    for b, c in enumerate(counts.tolist()):
+        if c:
+            h = max(math.sqrt(c / top) * (height - 2), 1.5)
+            bars.append(f'<rect x="{b * bw:.1f}" y="{height - h:.1f}" width="{max(bw - 0.6, 0.8):.1f}" '
+                        f'height="{h:.1f}" fill="{C_ABOVE}"/>')  # fmt: skip
+    return (
+        f'<svg class="spark" width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img">'
+        f"<title>{_n(len(times_ns), 'flagged flow')}; busiest bin {_int(top)}</title>"
+        f'<line x1="0" y1="{height - 0.5}" x2="{width}" y2="{height - 0.5}" stroke="#d8dce3"/>'
+        + "".join(bars)
+        + "</svg>"
+    )
+
+
+def _hosts_section(run: ScoreRun) -> str:
+    """Source hosts of the incidents, ranked by their best incident, each with a sparkline."""
+    t = run.table
+    inc = table_incidents(t)
+    if not inc.n_incidents:
+        return ""
+    f = t.flows
+    host_of_inc = format_ips(f.src_hi[inc.rep], f.src_lo[inc.rep])
+    flagged = np.flatnonzero(t.is_anomaly)
+    src_flagged = np.array(format_ips(f.src_hi[flagged], f.src_lo[flagged]), dtype=object)
+    t0, t1 = int(f.first_ns.min()), int(f.last_ns.max())
+    hosts = list(dict.fromkeys(host_of_inc))  # in order of their best (first) incident
+    out = [
+        '<section id="hosts"><h2>Hosts</h2><p class="note">Source hosts of the incidents, by their best-ranked '
+        f"incident. Each sparkline shows the host's flagged flows from {_e(_utc(t0))} to {_e(_utc(t1))} UTC.</p>",
+        '<table class="list"><tr><th>host</th><th>incidents</th><th class="num">flagged flows</th>'
+        "<th>flagged flows over the capture</th></tr>",
+    ]
+    for host in hosts[:INCIDENT_ROWS]:
+        ks = [k for k, h in enumerate(host_of_inc) if h == host]
+        mine = flagged[src_flagged == host]
+        links = ", ".join(f'<a href="#inc-{k + 1}">#{k + 1}</a> {_e(inc.kind[k])}' for k in ks[:6])
+        links += f", … {_n(len(ks) - 6, 'more')}" if len(ks) > 6 else ""
+        out.append(
+            f'<tr><td class="key">{_e(host)}</td><td>{links}</td><td class="num">{_int(len(mine))}</td>'
+            f"<td>{_sparkline(f.first_ns[mine], t0, t1)}</td></tr>"
+        )
     out.append("</table></section>")
     return "".join(out)
 
@@ -740,8 +924,8 @@ def _model_card(model: TrainedModel, *, model_id: str) -> str:
     tr, th = model.training, model.threshold
     data_pairs: list[tuple[str, object]] = [
         ("inputs", ", ".join(tr.inputs) or "?"),
-        ("flows", f"{tr.flows} ({tr.fit_flows} fit, {tr.val_flows} validation)"),
-        ("packets", tr.packets),
+        ("flows", f"{_value(tr.flows)} ({_value(tr.fit_flows)} fit, {_value(tr.val_flows)} validation)"),
+        ("packets", _value(tr.packets)),
         ("epochs", f"{tr.epochs} (best {tr.best_epoch}) on {tr.device or '?'}"),
         ("training time", f"{tr.seconds} s"),
         ("created", f"{model.created} by netae {model.netae_version}"),
@@ -750,13 +934,13 @@ def _model_card(model: TrainedModel, *, model_id: str) -> str:
     if tr.failed_inputs:
         data_pairs.append(("unreadable inputs", ", ".join(tr.failed_inputs)))
     th_pairs: list[tuple[str, object]] = [("strategy", th.strategy), ("value", _fmt(th.value_))]
-    th_pairs += [(f"param {k}", v) for k, v in sorted(th.params.items())]
+    th_pairs += [(f"param {k}", _value(v)) for k, v in sorted(th.params.items())]
     th_pairs += [(f"validation score q{k}", _fmt(v)) for k, v in tr.val_score_quantiles.items()]
     if model.calibration is not None:
         th_pairs.append(("recalibrated on", ", ".join(model.calibration.inputs)))
     set_rows = []
     for section, values in sorted(model.settings.to_dict().items()):
-        text = ", ".join(f"{k} = {v}" for k, v in sorted(values.items()))
+        text = ", ".join(f"{k} = {_value(v)}" for k, v in sorted(values.items()))
         set_rows.append(f'<tr><td class="mono">[{_e(section)}]</td><td class="mono">{_e(text)}</td></tr>')
     features = model.feature_names
     history = [dataclasses.asdict(e) for e in tr.history]
@@ -769,7 +953,7 @@ def _model_card(model: TrainedModel, *, model_id: str) -> str:
         + "<h3>Settings</h3><table>"
         + "".join(set_rows)
         + "</table>"
-        + f'<h3>Features ({len(features)})</h3><p class="mono">{_e(", ".join(features))}</p>'
+        + f"<h3>Features ({len(features)})</h3><p>{_e('; '.join(feature_label(str(x)) for x in features))}</p>"
         + "</section>"
     )
 
@@ -787,7 +971,7 @@ def _page(title: str, subtitle: str, nav: Sequence[tuple[str, str]], body: Seque
 
 
 def render_report(run: ScoreRun, *, labels: Labels | None = None, top_n: int = 25, title: str = "netae report") -> str:
-    """The HTML report of a scoring run: summary, score distribution, top flows, timeline, model card.
+    """The HTML report of a scoring run: incidents, hosts, timeline, summary, top flows, scores, model card.
 
     ``labels`` is one entry per flow, as ``evaluate.match_labels`` returns (matched label names,
     or None when no labelled flow matched); given, benign and attack flows get their own colours.
@@ -797,21 +981,29 @@ def render_report(run: ScoreRun, *, labels: Labels | None = None, top_n: int = 2
     if labels is not None and len(labels) != t.n_flows:
         raise ValueError(f"labels must have one entry per flow: got {len(labels)} for {t.n_flows} flows")
     n_anom = int(t.is_anomaly.sum())
-    subtitle = f"{n_anom} of {t.n_flows} flows anomalous · model {t.model_id or 'unknown'}"
+    n_inc = table_incidents(t).n_incidents
+    subtitle = (
+        f"{_int(n_anom)} of {_n(t.n_flows, 'flow')} anomalous, in {_n(n_inc, 'incident')} · "
+        f"model {t.model_id or 'unknown'}"
+    )
     if t.n_flows:
         subtitle += f" · {_utc(int(t.flows.first_ns.min()))} – {_utc(int(t.flows.last_ns.max()))} UTC"
     nav = [
+        ("incidents", "Incidents"),
+        ("hosts", "Hosts"),
+        ("timeline", "Timeline"),
         ("summary", "Summary"),
-        ("distribution", "Score distribution"),
         ("top-flows", "Top flows"),
-        ("timeline", "Over time"),
+        ("distribution", "Scores"),
         ("model", "Model card"),
     ]
     body = [
-        _summary_section(run, labels),
-        _distribution_section(run, labels),
-        _top_flows_section(run, labels, top_n),
+        _incidents_section(run, labels),
+        _hosts_section(run),
         _timeline_section(run, labels) if t.n_flows else "",
+        _summary_section(run, labels),
+        _top_flows_section(run, labels, top_n),
+        _distribution_section(run, labels),
         _model_card(run.model, model_id=t.model_id),
     ]
     return _page(title, subtitle, nav, body)

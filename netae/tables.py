@@ -17,10 +17,13 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
+
+if TYPE_CHECKING:  # type only: tables.py imports nothing of netae at run time
+    from netae.incidents import Incidents
 
 __all__ = [
     "IPV4_MAPPED_HI",
@@ -564,6 +567,7 @@ class ScoreTable:
     the flow, -1 padded, shape (n_flows, k); their times, directions and sizes alongside) and the
     features that contributed most (``top_features``: column indices into ``feature_names``,
     shape (n_flows, k)). ``explanations`` is a per-flow plain-words context note ('' if none).
+    ``incidents`` gathers the flagged flows into ranked incidents (``incidents.py``), when found.
     """
 
     flows: FlowTable
@@ -580,6 +584,7 @@ class ScoreTable:
     top_features: npt.NDArray[np.int64]
     feature_names: tuple[str, ...]
     explanations: tuple[str, ...] = ()
+    incidents: Incidents | None = None
 
     @property
     def n_flows(self) -> int:

@@ -13,7 +13,7 @@ import os
 import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -34,6 +34,7 @@ from netae.tables import Features, FlowTable, PacketTable, ScoreTable, SkipCount
 from netae.threshold import Threshold, check_threshold, fit_threshold
 
 if TYPE_CHECKING:
+    from netae.explain import FeatureRanges
     from netae.score import FlowScores
     from netae.train import EpochStats, PartSource, TrainResult
 
@@ -145,6 +146,11 @@ def train_captures(
         result.weights, source, settings=settings, device=result.device, buffer_bytes=buffer_bytes,
         feature_weights=feature_weights,
     )  # fmt: skip
+    extra: dict[str, Any] = {}
+    if data.flows.n_flows:  # training ranges for the explanations (NOTE [explanations] in explain.py)
+        from netae.explain import fit_feature_ranges
+
+        extra["feature_ranges"] = fit_feature_ranges(data.features).to_dict()
     model = TrainedModel(
         weights=result.weights,
         scaler=scaler,
@@ -154,6 +160,7 @@ def train_captures(
         threshold_engine=engine_for(result.device),
         training=_training_summary(result, summary, data, val_scores, seconds=time.perf_counter() - t0),
         created=_now(),
+        extra=extra,
     )
     if dist_info().is_main:
         model = dump_model(output, model)
@@ -386,8 +393,13 @@ def score_featurized(
         dict(model.weights), data.features, settings=settings, device=device,
         feature_weights=model.feature_weights, scaler=model.scaler, engine=engine,
     )  # fmt: skip
+    from netae.explain import FeatureRanges
+
+    ranges = FeatureRanges.from_meta(
+        model.extra, model.scaler.names, scaler_mean=model.scaler.mean_, scaler_scale=model.scaler.scale_
+    )
     table = build_score_table(
-        data, scores, threshold=value, model_id=model.model_id, window_s=settings.context.window_s
+        data, scores, threshold=value, model_id=model.model_id, window_s=settings.context.window_s, ranges=ranges
     )
     return ScoreRun(table=table, data=data, scores=scores, model=model)
 
@@ -423,13 +435,21 @@ def worst_packets(offsets: npt.NDArray[np.int64], err: npt.NDArray[np.float32], 
 
 
 def build_score_table(
-    data: Featurized, scores: FlowScores, *, threshold: float, model_id: str, window_s: float = 300.0
+    data: Featurized,
+    scores: FlowScores,
+    *,
+    threshold: float,
+    model_id: str,
+    window_s: float = 300.0,
+    ranges: FeatureRanges | None = None,
 ) -> ScoreTable:
     """Verdicts plus the worst packets, top features and explanations of every flow (vectorised).
 
-    Explanations (``explain.py``) are written for the flagged flows only.
+    Explanations (``explain.py``) are written for the flagged flows only, which are then gathered
+    into incidents (``incidents.py``) within the context window ``window_s``.
     """
     from netae.explain import explain_flows
+    from netae.incidents import find_incidents
 
     flows = data.flows
     n_flows = flows.n_flows
@@ -450,17 +470,22 @@ def build_score_table(
     first_rows = data.features.values[data.features.offsets[:-1][data.features.lengths > 0]]
     flow_values = np.zeros((n_flows, data.features.values.shape[1]), np.float32)
     flow_values[data.features.lengths > 0] = first_rows
+    # Each flow's worst packet, for the explanations of packet columns.
+    worst_rows = np.minimum(data.features.offsets[:-1] + np.maximum(worst_idx[:, 0], 0), max(len(err) - 1, 0))
+    packet_values = data.features.values[worst_rows] if len(data.features.values) else flow_values
     explanations = explain_flows(
         flows,
         scores.feature_error,
         data.features.names,
         context=data.context,
         flow_values=flow_values,
+        packet_values=packet_values,
+        ranges=ranges,
         window_s=window_s,
         which=is_anomaly,
     )
     explanations = with_aggregate_notes(flows, explanations)
-    return ScoreTable(
+    table = ScoreTable(
         flows=flows,
         score=score,
         is_anomaly=is_anomaly,
@@ -476,6 +501,7 @@ def build_score_table(
         feature_names=data.features.names,
         explanations=explanations,
     )
+    return replace(table, incidents=find_incidents(table, window_s=window_s))
 
 
 # NOTE [calibration guards] documented in README.md ("Calibrate"): calibration must never be able

@@ -33,10 +33,10 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "capture.skips",
         "capture.tunnels",
     ),
-    "stages": ("flows", "context", "features", "windows", "threshold", "explain"),
+    "stages": ("flows", "context", "features", "windows", "threshold", "incidents", "explain"),
     "featurize": ("pipeline", "dataset"),
     "model": ("modelfile", "model", "infer", "score", "train"),
-    "workflow": ("workflow", "stream", "state", "output", "evaluate", "report", "incidents"),
+    "workflow": ("workflow", "stream", "state", "output", "evaluate", "report"),
     "cli": ("cli", "__main__"),
 }
 RANK = {name: i for i, names in enumerate(LAYERS.values()) for name in names}

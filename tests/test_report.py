@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import json
+import re
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -19,7 +21,7 @@ from netae.workflow import ScoreRun, TrainRun, score_captures, train_captures
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "sample_pcaps"
-SECTIONS = ("summary", "distribution", "top-flows", "timeline", "model")
+SECTIONS = ("incidents", "hosts", "timeline", "summary", "top-flows", "distribution", "model")
 HOSTILE = "<script>alert('x')</script>"
 runner = CliRunner()
 
@@ -221,3 +223,63 @@ def test_cli_score_and_train_write_reports_beside_their_output(trained, tmp_path
     page = Page(card.read_text(encoding="utf-8"))
     assert_self_contained(page)
     assert {"model", "distribution"} <= set(page.sections)
+
+
+def test_incidents_come_first_then_hosts_and_the_contents_link_every_section(scored):
+    text = render_report(scored)
+    page = Page(text)
+    assert list(page.sections)[:3] == ["incidents", "hosts", "timeline"]
+    nav = [a["href"] for t, a in page.tags if t == "a" and (a.get("href") or "").startswith("#")]
+    assert {f"#{sid}" for sid in SECTIONS} <= set(nav)
+    assert text.index('href="#model"') < text.index('<section id="incidents"')  # reachable from the top
+    inc = scored.table.incidents
+    assert inc is not None and inc.n_incidents > 0
+    for k in range(min(inc.n_incidents, 30)):
+        assert f'id="inc-{k + 1}"' in text and inc.ids[k] in text
+    assert text.count("<details>") == min(inc.n_incidents, 30)  # flows on demand, no script
+
+
+def test_every_flow_row_shows_its_community_id(scored):
+    from netae.output import community_ids
+
+    text = render_report(scored, top_n=5)
+    t = scored.table
+    top = np.flatnonzero(t.is_anomaly)
+    top = top[np.argsort(-t.score[top], kind="stable")][:5]
+    for cid in community_ids(t, top):
+        assert cid in text
+
+
+def test_host_section_ranks_hosts_by_their_best_incident_with_a_sparkline(scored):
+    text = render_report(scored)
+    section = text[text.index('<section id="hosts"') : text.index("</section>", text.index('<section id="hosts"'))]
+    inc = scored.table.incidents
+    f = scored.table.flows
+    from netae.tables import format_ip
+
+    first_host = format_ip(int(f.src_hi[inc.rep[0]]), int(f.src_lo[inc.rep[0]]))
+    assert section.index(first_host) < section.index('href="#inc-1"') + 200
+    assert section.count('<svg class="spark"') >= 1
+
+
+def test_people_see_words_and_formatted_numbers_not_python(scored, labels):
+    text = render_report(scored, labels=labels)
+    for raw in ("True", "False", "None", "ctx_src_new_dports_log", "log_ip_len_bytes", " 1 flows", ">1 flows"):
+        assert raw not in text, raw
+    assert not re.search(r"\d\.\d{9,}", text)  # no 16-digit floats
+    assert "best incident" in text  # the labels table says where each attack's best incident ranks
+
+
+def test_cli_table_lists_incidents_by_default_and_flows_on_demand(trained):
+    args = ["score", str(SAMPLES / "mixed.pcap"), "-m", str(trained.path), "--device", "cpu"]
+    r = runner.invoke(app, args)
+    assert r.exit_code == 1, r.stderr
+    assert " incident" in r.stdout and "inc-" in r.stdout
+    flows = runner.invoke(app, [*args, "--group-by", "flow"])
+    assert "inc-" not in flows.stdout and "ANOMALY" in flows.stdout
+    jsonl = runner.invoke(app, [*args, "--group-by", "incident", "--format", "jsonl"])
+    docs = [json.loads(line) for line in jsonl.stdout.splitlines()]
+    assert docs and {d["event"]["dataset"] for d in docs} == {"netae.incident"}
+    assert [d["netae"]["incident"]["rank"] for d in docs] == list(range(1, len(docs) + 1))
+    rows = runner.invoke(app, [*args, "--format", "jsonl"]).stdout.splitlines()
+    assert {json.loads(x)["netae"]["incident"]["id"] for x in rows} == {d["netae"]["incident"]["id"] for d in docs}
