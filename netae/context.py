@@ -40,7 +40,7 @@ import numpy as np
 import numpy.typing as npt
 
 from netae.config import ContextSettings
-from netae.flows import hash_rows, warn
+from netae.flows import group_rows, hash_rows, warn
 from netae.protocols import IPPROTO_TCP, TCP_ACK, TCP_RST, TCP_SYN
 from netae.tables import FlowTable, PacketTable
 
@@ -226,8 +226,8 @@ class _Events:
 
 # NOTE [context keys]: a context group is the set of events whose key words (KEY_COLUMNS) are
 # all equal. Rows are bucketed by a keyed hash (SipHash under the process's random key, so no
-# input can aim at a bucket) and the full words of rows that share a hash are compared: should
-# two keys ever share one, the groups come from a sort on the full words instead.
+# input can aim at a bucket) in an open-addressing table (``flows.group_rows``, linear time) that
+# compares the full words of rows sharing a hash: two keys never merge, whatever their hash.
 _WORDS = ("fid", "tunnel", "src_hi", "src_lo", "dst_hi", "dst_lo", "svc_port", "name_hash", "parent_hash", "uniq")
 _HOST = ("fid", "tunnel", "src_hi", "src_lo")
 KEY_COLUMNS: dict[str, tuple[str, ...]] = {
@@ -262,16 +262,7 @@ def group_ids(ev: _Events, q: _Events, key: str) -> tuple[_I64, _I64]:
     for j, name in enumerate(cols):
         words[:n_ev, j] = getattr(ev, name)
         words[n_ev:, j] = getattr(q, name)
-    h = hash_rows(words)
-    o = np.argsort(h, kind="stable")
-    ws = words[o]
-    same = h[o][1:] == h[o][:-1]
-    if np.any(same & np.any(ws[1:] != ws[:-1], axis=1)):  # one hash, two keys: sort on the words
-        o = np.lexsort(words.T[::-1])
-        ws = words[o]
-        same = ~np.any(ws[1:] != ws[:-1], axis=1)
-    gid = np.empty(len(o), np.int64)
-    gid[o] = np.cumsum(np.r_[True, ~same]) - 1
+    gid = group_rows(words, hash_rows(words))
     return gid[:n_ev], gid[n_ev:]
 
 

@@ -207,7 +207,7 @@ N_PACKET_FEATURES = len(PACKET_FEATURES)
 _LOG1P_LUT = np.log1p(np.arange(65536, dtype=np.float64))  # log1p of small integers, looked up
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True)  # not inline="always": that counted references to ``lut`` per call
 def _log1p_int(v: Any, lut: Any) -> Any:  # pragma: no cover - compiled
     return lut[v] if v < len(lut) else np.log1p(np.float64(v))
 

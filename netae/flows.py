@@ -70,6 +70,7 @@ __all__ = [
     "FlowAssembler",
     "assemble_flows",
     "flow_key_hash",
+    "group_rows",
     "hash_rows",
     "hash_seed",
     "splitmix64",
@@ -139,7 +140,13 @@ def hash_seed() -> npt.NDArray[np.uint64]:
     return _SEED
 
 
-@njit(cache=True, nogil=True, inline="always")
+# NOTE [kernel helpers]: the per-packet helpers below take scalars and tuples, never arrays or
+# the columns' named tuple: numba counts references to each array handed to a helper, once per
+# packet, which cost several times the work itself. Plain (LLVM-inlined) functions; the kernels
+# index the arrays themselves.
+
+
+@njit(cache=True, nogil=True)
 def _rotl(x: Any, b: int) -> Any:  # pragma: no cover - compiled
     return (x << np.uint64(b)) | (x >> np.uint64(64 - b))
 
@@ -160,18 +167,17 @@ def _sip_round(v0: Any, v1: Any, v2: Any, v3: Any) -> Any:  # pragma: no cover -
 
 
 @njit(cache=True, nogil=True)
-def _siphash13(words: Any, n_words: int, k0: Any, k1: Any) -> Any:  # pragma: no cover - compiled
-    """SipHash-1-3 of ``words[:n_words]`` (each 8 bytes) under the key (k0, k1)."""
+def _siphash13(words: Any, k0: Any, k1: Any) -> Any:  # pragma: no cover - compiled
+    """SipHash-1-3 of ``words`` (a tuple of 64-bit words, each 8 bytes) under the key (k0, k1)."""
     v0 = k0 ^ np.uint64(0x736F6D6570736575)
     v1 = k1 ^ np.uint64(0x646F72616E646F6D)
     v2 = k0 ^ np.uint64(0x6C7967656E657261)
     v3 = k1 ^ np.uint64(0x7465646279746573)
-    for i in range(n_words):
-        m = words[i]
+    for m in words:
         v3 ^= m
         v0, v1, v2, v3 = _sip_round(v0, v1, v2, v3)
         v0 ^= m
-    b = np.uint64(n_words * 8) << np.uint64(56)
+    b = np.uint64(len(words) * 8) << np.uint64(56)
     v3 ^= b
     v0, v1, v2, v3 = _sip_round(v0, v1, v2, v3)
     v0 ^= b
@@ -184,7 +190,7 @@ def _siphash13(words: Any, n_words: int, k0: Any, k1: Any) -> Any:  # pragma: no
 @njit(cache=True, nogil=True)
 def _hash_rows_nb(words: Any, k0: Any, k1: Any, out: Any) -> None:  # pragma: no cover - compiled
     for r in range(words.shape[0]):
-        out[r] = _siphash13(words[r], words.shape[1], k0, k1)
+        out[r] = _siphash13(words[r], k0, k1)
 
 
 def hash_rows(words: npt.NDArray[np.uint64], seed: npt.NDArray[np.uint64] | None = None) -> npt.NDArray[np.uint64]:
@@ -193,6 +199,39 @@ def hash_rows(words: npt.NDArray[np.uint64], seed: npt.NDArray[np.uint64] | None
     out = np.empty(words.shape[0], np.uint64)
     _hash_rows_nb(np.ascontiguousarray(words, dtype=np.uint64), s[0], s[1], out)
     return out
+
+
+@njit(cache=True, nogil=True)
+def _group_nb(words: Any, h: Any, table: Any, gid: Any) -> int:  # pragma: no cover - compiled
+    mask = len(table) - 1
+    n_groups = 0
+    for r in range(words.shape[0]):
+        i = np.int64(h[r] & np.uint64(mask))
+        while True:
+            g = table[i]
+            if g < 0:
+                table[i], gid[r] = r, n_groups
+                n_groups += 1
+                break
+            if h[g] == h[r]:
+                same = True
+                for w in range(words.shape[1]):
+                    same = same and words[g, w] == words[r, w]
+                if same:
+                    gid[r] = gid[g]
+                    break
+            i = (i + 1) & mask
+    return n_groups
+
+
+def group_rows(words: npt.NDArray[np.uint64], h: npt.NDArray[np.uint64]) -> npt.NDArray[np.int64]:
+    """Dense group numbers (in order of first appearance) of the rows of ``words`` (n, k): equal
+    rows, compared in full, share one. ``h`` (``hash_rows``: keyed) only picks the buckets, so
+    the work stays linear whatever the rows (an open-addressing table at most half full)."""
+    gid = np.empty(len(words), np.int64)
+    table = np.full(1 << max(4, (2 * len(words)).bit_length()), -1, np.int64)
+    _group_nb(np.ascontiguousarray(words, dtype=np.uint64), h, table, gid)
+    return gid
 
 
 # --- the assembly kernel (NOTE [flow table]) ---------------------------------------------------
@@ -226,77 +265,68 @@ def _clock_nb(ts: Any, sc: Any, bound_ns: int, out: Any) -> None:  # pragma: no 
         out[i] = e
 
 
-@njit(cache=True, nogil=True, inline="always")
-def _packet_key(r: int, c: Any, kw: Any, canon4: Any, canon6: Any) -> Any:  # pragma: no cover
-    """Fill ``kw`` with packet ``r``'s canonical key; returns the key ports (s, d) and is-ICMP."""
-    s_hi, s_lo, d_hi, d_lo = c.src_hi[r], c.src_lo[r], c.dst_hi[r], c.dst_lo[r]
-    p = np.int64(c.proto[r])
+@njit(cache=True, nogil=True)
+def _packet_key(s_hi: Any, s_lo: Any, d_hi: Any, d_lo: Any, p: Any, sport: Any, dport: Any, icmp_type: Any,
+                icmp_code: Any, file_id: Any, tunnel: Any, canon4: Any,
+                canon6: Any) -> Any:  # fmt: skip  # pragma: no cover - compiled
+    """A packet's canonical key (a tuple of ``KEY_WORDS`` words), its key ports (s, d), is-ICMP."""
     icmp = p == PROTO_ICMP or p == PROTO_ICMPV6  # noqa: SIM109 - numba
     if p == PROTO_ICMP:
-        ks, kd = np.int64(canon4[c.icmp_type[r]]), np.int64(c.icmp_code[r])
+        ks, kd = np.int64(canon4[icmp_type]), np.int64(icmp_code)
     elif p == PROTO_ICMPV6:
-        ks, kd = np.int64(canon6[c.icmp_type[r]]), np.int64(c.icmp_code[r])
+        ks, kd = np.int64(canon6[icmp_type]), np.int64(icmp_code)
     else:
-        ks, kd = np.int64(c.sport[r]), np.int64(c.dport[r])
+        ks, kd = np.int64(sport), np.int64(dport)
     swap = s_hi > d_hi or (s_hi == d_hi and (s_lo > d_lo or (s_lo == d_lo and not icmp and ks > kd)))
     if swap:
-        kw[0], kw[1], kw[2], kw[3] = d_hi, d_lo, s_hi, s_lo
+        a_hi, a_lo, b_hi, b_lo = d_hi, d_lo, s_hi, s_lo
     else:
-        kw[0], kw[1], kw[2], kw[3] = s_hi, s_lo, d_hi, d_lo
+        a_hi, a_lo, b_hi, b_lo = s_hi, s_lo, d_hi, d_lo
     if swap and not icmp:
-        kw[4] = (np.uint64(kd) << np.uint64(16)) | np.uint64(ks)
+        ports = (np.uint64(kd) << np.uint64(16)) | np.uint64(ks)
     else:
-        kw[4] = (np.uint64(ks) << np.uint64(16)) | np.uint64(kd)
-    kw[5] = (np.uint64(p) << np.uint64(32)) | np.uint64(np.uint32(c.file_id[r]))
-    kw[6] = c.tunnel_key[r]
-    return ks, kd, icmp
+        ports = (np.uint64(ks) << np.uint64(16)) | np.uint64(kd)
+    meta = (np.uint64(p) << np.uint64(32)) | np.uint64(np.uint32(file_id))
+    return (a_hi, a_lo, b_hi, b_lo, ports, meta, np.uint64(tunnel)), ks, kd, icmp
 
 
-@njit(cache=True, nogil=True, inline="always")
-def _find(kw: Any, h: Any, keys: Any, table: Any, sc: Any) -> Any:  # pragma: no cover - compiled
-    """(slot of the open flow with key ``kw`` or -1, table position to insert at)."""
+@njit(cache=True, nogil=True)
+def _find(kw: Any, h: Any, keys: Any, table: Any) -> Any:  # pragma: no cover - compiled
+    """(slot of the open flow with key ``kw`` or -1, table position to insert at, probes)."""
     mask = len(table) - 1
     i = np.int64(h & np.uint64(mask))
-    insert: Any = -1
-    sc[SC_LOOKUPS] += 1
+    insert = np.int64(-1)
+    probes = 0
     while True:
-        sc[SC_PROBES] += 1
+        probes += 1
         v = table[i]
         if v == 0:
-            return -1, (i if insert < 0 else insert)
+            return -1, (i if insert < 0 else insert), probes
         if v < 0:
             if insert < 0:
                 insert = i
-        else:
-            k = keys[v - 1]
-            same = k[KEY_WORDS] == h
+        elif keys[v - 1, KEY_WORDS] == h:
+            same = True
             for w in range(KEY_WORDS):
-                same = same and k[w] == kw[w]
+                same = same and keys[v - 1, w] == kw[w]
             if same:
-                return v - 1, i
+                return v - 1, i, probes
         i = (i + 1) & mask
 
 
-@njit(cache=True, nogil=True, inline="always")
-def _expired(st: Any, f: int, t: int, idle_ns: int, active_ns: int, linger_ns: int) -> Any:  # pragma: no cover
-    if t - st[f, S_LAST] > idle_ns or t - st[f, S_START] > active_ns:
+@njit(cache=True, nogil=True)
+def _expired(start: int, last: int, fins: int, closed_at: int, t: int, idle_ns: int, active_ns: int,
+             linger_ns: int) -> Any:  # fmt: skip  # pragma: no cover - compiled
+    if t - last > idle_ns or t - start > active_ns:
         return True
-    closed = linger_ns > 0 and (st[f, S_FINS] & _FIN_BITS_CLOSED) != 0
-    return closed and t - st[f, S_CLOSED] > linger_ns or (st[f, S_FINS] & _FORCED) != 0
+    closed = linger_ns > 0 and (fins & _FIN_BITS_CLOSED) != 0
+    return closed and t - closed_at > linger_ns or (fins & _FORCED) != 0
 
 
-@njit(cache=True, nogil=True, inline="always")
-def _unlink(f: int, st: Any, table: Any, sc: Any) -> None:  # pragma: no cover - compiled
-    """Take flow ``f`` out of the key table (it stays in its slot until gathered)."""
-    pos = st[f, S_TPOS]
-    if pos >= 0 and table[pos] == f + 1:
-        table[pos] = -1
-    st[f, S_TPOS] = -1
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _new_flow(kw: Any, h: Any, pos: int, r: int, row: int, t: int, c: Any, ks: int, kd: int, icmp: bool,
+@njit(cache=True, nogil=True)
+def _new_flow(kw: Any, h: Any, pos: int, row: int, t: int, src: Any, same_host: bool, sport: Any, dport: Any,
               keys: Any, st: Any, table: Any, free: Any, sc: Any) -> Any:  # fmt: skip  # pragma: no cover
+    """Open a flow for key ``kw`` at table position ``pos``; ``src``: (hi, lo) of its first packet."""
     sc[SC_NFREE] -= 1
     f = free[sc[SC_NFREE]]
     for w in range(KEY_WORDS):
@@ -309,40 +339,27 @@ def _new_flow(kw: Any, h: Any, pos: int, r: int, row: int, t: int, c: Any, ks: i
     st[f, S_TPOS] = pos
     st[f, S_START] = t
     st[f, S_HEAD] = row
-    st[f, S_SRC_HI] = np.int64(c.src_hi[r])
-    st[f, S_SRC_LO] = np.int64(c.src_lo[r])
+    st[f, S_SRC_HI], st[f, S_SRC_LO] = np.int64(src[0]), np.int64(src[1])
     # the source port decides direction only when both ends are one host (-1: never)
-    same_host = not icmp and c.src_hi[r] == c.dst_hi[r] and c.src_lo[r] == c.dst_lo[r]
-    st[f, S_PORT] = np.int64(c.sport[r]) if same_host else -1
-    st[f, S_KSPORT] = np.int64(c.sport[r])
-    st[f, S_KDPORT] = np.int64(c.dport[r])
+    st[f, S_PORT] = sport if same_host else -1
+    st[f, S_KSPORT], st[f, S_KDPORT] = sport, dport
     sc[SC_LIVE] += 1
     return f
 
 
-@njit(cache=True, nogil=True, inline="always")
-def _add_packet(f: int, r: int, row: int, t: int, c: Any, st: Any, nxt: Any, fwd_out: Any, sc: Any,
-                linger_ns: int) -> None:  # fmt: skip  # pragma: no cover - compiled
-    # Direction: same source as the flow's first packet (and same port on one host).
-    fwd = np.int64(c.src_hi[r]) == st[f, S_SRC_HI] and np.int64(c.src_lo[r]) == st[f, S_SRC_LO]
-    if fwd and st[f, S_PORT] >= 0:
-        fwd = np.int64(c.sport[r]) == st[f, S_PORT]
-    length = np.int64(c.ip_len[r])
-    if st[f, S_N] > 0:
-        nxt[st[f, S_TAIL]] = row
-    nxt[row] = -1
-    st[f, S_TAIL] = row
-    st[f, S_LAST] = t
+@njit(cache=True, nogil=True)
+def _add_packet(f: int, row: int, t: int, fwd: bool, length: Any, payload: Any, fl: Any, tcp: bool, st: Any,
+                sc: Any, linger_ns: int) -> None:  # fmt: skip  # pragma: no cover - compiled
+    """Count arena row ``row`` (linked by the caller) in flow ``f`` (``fl``: its TCP flags)."""
+    st[f, S_TAIL], st[f, S_LAST] = row, t
     st[f, S_N] += 1
     st[f, S_B] += length
-    st[f, S_PAY] += np.int64(c.payload_len[r])
-    fl = np.int64(c.tcp_flags[r])
+    st[f, S_PAY] += payload
     st[f, S_FLAGS] |= fl
     if fwd:
         st[f, S_FWD_N] += 1
         st[f, S_FWD_B] += length
-    fwd_out[row] = fwd
-    if linger_ns > 0 and c.proto[r] == PROTO_TCP and (fl & (TCP_FIN | TCP_RST)) != 0:
+    if linger_ns > 0 and tcp and (fl & (TCP_FIN | TCP_RST)) != 0:
         bits = st[f, S_FINS]
         if fl & TCP_FIN:
             bits |= 1 if fwd else 2
@@ -356,34 +373,63 @@ def _add_packet(f: int, r: int, row: int, t: int, c: Any, st: Any, nxt: Any, fwd
 
 
 @njit(cache=True, nogil=True)
+def _stop_reason(sc: Any, table_size: int, max_open: int) -> int:  # pragma: no cover - compiled
+    """Why a new flow cannot be opened now (0: it can)."""
+    if sc[SC_LIVE] >= max_open:
+        return _STOP_CAP
+    if sc[SC_USED] * 2 >= table_size:
+        return _STOP_TABLE
+    return _STOP_SLOTS if sc[SC_NFREE] == 0 else 0
+
+
+@njit(cache=True, nogil=True)
 def _assign_nb(c: Any, j0: int, base: int, keys: Any, st: Any, table: Any, free: Any, sc: Any, seed: Any,
                canon4: Any, canon6: Any, nxt: Any, fwd_out: Any, live: Any, max_open: int, idle_ns: int,
                active_ns: int, linger_ns: int) -> Any:  # fmt: skip  # pragma: no cover - compiled
     """Give packets ``j0..`` of the chunk their flows; stops (position, reason) when a limit is hit.
 
     A flow that a packet of its key finds expired is unlinked from the key table; it stays in
-    its slot, open, until the sweep (``FlowAssembler._sweep``) closes it.
+    its slot, open, until the sweep (``FlowAssembler._sweep``) closes it. NOTE [kernel helpers].
     """
-    kw = np.empty(KEY_WORDS, np.uint64)
-    for r in range(j0, len(c.ts)):
-        ks, kd, icmp = _packet_key(r, c, kw, canon4, canon6)
-        h = _siphash13(kw, KEY_WORDS, seed[0], seed[1])
-        t = c.ts[r]
-        f, pos = _find(kw, h, keys, table, sc)
-        if f >= 0 and _expired(st, f, t, idle_ns, active_ns, linger_ns):
-            _unlink(f, st, table, sc)
-            f, pos = _find(kw, h, keys, table, sc)
+    ts, src_hi, src_lo, dst_hi, dst_lo, sport, proto = c.ts, c.src_hi, c.src_lo, c.dst_hi, c.dst_lo, c.sport, c.proto
+    k0, k1, probes, stop, j = seed[0], seed[1], 0, 0, len(ts)
+    for r in range(j0, len(ts)):
+        p = np.int64(proto[r])
+        kw, ks, kd, icmp = _packet_key(src_hi[r], src_lo[r], dst_hi[r], dst_lo[r], p, sport[r], c.dport[r],
+                                       c.icmp_type[r], c.icmp_code[r], c.file_id[r], c.tunnel_key[r], canon4,
+                                       canon6)  # fmt: skip
+        h, t, row = _siphash13(kw, k0, k1), ts[r], base + r
+        sc[SC_LOOKUPS] += 1
+        f, pos, n_probes = _find(kw, h, keys, table)
+        probes += n_probes
+        if f >= 0 and _expired(st[f, S_START], st[f, S_LAST], st[f, S_FINS], st[f, S_CLOSED], t, idle_ns,
+                               active_ns, linger_ns):  # fmt: skip
+            if table[st[f, S_TPOS]] == f + 1:  # take it out of the key table (the sweep closes it)
+                table[st[f, S_TPOS]] = -1
+            st[f, S_TPOS] = -1
+            sc[SC_LOOKUPS] += 1
+            f, pos, n_probes = _find(kw, h, keys, table)
+            probes += n_probes
         if f < 0:
-            if sc[SC_LIVE] >= max_open:
-                return r, _STOP_CAP
-            if sc[SC_USED] * 2 >= len(table):
-                return r, _STOP_TABLE
-            if sc[SC_NFREE] == 0:
-                return r, _STOP_SLOTS
-            f = _new_flow(kw, h, pos, r, base + r, t, c, ks, kd, icmp, keys, st, table, free, sc)
+            stop = _stop_reason(sc, len(table), max_open)
+            if stop:
+                j = r
+                break
+            same_host = not icmp and src_hi[r] == dst_hi[r] and src_lo[r] == dst_lo[r]
+            f = _new_flow(kw, h, pos, row, t, (src_hi[r], src_lo[r]), same_host, np.int64(sport[r]),
+                          np.int64(c.dport[r]), keys, st, table, free, sc)  # fmt: skip
             live[f] = True
-        _add_packet(f, r, base + r, t, c, st, nxt, fwd_out, sc, linger_ns)
-    return len(c.ts), 0
+        # Direction: same source as the flow's first packet (and same port on one host).
+        fwd = np.int64(src_hi[r]) == st[f, S_SRC_HI] and np.int64(src_lo[r]) == st[f, S_SRC_LO]
+        if fwd and st[f, S_PORT] >= 0:
+            fwd = np.int64(sport[r]) == st[f, S_PORT]
+        if st[f, S_N] > 0:
+            nxt[st[f, S_TAIL]] = row
+        nxt[row], fwd_out[row] = -1, fwd
+        _add_packet(f, row, t, fwd, np.int64(c.ip_len[r]), np.int64(c.payload_len[r]), np.int64(c.tcp_flags[r]),
+                    p == PROTO_TCP, st, sc, linger_ns)  # fmt: skip
+    sc[SC_PROBES] += probes
+    return j, stop
 
 
 @njit(cache=True, nogil=True)
@@ -539,7 +585,7 @@ class _Arena:
         if len(rows) > 1 and bool(np.all(np.diff(rows) == 1)):  # a run: copy a slice
             a, b = int(rows[0]), int(rows[-1]) + 1
             return PacketTable(**{name: arr[a:b].copy() for name, arr in self.cols.items()})
-        return PacketTable(**{name: arr[rows] for name, arr in self.cols.items()})
+        return PacketTable(**{name: np.take(arr, rows) for name, arr in self.cols.items()})
 
     def compact(self, rows: npt.NDArray[np.int64]) -> None:
         """Keep only ``rows`` (live flows' packets, flow after flow), renumbered from 0."""
@@ -600,7 +646,7 @@ class FlowAssembler:
         self._out: list[tuple[PacketTable, FlowTable, npt.NDArray[np.int64]]] = []
         self._n_arrived = 0
         self._last_evict_ns: int | None = None
-        self._flood_keys: set[tuple[int, ...]] = set()  # aggregate keys of the eviction rounds
+        self._flood_keys = np.zeros((0, 6), np.uint64)  # distinct aggregate keys of the eviction rounds
         self._live_pkts = 0  # packets of open flows
         self._min_start: int | None = None  # cached pending_min_ts
         self._next_due = -NEVER_NS
@@ -695,6 +741,7 @@ class FlowAssembler:
     def _reserve(self, k: int) -> None:
         """Enough free slots for ``k`` new flows, up to the cap (slots grow by doubling)."""
         n_slots, n_free = len(self._live), int(self._sc[SC_NFREE])
+        k = min(k, max(n_slots, 1024))  # never more than double: the kernel stops for more (_STOP_SLOTS)
         if n_free >= k or n_slots >= self.max_open_flows:
             return
         cap = min(self.max_open_flows, max(2 * n_slots, n_slots + k - n_free, 1024))
@@ -739,7 +786,7 @@ class FlowAssembler:
         """Hand ``slots`` out (aggregated when NOTE [flood cap] says so) and free them."""
         if not len(slots):
             return
-        if self._flood_keys:
+        if len(self._flood_keys):
             agg, words = self._flooded(slots)
             self._aggregate(agg, words)
             self._free_slots(agg)
@@ -866,7 +913,8 @@ class FlowAssembler:
         if coarse:
             words[:, :3] = 0
         self.stats.evicted_flows += len(slots)
-        self._flood_keys.update(map(tuple, self._aggregate(slots, words).tolist()))
+        new = self._aggregate(slots, words)
+        self._flood_keys = np.concatenate([self._flood_keys, new[~self._known_floods(new)]])
         self._free_slots(slots)
 
     def _flooded(self, slots: npt.NDArray[np.int64]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.uint64]]:
@@ -874,11 +922,20 @@ class FlowAssembler:
         timeout (NOTE [flood cap]), and their aggregate keys."""
         cand = slots[self._evictable(slots) & (self._st[slots, S_LAST] <= (self._last_evict_ns or 0) + self._idle_ns)]
         words = self._service_words(cand)
-        keys = self._flood_keys
-        in_svc = np.array([tuple(w) in keys for w in words.tolist()], np.bool_)
+        in_svc = self._known_floods(words)
         words[~in_svc, :3] = 0
-        in_any = in_svc | np.array([tuple(w) in keys for w in words.tolist()], np.bool_)
+        in_any = in_svc | self._known_floods(words)
         return cand[in_any], words[in_any]
+
+    def _known_floods(self, words: npt.NDArray[np.uint64]) -> npt.NDArray[np.bool_]:
+        """Which rows of ``words`` are aggregate keys of an eviction round (full rows compared)."""
+        m = len(self._flood_keys)
+        both = np.concatenate([self._flood_keys, words])
+        gid = group_rows(both, hash_rows(both))
+        known = np.zeros(len(both), np.bool_)
+        known[gid[:m]] = True
+        out: npt.NDArray[np.bool_] = known[gid[m:]]
+        return out
 
     def _warn(self, clock: int) -> None:
         warn(
