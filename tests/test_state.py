@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -151,12 +152,19 @@ def test_state_of_another_model_is_refused(small_model, tmp_path):
     assert state.read_bytes() == before  # untouched
 
 
+def _header_bytes(header: dict[str, object]) -> bytes:
+    """A file that is only a safetensors header (JSON nested past the parser's depth, say)."""
+    raw = json.dumps(header).encode()
+    return struct.pack("<Q", len(raw)) + raw
+
+
 @pytest.mark.parametrize(
     ("content", "message"),
     [
         (b"", "not a netae state file"),
         (b"\x80\x04\x95junk", "not a netae state file"),
         (b'\x10\x00\x00\x00\x00\x00\x00\x00{"a": 1}        ', "no readable state metadata"),
+        (_header_bytes({"__metadata__": {STATE_FORMAT: "[" * 100_000 + "]" * 100_000}}), "no readable state metadata"),
     ],
 )
 def test_damaged_state_is_a_clear_error(small_model, tmp_path, content, message):
