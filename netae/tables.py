@@ -140,6 +140,15 @@ class RecordBatch:
             raise ValueError("RecordBatch record extends past its buffer")
 
 
+# The tunnel columns (NOTE [tunnel columns]) of both PacketTable and FlowTable.
+_TUNNEL_DTYPES: dict[str, Any] = {
+    "tunnel_key": np.uint64,
+    "tunnel_id": np.uint32,
+    "outer_src_hi": np.uint64,
+    "outer_src_lo": np.uint64,
+    "outer_dst_hi": np.uint64,
+    "outer_dst_lo": np.uint64,
+}
 _PACKET_COLUMNS: dict[str, Any] = {
     "ts_ns": np.int64,
     "src_hi": np.uint64,
@@ -167,12 +176,7 @@ _PACKET_COLUMNS: dict[str, Any] = {
     "dns_label_entropy": np.float32,
     "dns_name_hash": np.uint64,
     "dns_parent_hash": np.uint64,
-    "tunnel_key": np.uint64,
-    "tunnel_id": np.uint32,
-    "outer_src_hi": np.uint64,
-    "outer_src_lo": np.uint64,
-    "outer_dst_hi": np.uint64,
-    "outer_dst_lo": np.uint64,
+    **_TUNNEL_DTYPES,
 }
 # NOTE [tunnel columns]: where a packet came inside a tunnel (capture/decode.py decapsulates it),
 # ``tunnel_key`` packs the innermost encapsulation's kind (top byte, 0: none) and, in its low 32
@@ -349,12 +353,7 @@ _FLOW_COLUMNS: dict[str, Any] = {
     "fwd_bytes": np.int64,
     "bwd_bytes": np.int64,
     "file_id": np.int32,
-    "tunnel_key": np.uint64,
-    "tunnel_id": np.uint32,
-    "outer_src_hi": np.uint64,
-    "outer_src_lo": np.uint64,
-    "outer_dst_hi": np.uint64,
-    "outer_dst_lo": np.uint64,
+    **_TUNNEL_DTYPES,
     "agg_flows": np.int64,
     "agg_pkts": np.int64,
     "agg_bytes": np.int64,
