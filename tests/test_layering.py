@@ -184,3 +184,15 @@ def test_nothing_imports_cli():
     for path in PKG.rglob("*.py"):
         if path.name not in ("cli.py", "__main__.py"):
             assert "netae.cli" not in path.read_text(), path
+
+
+def test_no_function_in_the_package_passes_80_lines():
+    """Long functions are split at their seams (issue 17): kernels into per-layer helpers."""
+    long = []
+    for path in MODULES:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                n = (node.end_lineno or node.lineno) - node.lineno + 1
+                if n > 80:
+                    long.append(f"netae/{path.relative_to(PKG)}:{node.lineno} {node.name} ({n} lines)")
+    assert not long, long
