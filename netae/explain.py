@@ -29,7 +29,7 @@ import numpy as np
 import numpy.typing as npt
 
 from netae.features import FEATURE_LABELS, PACKET_FEATURES, feature_label
-from netae.incidents import human_bytes, human_seconds
+from netae.incidents import human_bytes, human_seconds, plural
 from netae.protocols import PORTED
 from netae.tables import Features, FlowTable, format_ips
 
@@ -134,10 +134,6 @@ def _count(log_value: float) -> int:
     return int(round(math.expm1(max(float(log_value), 0.0))))
 
 
-def _plural(n: int, word: str) -> str:
-    return f"{n:,} {word}{'s' * (n != 1)}"
-
-
 def _endpoint(ip: str, port: int, proto: int) -> str:
     if proto in PORTED:
         return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
@@ -191,7 +187,7 @@ def _volume(fl: _Flow) -> str:
             f"{moved} in {human_seconds(fl.duration_s)}" + fl.beyond("log_flow_bytes", total, "the largest flow")
         )
     if "log_flow_pkts" in fl.notable:
-        parts.append(_plural(fl.n_pkts, "packet") + fl.beyond("log_flow_pkts", fl.n_pkts, "the longest flow"))
+        parts.append(plural(fl.n_pkts, "packet") + fl.beyond("log_flow_pkts", fl.n_pkts, "the longest flow"))
     if "log_flow_duration_ms" in fl.notable and not parts:
         what = "the longest flow"
         parts.append(
@@ -205,14 +201,14 @@ def _dns(fl: _Flow) -> str:
     names = _count(fl.ctx_value("ctx_dns_parent_names_log"))
     if "ctx_dns_parent_names_log" in fl.notable or "ctx_dns_parent_new_share" in fl.notable:
         share = fl.ctx_value("ctx_dns_parent_new_share")
-        parts.append(f"{_plural(names, 'new name')} under one domain in the last {fl.window} ({100 * share:.0f} % new)")
+        parts.append(f"{plural(names, 'new name')} under one domain in the last {fl.window} ({100 * share:.0f} % new)")
     if fl.notable & {"dns_qname_chars_log", "dns_label_chars_log", "dns_label_entropy_bits"}:
         qlen = _count(fl.values.get("dns_qname_chars_log", 0.0))
         ent = fl.values.get("dns_label_entropy_bits", 0.0)
         parts.append(f"names of {qlen} characters with {ent:.1f} bits of entropy")
     n = _count(fl.ctx_value("ctx_src_dns_new_names_log"))
     if "ctx_src_dns_new_names_log" in fl.notable and not (parts and n == names):
-        parts.append(f"{_plural(n, 'new name')} looked up by {fl.src} in the last {fl.window}")
+        parts.append(f"{plural(n, 'new name')} looked up by {fl.src} in the last {fl.window}")
     return ", ".join(parts)
 
 
@@ -278,13 +274,13 @@ def _src(fl: _Flow) -> str:
     fail = fl.ctx_value("ctx_src_fail_share")
     parts = []
     if ports:
-        parts.append(_plural(ports, "new destination port"))
+        parts.append(plural(ports, "new destination port"))
     if dsts:
-        parts.append(_plural(dsts, "new destination"))
+        parts.append(plural(dsts, "new destination"))
     if parts:
         text = f"{' and '.join(parts)} from {fl.src} in the last {fl.window}"
     elif flows:
-        text = f"{_plural(flows, 'earlier flow')} from {fl.src} in the last {fl.window}"
+        text = f"{plural(flows, 'earlier flow')} from {fl.src} in the last {fl.window}"
     else:
         text = f"first flow from {fl.src} in the last {fl.window}"
     if fail > 0 and "ctx_src_fail_share" in fl.notable:
@@ -295,7 +291,7 @@ def _src(fl: _Flow) -> str:
 def _svc(fl: _Flow) -> str:
     n = _count(fl.ctx_value("ctx_svc_flows_log"))
     new = _count(fl.ctx_value("ctx_svc_new_srcs_log"))
-    return f"{_plural(n, 'flow')} to {fl.dst} in the last {fl.window}, {new:,} from new sources"
+    return f"{plural(n, 'flow')} to {fl.dst} in the last {fl.window}, {new:,} from new sources"
 
 
 _PHRASES: dict[str, Callable[[_Flow], str]] = {

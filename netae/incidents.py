@@ -56,6 +56,9 @@ __all__ = [
     "Incidents",
     "find_incidents",
     "flow_classes",
+    "human_bytes",
+    "human_seconds",
+    "plural",
 ]
 
 PROBE_MAX_PKTS = 4
@@ -275,8 +278,9 @@ def _kind(st: _Stats, dport: int, proto: int) -> str:
     return "repeated connections"
 
 
-def _plural(n: int, word: str, plural: str | None = None) -> str:
-    return f"{n:,} {word if n == 1 else plural or word + 's'}"
+def plural(n: int, word: str, many: str | None = None) -> str:
+    """``n`` with thousands separators and ``word``, or ``many`` (default ``word + "s"``) unless n is 1."""
+    return f"{n:,} {word if n == 1 else many or word + 's'}"
 
 
 def human_bytes(n: float) -> str:
@@ -305,35 +309,35 @@ def _sentence(table: ScoreTable, st: _Stats, kind: str, rep: int, span_s: float)
     n = len(st.rows)
     during = f"in {human_seconds(span_s)}"
     if kind == "port scan":
-        return f"{src} probed {_plural(st.n_dports, 'port')} on {_plural(st.n_dsts, 'host')} {during}"
+        return f"{src} probed {plural(st.n_dports, 'port')} on {plural(st.n_dsts, 'host')} {during}"
     if kind == "host sweep":
-        return f"{src} probed {_plural(st.n_dsts, 'host')} on {_plural(st.n_dports, 'port')} {during}"
+        return f"{src} probed {plural(st.n_dsts, 'host')} on {plural(st.n_dports, 'port')} {during}"
     if kind in ("SYN flood", "UDP flood"):
         n_srcs = max(st.n_srcs, int(table.flows.agg_srcs[st.rows].max()))
-        who = src if n_srcs == 1 else _plural(n_srcs, "source")
+        who = src if n_srcs == 1 else plural(n_srcs, "source")
         if kind == "UDP flood":
-            return f"{who} sent {_plural(st.n_conn, 'datagram flow')} to {dst}:{port} {during}"
-        return f"{who} opened {_plural(st.n_conn, 'half-open connection')} to {dst}:{port} {during}"
+            return f"{who} sent {plural(st.n_conn, 'datagram flow')} to {dst}:{port} {during}"
+        return f"{who} opened {plural(st.n_conn, 'half-open connection')} to {dst}:{port} {during}"
     if kind in ("DNS series", "unusual DNS"):
-        return f"{src} sent {_plural(n, 'DNS flow')} to {dst} ({human_bytes(st.fwd_bytes)} of queries) {during}"
+        return f"{src} sent {plural(n, 'DNS flow')} to {dst} ({human_bytes(st.fwd_bytes)} of queries) {during}"
     if kind in ("large upload", "upload series"):
-        return f"{src} sent {human_bytes(st.fwd_bytes)} to {dst}:{port} in {_plural(n, 'flow')} {during}"
+        return f"{src} sent {human_bytes(st.fwd_bytes)} to {dst}:{port} in {plural(n, 'flow')} {during}"
     if kind in ("large download", "download series"):
         return f"{src} received {human_bytes(st.bwd_bytes)} from {dst}:{port} {during}"
     if kind == "beacon series":
-        return f"{src} connected to {dst}:{port} {_plural(n, 'time')}, every {human_seconds(st.mean_gap_s)} or so"
+        return f"{src} connected to {dst}:{port} {plural(n, 'time')}, every {human_seconds(st.mean_gap_s)} or so"
     if kind == "slow connections":
         return (
-            f"{src} held {_plural(n, 'connection')} to {dst}:{port} open for {human_seconds(st.median_dur_s)} "
+            f"{src} held {plural(n, 'connection')} to {dst}:{port} open for {human_seconds(st.median_dur_s)} "
             f"each with {human_bytes(st.median_bytes)} moved"
         )
     if kind == "brute force":
-        return f"{src} opened {_plural(n, 'short session')} to the login service {dst}:{port} {during}"
+        return f"{src} opened {plural(n, 'short session')} to the login service {dst}:{port} {during}"
     if kind == "ICMP":
-        peers = dst if st.n_dsts == 1 else _plural(st.n_dsts, "host")
-        return f"{src} exchanged {_plural(n, 'ICMP flow')} with {peers} {during}"
+        peers = dst if st.n_dsts == 1 else plural(st.n_dsts, "host")
+        return f"{src} exchanged {plural(n, 'ICMP flow')} with {peers} {during}"
     if n > 1:
-        return f"{_plural(n, 'connection')} from {src} to {dst}:{port} {during}"
+        return f"{plural(n, 'connection')} from {src} to {dst}:{port} {during}"
     return f"{src} connected to {dst}:{port} ({human_bytes(st.fwd_bytes + st.bwd_bytes)})"
 
 
